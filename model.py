@@ -1,0 +1,560 @@
+"""One readable decoder-only transformer that loads Hugging Face checkpoints.
+
+Families: Llama (incl. Llama-3 `rope_scaling` of type "llama3"; SmolLM2 is Llama), Mistral
+(without sliding window), Qwen2/Qwen2.5 (q/k/v biases), Qwen3 (q/k RMSNorm, explicit head_dim).
+All of them are the same block:
+
+    h = x + o_proj(attn(rope(q_norm(q_proj(rms(x)))), rope(k_norm(k_proj(rms(x)))), v_proj(rms(x))))
+    y = h + down_proj(silu(gate_proj(rms(h))) * up_proj(rms(h)))
+
+Our parameter names are the Hugging Face names without the leading "model.", so a checkpoint
+loads with a dictionary rename and a checkpoint we save loads in transformers/vLLM unchanged.
+
+Padding: a batch may be left- or right-padded; positions are cumsum(attention_mask) - 1, and
+keys at padded positions are masked out, so a padded row gets the same logits as the row alone.
+The KV cache (for the sampler) is a preallocated `KVCache`; `forward(..., cache=, start=)`
+writes the new keys/values at columns [start, start + T) and attends over [0, start + T).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
+
+
+class ModelLoadError(ValueError):
+    """A checkpoint folder or config we cannot load; the message is one line naming the file/field."""
+
+
+# ----------------------------------------------------------------------------------------------
+# config
+
+
+@dataclass
+class ModelConfig:
+    model_type: str = "llama"
+    vocab_size: int = 256
+    hidden_size: int = 64
+    intermediate_size: int = 172
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    num_key_value_heads: int | None = None  # None -> num_attention_heads (no GQA)
+    head_dim: int | None = None  # None -> hidden_size // num_attention_heads
+    max_position_embeddings: int = 2048
+    rope_theta: float = 10000.0
+    rope_scaling: dict | None = None  # None or {"rope_type": "llama3", factor, low/high_freq_factor, original_max_position_embeddings}
+    rms_norm_eps: float = 1e-6
+    tie_word_embeddings: bool = False
+    attention_bias: bool = False  # bias on q/k/v (always True for qwen2); llama/qwen3 also put one on o_proj
+    qk_norm: bool = False  # RMSNorm on each head of q and k before rotary (qwen3)
+    bos_token_id: int | None = None
+    eos_token_id: int | list[int] | None = None
+    pad_token_id: int | None = None
+    torch_dtype: str = "float32"  # dtype the weights are stored in (written to config.json)
+
+    def __post_init__(self):
+        # the one place where derivable fields are derived
+        if self.num_key_value_heads is None:
+            self.num_key_value_heads = self.num_attention_heads
+        if self.head_dim is None:
+            self.head_dim = self.hidden_size // self.num_attention_heads
+        if self.model_type == "qwen2":
+            self.attention_bias = True
+        if self.model_type == "qwen3":
+            self.qk_norm = True
+        self.validate()
+
+    def validate(self) -> None:
+        def bad(msg):
+            raise ModelLoadError(f"config: {msg}")
+
+        if self.model_type not in SUPPORTED_MODEL_TYPES:
+            bad(f"model_type {self.model_type!r} is not supported (supported: {', '.join(SUPPORTED_MODEL_TYPES)})")
+        for name in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                     "num_attention_heads", "num_key_value_heads", "head_dim", "max_position_embeddings"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                bad(f"{name} must be a positive integer, got {v!r}")
+        if self.num_attention_heads % self.num_key_value_heads:
+            bad(f"num_attention_heads {self.num_attention_heads} is not a multiple of num_key_value_heads {self.num_key_value_heads}")
+        if self.head_dim % 2:
+            bad(f"head_dim {self.head_dim} must be even for rotary embeddings")
+        if self.rope_scaling is not None:
+            kind = self.rope_scaling.get("rope_type", self.rope_scaling.get("type"))
+            if kind not in ("default", "llama3"):
+                bad(f"rope_scaling type {kind!r} is not supported (supported: default, llama3)")
+            if kind == "llama3":
+                for k in ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"):
+                    if k not in self.rope_scaling:
+                        bad(f"rope_scaling of type llama3 lacks {k!r}")
+
+    @classmethod
+    def from_hf_dict(cls, d: dict) -> "ModelConfig":
+        """Read a Hugging Face config.json dict (transformers 4.x or 5.x layout); clear errors."""
+        if not isinstance(d, dict):
+            raise ModelLoadError("config: expected a JSON object")
+        mt = d.get("model_type")
+        if mt not in SUPPORTED_MODEL_TYPES:
+            raise ModelLoadError(f"config: model_type {mt!r} is not supported (supported: {', '.join(SUPPORTED_MODEL_TYPES)})")
+        for k in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads"):
+            if k not in d:
+                raise ModelLoadError(f"config: missing field {k!r}")
+        # fields that change the computation in ways we do not implement
+        if d.get("hidden_act", "silu") != "silu":
+            raise ModelLoadError(f"config: hidden_act {d['hidden_act']!r} is not supported (only silu)")
+        if d.get("mlp_bias", False):
+            raise ModelLoadError("config: mlp_bias=true is not supported")
+        if d.get("use_sliding_window", False):
+            raise ModelLoadError("config: use_sliding_window=true (sliding-window attention) is not supported")
+        if mt == "mistral" and d.get("sliding_window") is not None and d["sliding_window"] < d.get("max_position_embeddings", 0):
+            raise ModelLoadError(f"config: sliding_window={d['sliding_window']} (sliding-window attention) is not supported")
+        lt = [t for t in d.get("layer_types") or [] if t != "full_attention"]
+        if lt:
+            raise ModelLoadError(f"config: layer_types {lt[0]!r} is not supported (only full_attention)")
+        # rope: transformers 4.x has rope_theta + rope_scaling, 5.x has rope_parameters
+        rp = d.get("rope_parameters")
+        scaling = d.get("rope_scaling")
+        theta = d.get("rope_theta")
+        if isinstance(rp, dict):
+            theta = rp.get("rope_theta", theta)
+            if rp.get("rope_type", "default") != "default":
+                scaling = {k: v for k, v in rp.items() if k != "rope_theta"}
+        if isinstance(scaling, dict) and scaling.get("rope_type", scaling.get("type")) == "default":
+            scaling = None
+        if scaling is not None and not isinstance(scaling, dict):
+            raise ModelLoadError(f"config: rope_scaling must be an object or null, got {scaling!r}")
+        known = {f.name for f in fields(cls)}
+        kw = {k: d[k] for k in known if k in d and k not in ("rope_scaling", "rope_theta", "torch_dtype")}
+        kw["rope_theta"] = float(theta if theta is not None else 10000.0)
+        kw["rope_scaling"] = dict(scaling) if scaling else None
+        dt = d.get("torch_dtype") or d.get("dtype") or "float32"
+        kw["torch_dtype"] = str(dt).replace("torch.", "")
+        if kw.get("head_dim") is None:
+            kw.pop("head_dim", None)
+        if kw.get("num_key_value_heads") is None:
+            kw.pop("num_key_value_heads", None)
+        return cls(**kw)
+
+    def to_hf_dict(self) -> dict:
+        """A config.json that transformers (4.x and 5.x) and vLLM load unchanged."""
+        d = asdict(self)
+        d.pop("qk_norm")  # implied by model_type qwen3
+        if self.model_type == "qwen2":
+            d.pop("attention_bias")  # implied by model_type qwen2
+        d["architectures"] = [{"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM",
+                               "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}[self.model_type]]
+        d["hidden_act"] = "silu"
+        if self.model_type == "mistral":
+            d["sliding_window"] = None
+        if self.model_type in ("qwen2", "qwen3"):
+            d["use_sliding_window"] = False
+        # both rope layouts: 4.x reads rope_theta/rope_scaling, 5.x reads rope_parameters
+        d["rope_parameters"] = {"rope_type": "default", **(self.rope_scaling or {}), "rope_theta": self.rope_theta}
+        d["rope_parameters"].pop("type", None)
+        return d
+
+
+# ----------------------------------------------------------------------------------------------
+# the model
+
+
+class RMSNorm(nn.Module):
+    """y = w * x / sqrt(mean(x^2) + eps), computed in float32 like the reference implementations."""
+
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        x = x.float()
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x.to(dtype)
+
+
+def rope_inv_freq(cfg: ModelConfig) -> torch.Tensor:
+    """inv_freq_i = theta^(-2i/d), i < d/2 (float32), with Llama-3 frequency scaling when configured."""
+    d = cfg.head_dim
+    inv_freq = 1.0 / (cfg.rope_theta ** (torch.arange(0, d, 2, dtype=torch.int64).float() / d))
+    s = cfg.rope_scaling
+    if s is None or s.get("rope_type", s.get("type")) == "default":
+        return inv_freq
+    # llama3: long wavelengths slowed down by `factor`, short ones kept, a smooth ramp in between
+    factor, lo, hi = s["factor"], s["low_freq_factor"], s["high_freq_factor"]
+    old_len = s["original_max_position_embeddings"]
+    wavelen = 2 * math.pi / inv_freq
+    scaled = torch.where(wavelen > old_len / lo, inv_freq / factor, inv_freq)
+    smooth = (old_len / wavelen - lo) / (hi - lo)
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = ~(wavelen < old_len / hi) & ~(wavelen > old_len / lo)
+    return torch.where(medium, smoothed, scaled)
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    # x (B, nh, T, hd); cos/sin (B, 1, T, hd)  ("rotate half" layout of HF checkpoints)
+    return x * cos + rotate_half(x) * sin
+
+
+class KVCache(nn.Module):
+    """Preallocated keys/values for all layers: (L, B, n_kv_heads, max_len, head_dim) each."""
+
+    def __init__(self, cfg: ModelConfig, batch: int, max_len: int, dtype: torch.dtype, device):
+        super().__init__()
+        shape = (cfg.num_hidden_layers, batch, cfg.num_key_value_heads, max_len, cfg.head_dim)
+        self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+
+    def update(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor):
+        """Write k/v (B, n_kv, T, hd) at columns [start, start+T); return all keys/values so far."""
+        end = start + k.shape[2]
+        self.k[layer, :, :, start:end] = k
+        self.v[layer, :, :, start:end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+    def repeat_rows(self, n: int) -> "KVCache":
+        """Row b becomes rows b*n .. b*n+n-1 (prompt-major), e.g. one prefilled prompt -> its G samples."""
+        out = KVCache.__new__(KVCache)
+        nn.Module.__init__(out)
+        out.register_buffer("k", self.k.repeat_interleave(n, dim=1), persistent=False)
+        out.register_buffer("v", self.v.repeat_interleave(n, dim=1), persistent=False)
+        return out
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_head, self.n_kv, self.hd = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+        o_bias = cfg.attention_bias and cfg.model_type != "qwen2"  # qwen2: q/k/v biases only
+        self.q_proj = nn.Linear(cfg.hidden_size, self.n_head * self.hd, bias=cfg.attention_bias)
+        self.k_proj = nn.Linear(cfg.hidden_size, self.n_kv * self.hd, bias=cfg.attention_bias)
+        self.v_proj = nn.Linear(cfg.hidden_size, self.n_kv * self.hd, bias=cfg.attention_bias)
+        self.o_proj = nn.Linear(self.n_head * self.hd, cfg.hidden_size, bias=o_bias)
+        if cfg.qk_norm:
+            self.q_norm = RMSNorm(self.hd, cfg.rms_norm_eps)
+            self.k_norm = RMSNorm(self.hd, cfg.rms_norm_eps)
+
+    def forward(self, x, cos, sin, attn_mask, cache: KVCache | None, layer: int, start: int):
+        B, T, _ = x.shape
+        q = self.q_proj(x).view(B, T, self.n_head, self.hd)
+        k = self.k_proj(x).view(B, T, self.n_kv, self.hd)
+        v = self.v_proj(x).view(B, T, self.n_kv, self.hd).transpose(1, 2)  # (B, n_kv, T, hd)
+        if hasattr(self, "q_norm"):
+            q, k = self.q_norm(q), self.k_norm(k)
+        q = apply_rope(q.transpose(1, 2), cos, sin)  # (B, nh, T, hd)
+        k = apply_rope(k.transpose(1, 2), cos, sin)  # (B, n_kv, T, hd)
+        if cache is not None:
+            k, v = cache.update(layer, start, k, v)  # (B, n_kv, start+T, hd)
+        if self.n_kv != self.n_head:  # grouped-query attention: each kv head serves n_head/n_kv q heads
+            k = k.repeat_interleave(self.n_head // self.n_kv, dim=1)
+            v = v.repeat_interleave(self.n_head // self.n_kv, dim=1)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (B, nh, T, hd)
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, self.n_head * self.hd))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.self_attn = Attention(cfg)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, cos, sin, attn_mask, cache, layer, start):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, attn_mask, cache, layer, start)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class Transformer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.num_hidden_layers))
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        if cfg.tie_word_embeddings:
+            self.lm_head.weight = self.embed_tokens.weight
+        self.eos_token_ids: list[int] = _as_id_list(cfg.eos_token_id)
+        self._inv_freq: torch.Tensor | None = None  # float32, recomputed per device (never cast to bf16)
+        if not any(p.is_meta for p in self.parameters()):
+            self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+            if getattr(m, "bias", None) is not None:
+                nn.init.zeros_(m.bias)
+
+    def rope(self, positions: torch.Tensor, dtype: torch.dtype):
+        """cos, sin (B, 1, T, head_dim) for integer positions (B, T); angles in float32."""
+        if self._inv_freq is None or self._inv_freq.device != positions.device:
+            self._inv_freq = rope_inv_freq(self.config).to(positions.device)
+        freqs = positions.float()[..., None] * self._inv_freq  # (B, T, hd/2)
+        emb = torch.cat((freqs, freqs), dim=-1)[:, None]  # (B, 1, T, hd)
+        return emb.cos().to(dtype), emb.sin().to(dtype)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        *,
+        positions: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        start: int = 0,
+        last_only: bool = False,
+    ) -> torch.Tensor:
+        """input_ids (B, T) -> logits (B, T, vocab), or (B, 1, vocab) if last_only.
+
+        attention_mask (B, start+T), 1 = real token, covers the cached columns too. positions
+        (B, T) default to cumsum(attention_mask) - 1. With `cache`, the new keys/values go to
+        columns [start, start+T) and queries attend over columns [0, start+T).
+        """
+        B, T = input_ids.shape
+        S = start + T  # number of key columns
+        if attention_mask is None:
+            attention_mask = torch.ones(B, S, dtype=torch.bool, device=input_ids.device)
+        attention_mask = attention_mask.bool()
+        if attention_mask.shape != (B, S):
+            raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, expected {(B, S)}")
+        if positions is None:
+            positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, start:]  # (B, T)
+        # query at column start+i sees key column j iff j <= start+i and key j is a real token;
+        # it always sees itself, so padded queries get finite (ignored) outputs, never NaN.
+        q_col = torch.arange(start, S, device=input_ids.device)[:, None]  # (T, 1)
+        k_col = torch.arange(S, device=input_ids.device)[None, :]  # (1, S)
+        attn_mask = ((k_col <= q_col) & attention_mask[:, None, :]) | (k_col == q_col)  # (B, T, S)
+        attn_mask = attn_mask[:, None]  # (B, 1, T, S)
+
+        x = self.embed_tokens(input_ids)  # (B, T, C)
+        cos, sin = self.rope(positions, x.dtype)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, cos, sin, attn_mask, cache, i, start)
+        if last_only:
+            x = x[:, -1:]
+        return self.lm_head(self.norm(x))  # (B, T, vocab)
+
+
+# ----------------------------------------------------------------------------------------------
+# loading and saving Hugging Face folders
+
+
+def _as_id_list(x) -> list[int]:
+    if x is None:
+        return []
+    if isinstance(x, int) and not isinstance(x, bool):
+        return [x]
+    if isinstance(x, (list, tuple)) and all(isinstance(i, int) and not isinstance(i, bool) for i in x):
+        return list(x)
+    raise ModelLoadError(f"eos_token_id must be an int or a list of ints, got {x!r}")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            d = json.load(f)
+    except FileNotFoundError:
+        raise ModelLoadError(f"{path}: file not found") from None
+    except json.JSONDecodeError as e:
+        raise ModelLoadError(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except OSError as e:
+        raise ModelLoadError(f"{path}: cannot read ({e.strerror})") from None
+    if not isinstance(d, dict):
+        raise ModelLoadError(f"{path}: expected a JSON object, got {type(d).__name__}")
+    return d
+
+
+def _model_dir(path) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise ModelLoadError(f"{p}: model folder not found")
+    if not p.is_dir():
+        raise ModelLoadError(f"{p}: not a folder (expected a Hugging Face model folder)")
+    return p
+
+
+def load_config(path) -> ModelConfig:
+    p = _model_dir(path)
+    d = _read_json(p / "config.json")
+    try:
+        return ModelConfig.from_hf_dict(d)
+    except ModelLoadError as e:
+        raise ModelLoadError(f"{p / 'config.json'}: {str(e).removeprefix('config: ')}") from None
+    except TypeError as e:  # e.g. a field of the wrong type reaching the dataclass
+        raise ModelLoadError(f"{p / 'config.json'}: {e}") from None
+
+
+def _eos_token_ids(p: Path, cfg: ModelConfig) -> list[int]:
+    """Union of EOS ids from generation_config.json, config.json and tokenizer_config.json."""
+    ids: list[int] = []
+    if (p / "generation_config.json").exists():
+        ids += _as_id_list(_read_json(p / "generation_config.json").get("eos_token_id"))
+    ids += _as_id_list(cfg.eos_token_id)
+    if (p / "tokenizer_config.json").exists() and (p / "tokenizer.json").exists():
+        tok = _read_json(p / "tokenizer_config.json").get("eos_token")
+        if isinstance(tok, dict):
+            tok = tok.get("content")
+        if isinstance(tok, str):
+            tid = load_tokenizer(p).token_to_id(tok)
+            if tid is not None:
+                ids.append(tid)
+    return list(dict.fromkeys(ids))
+
+
+def _hf_name(name: str) -> str:
+    return name if name.startswith("lm_head.") else "model." + name
+
+
+def _read_state_dict(p: Path) -> dict[str, torch.Tensor]:
+    """All tensors of model.safetensors, or of the shards listed in model.safetensors.index.json."""
+    single, index = p / "model.safetensors", p / "model.safetensors.index.json"
+    if single.exists():
+        files = {single: None}
+    elif index.exists():
+        wm = _read_json(index).get("weight_map")
+        if not isinstance(wm, dict):
+            raise ModelLoadError(f"{index}: missing 'weight_map'")
+        files = {}
+        for name, shard in wm.items():
+            files.setdefault(p / shard, set()).add(name)
+    else:
+        raise ModelLoadError(f"{p}: no model.safetensors or model.safetensors.index.json")
+    sd = {}
+    for f, names in files.items():
+        if not f.exists():
+            raise ModelLoadError(f"{f}: weight file not found")
+        try:
+            with safe_open(str(f), framework="pt") as st:
+                for name in st.keys():
+                    if names is None or name in names:
+                        sd[name] = st.get_tensor(name)
+        except ModelLoadError:
+            raise
+        except Exception as e:  # safetensors raises its own error types for corrupt files
+            raise ModelLoadError(f"{f}: cannot read safetensors ({str(e).splitlines()[0]})") from None
+    return sd
+
+
+def load_model(path, device="cpu", dtype: torch.dtype | None = None) -> Transformer:
+    """Load a Hugging Face folder. dtype None -> float32 on CPU, bfloat16 on CUDA.
+
+    Sets model.eos_token_ids (list[int]) from generation_config.json, config.json and
+    tokenizer_config.json. Errors are ModelLoadError with one line naming the file/tensor.
+    """
+    p = _model_dir(path)
+    cfg = load_config(p)
+    device = torch.device(device)
+    if dtype is None:
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    sd = _read_state_dict(p)
+    with torch.device("meta"):
+        model = Transformer(cfg)
+    expected = {_hf_name(n): t for n, t in model.state_dict().items()}
+    if cfg.tie_word_embeddings:
+        expected.pop("lm_head.weight")
+        sd.pop("lm_head.weight", None)  # some tied checkpoints store a copy; the embedding wins
+    for name in list(sd):
+        if name.endswith("rotary_emb.inv_freq"):  # old checkpoints saved this buffer
+            del sd[name]
+    for name, t in expected.items():
+        if name not in sd:
+            raise ModelLoadError(f"{p}: tensor {name!r} missing from the checkpoint")
+        if tuple(sd[name].shape) != tuple(t.shape):
+            raise ModelLoadError(f"{p}: tensor {name!r} has shape {tuple(sd[name].shape)} but the config implies {tuple(t.shape)}")
+    extra = sorted(set(sd) - set(expected))
+    if extra:
+        raise ModelLoadError(f"{p}: unexpected tensor {extra[0]!r} (and {len(extra) - 1} more): the config does not use it")
+    own = {n.removeprefix("model."): t.to(device=device, dtype=dtype) for n, t in sd.items()}
+    model.load_state_dict(own, strict=False, assign=True)
+    if cfg.tie_word_embeddings:
+        model.lm_head.weight = model.embed_tokens.weight
+    model.config.torch_dtype = str(dtype).removeprefix("torch.")
+    model.eos_token_ids = _eos_token_ids(p, cfg)
+    return model
+
+
+def load_tokenizer(path):
+    """tokenizers.Tokenizer from <path>/tokenizer.json."""
+    from tokenizers import Tokenizer
+
+    p = _model_dir(path)
+    f = p / "tokenizer.json"
+    if not f.exists():
+        raise ModelLoadError(f"{f}: file not found")
+    try:
+        return Tokenizer.from_file(str(f))
+    except Exception as e:
+        raise ModelLoadError(f"{f}: cannot parse tokenizer ({str(e).splitlines()[0]})") from None
+
+
+def save_model(model: Transformer, path, tokenizer=None) -> None:
+    """Write config.json, generation_config.json, model.safetensors (and tokenizer.json) atomically.
+
+    Everything is written to a temporary folder next to `path`, which then replaces `path` by
+    rename; if anything fails, an existing `path` is left exactly as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cfg = model.config
+    dtype = next(model.parameters()).dtype
+    cfg_dict = cfg.to_hf_dict()
+    cfg_dict["torch_dtype"] = str(dtype).removeprefix("torch.")
+    eos = list(getattr(model, "eos_token_ids", None) or _as_id_list(cfg.eos_token_id))
+    gen = {"eos_token_id": eos[0] if len(eos) == 1 else eos}
+    if cfg.bos_token_id is not None:
+        gen["bos_token_id"] = cfg.bos_token_id
+    if cfg.pad_token_id is not None:
+        gen["pad_token_id"] = cfg.pad_token_id
+    tensors = {_hf_name(n): t.detach().contiguous().cpu() for n, t in model.state_dict().items()}
+    if cfg.tie_word_embeddings:
+        tensors.pop("lm_head.weight")  # shared with model.embed_tokens.weight
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        (tmp / "config.json").write_text(json.dumps(cfg_dict, indent=2) + "\n")
+        (tmp / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
+        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        if tokenizer is not None:
+            tokenizer.save(str(tmp / "tokenizer.json"))
+        if not path.exists():
+            os.replace(tmp, path)
+            return
+        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+        os.replace(path, old / path.name)  # move the old folder aside, swap the new one in
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            os.replace(old / path.name, path)  # put the old folder back
+            raise
+        shutil.rmtree(old)  # the old copy goes last
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
