@@ -1,0 +1,884 @@
+"""Rule-based math answer verifier: the reward of every rollout.
+
+    reward = verify(response, gold)  in {False, True}
+
+Three stages, each a function:
+  1. extract_answer(response): the last \\boxed{...} / \\fbox{...} (brace counting, also
+     `\\boxed 5`), else the last GSM8K `#### N`, else the last "(final) answer is / Answer:"
+     clause. None when there is none (a last-number fallback only when asked for).
+  2. normalize(answer): one canonical string, MATH-grader style (spacing commands, \\left,
+     \\dfrac, \\frac12, \\text{} units, degrees, currency, thousands separators, `x =`...).
+  3. answers_equal(a, b): equal strings, else both sides parsed into values (numbers, tuples,
+     intervals, sets, matrices, equations, option letters, text) and compared structurally;
+     numbers are exact Fractions where possible, else floats with a relative tolerance.
+
+Choices where graders disagree (stated once, tested in tests/test_verifier*.py):
+  - Percent: `x\\%` equals both `x` (the MATH grader strips \\%) and `x/100` (its value), so
+    `28\\%` == `28` == `0.28`. Two percents compare as numbers: `50\\%` != `5\\%`.
+  - Tolerance: two exact rationals must be equal up to a relative 1e-6 (so `1/2^98` != `1/2^99`
+    and `9.1e-31` != `9.1e-30`); irrational values (pi, e, roots) use the same relative 1e-6.
+    Zero equals only an exact zero: no absolute tolerance anywhere.
+  - Bare lists `1, 2` are unordered sets of solutions; `(1, 2)` and `[1, 2)` are ordered and
+    their bracket types must match. `\\pm` expands to both signs. A 1-row or 1-column matrix
+    equals the tuple with the same entries.
+  - `2\\frac{1}{4}` is the mixed number 9/4 (proper fraction right after an integer).
+  - Expressions with variables are compared at three fixed rational points.
+  - Equations: a leading `x =` (single variable) is dropped; other equations compare side by
+    side, in either order.
+
+Safety by construction: no eval/exec, no regex with nested quantifiers on unbounded input,
+answers longer than MAX_ANSWER_CHARS are only compared as strings, the parser has a depth cap,
+and exponents, factorials and bit lengths are bounded *before* computing. Any failure while
+parsing or comparing means "not equal"; verify() never raises on str input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+import unicodedata
+from fractions import Fraction
+
+MAX_ANSWER_CHARS = 1000  # longer answers are compared as exact strings only
+MAX_BOX_SCAN = 4000  # a \boxed{ that does not close within this many chars is ignored
+MAX_BOX_TRIES = 8  # how many \boxed occurrences (from the end) we try before giving up
+MAX_DEPTH = 60  # parser recursion cap (nested brackets / fractions)
+MAX_BITS = 8192  # largest numerator/denominator bit length we compute with
+MAX_EXPONENT = 4096  # largest |integer exponent| for exact powers
+MAX_FACTORIAL = 300  # n! refused above this (1000! is refused)
+MAX_LITERAL_DIGITS = 600  # longest number literal we convert
+MAX_ITEMS = 64  # longest list / set / tuple we compare structurally
+REL_TOL = Fraction(1, 10**6)  # relative tolerance for numeric comparison
+
+
+class _Refuse(Exception):
+    """Internal: the answer is not something we can evaluate (or too big to)."""
+
+
+# ----------------------------------------------------------------------------- extraction
+
+_ANSWER_MARKERS = ("final answer is", "answer is", "final answer:", "answer:")
+_NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+def _box_content(text: str, start: int) -> str | None:
+    """Content of the \\boxed / \\fbox command whose argument starts at text[start]."""
+    i, n = start, len(text)
+    while i < n and text[i] in " \t":
+        i += 1
+    if i >= n:
+        return None
+    if text[i] != "{":  # `\boxed 5`: one token up to whitespace or $
+        if start == i:  # `\boxedx` is another command, not a box
+            return None
+        j = i
+        while j < n and j - i < MAX_BOX_SCAN and text[j] not in " \t\n$":
+            j += 1
+        return text[i:j]
+    depth, j, end = 0, i, min(n, i + MAX_BOX_SCAN)
+    while j < end:
+        c = text[j]
+        if c == "\\":
+            j += 2  # \{ and \} do not count
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return text[i + 1 : j]
+        j += 1
+    return None  # unclosed (or longer than MAX_BOX_SCAN)
+
+
+def _last_box(text: str) -> str | None:
+    end = len(text)
+    for _ in range(MAX_BOX_TRIES):
+        b, f = text.rfind("\\boxed", 0, end), text.rfind("\\fbox", 0, end)
+        pos = max(b, f)
+        if pos < 0:
+            return None
+        content = _box_content(text, pos + (6 if pos == b else 5))
+        if content is not None and content.strip():
+            return content
+        end = pos
+    return None
+
+
+def _clause_after(text: str, pos: int) -> str:
+    """The rest of the line after pos, cut at the end of the sentence."""
+    nl = text.find("\n", pos, pos + MAX_BOX_SCAN)
+    line = text[pos : nl if nl >= 0 else min(len(text), pos + MAX_BOX_SCAN)]
+    line = line.lstrip(" :*\t")
+    m = re.search(r"\.(?:\s|$)", line)  # "is 3. So ..." -> "3"; "0.5" is kept
+    return line[: m.start()] if m else line
+
+
+def _clean(ans: str) -> str | None:
+    """Strip the wrappers around an extracted answer: $, \\( \\), \\[ \\], **, trailing '.'."""
+    s = ans.strip()
+    for _ in range(4):
+        before = s
+        s = s.strip().strip("$").strip()
+        if s.startswith("**") or s.endswith("**"):
+            s = s.strip("*").strip()
+        for a, b in (("\\(", "\\)"), ("\\[", "\\]")):
+            if s.startswith(a) and s.endswith(b):
+                s = s[2:-2]
+        s = s.rstrip(".").strip()
+        if s == before:
+            break
+    return s or None
+
+
+def extract_answer(text: str, *, last_number_fallback: bool = False) -> str | None:
+    """The final answer in a model response, or None if it gives none.
+
+    Order: last \\boxed{...}/\\fbox{...} (only the last box counts), else last `#### N`, else
+    the last "final answer is / answer is / Answer:" clause, else (only if
+    last_number_fallback) the last number in the last 2,000 characters.
+    """
+    try:
+        if not isinstance(text, str) or not text:
+            return None
+        box = _last_box(text)
+        if box is not None:
+            return _clean(box)
+        pos = text.rfind("####")
+        if pos >= 0:
+            ans = _clean(text[pos + 4 :].lstrip("#").split("\n", 1)[0][:MAX_BOX_SCAN])
+            if ans:
+                return ans
+        tail_start = max(0, len(text) - 20000)  # markers are searched near the end
+        low = text[tail_start:].lower()
+        best, best_len = -1, 0
+        for m in _ANSWER_MARKERS:
+            p = low.rfind(m)
+            if p > best:
+                best, best_len = p, len(m)
+        if best >= 0:
+            ans = _clean(_clause_after(text, tail_start + best + best_len))
+            if ans:
+                return ans
+        if last_number_fallback:
+            nums = _NUMBER_RE.findall(text[-2000:])
+            if nums:
+                return nums[-1].rstrip(",")
+        return None
+    except Exception:  # defensive: extraction must never raise
+        return None
+
+
+# ----------------------------------------------------------------------------- normalisation
+
+_UNICODE = {
+    "\u2212": "-", "\u2013": "-", "\u2014": "-", "\u00d7": "\\times ", "\u22c5": "\\cdot ",
+    "\u00b7": "\\cdot ", "\u00f7": "\\div ", "\u03c0": "\\pi ", "\u221e": "\\infty ",
+    "\u221a": "\\sqrt", "\u2264": "\\le ", "\u2265": "\\ge ", "\u00b0": "", "\u00b1": "\\pm ",
+    "\u222a": "\\cup ", "\u2260": "\\ne ",
+}
+_TEXT_CMDS = re.compile(
+    r"\\(?:text|textbf|textit|textrm|textsf|texttt|mathrm|mathbf|mathit|mathsf|mbox|"
+    r"operatorname|boldsymbol|mathnormal|hbox)\s*\{"
+)
+_DROP = [
+    ("\\left", ""), ("\\right", ""), ("\\bigl", ""), ("\\bigr", ""), ("\\Bigl", ""),
+    ("\\Bigr", ""), ("\\big", ""), ("\\Big", ""), ("\\displaystyle", ""), ("\\!", ""),
+    ("\\,", ""), ("\\:", ""), ("\\;", ""), ("\\qquad", " "), ("\\quad", " "), ("\\ ", " "),
+    ("~", " "), ("{,}", ","), ("\\dfrac", "\\frac"), ("\\tfrac", "\\frac"),
+    ("\\cfrac", "\\frac"), ("^{\\circ}", ""), ("^\\circ", ""), ("\\circ", ""),
+    ("\\degree", ""), ("\\$", ""), ("$", ""), ("\\%", "%"), ("\\leq", "\\le"),
+    ("\\geq", "\\ge"), ("\\neq", "\\ne"), ("\\lt", "<"), ("\\gt", ">"), ("\\infinity", "\\infty"),
+    ("\\tfrac", "\\frac"), ("\\dots", "\\ldots"), ("\\colon", ":"),
+]
+_THOUSANDS = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_OVERLINE = re.compile(r"(\d*)\.(\d*)\\overline\{?(\d{1,30})\}?")
+_FRAC_SHORT = [
+    (re.compile(r"\\frac\s*(\d)\s*(\d)"), r"\\frac{\1}{\2}"),
+    (re.compile(r"\\frac\s*(\d)\s*\{"), r"\\frac{\1}{"),
+    (re.compile(r"\\frac\s*\{([^{}]{0,60})\}\s*(\d)"), r"\\frac{\1}{\2}"),
+    (re.compile(r"\\frac\s*([a-zA-Z])\s*([a-zA-Z0-9])"), r"\\frac{\1}{\2}"),
+    (re.compile(r"\\sqrt\s*(\d)"), r"\\sqrt{\1}"),
+    (re.compile(r"\\sqrt\s+([a-zA-Z])"), r"\\sqrt{\1}"),
+]
+_MIXED = re.compile(r"(?<![\d.}^_])(\d+)\s*\\frac\{(\d+)\}\{(\d+)\}")
+_LEADING_VAR = re.compile(r"^\s*\\?[a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?(?:\([a-z]\))?\s*=\s*(?=\S)")
+_WORD_SEP = re.compile(r"(?:^|\s)(?:and|or)(?=\s|$)")
+
+
+def _unwrap_text(s: str) -> str:
+    """\\text{...} and friends -> ' ...' (space kept so `5\\text{cm}` reads as '5 cm')."""
+    for _ in range(50):
+        m = _TEXT_CMDS.search(s)
+        if not m:
+            break
+        depth, j = 1, m.end()
+        while j < len(s) and depth:
+            if s[j] == "\\":
+                j += 2
+                continue
+            depth += {"{": 1, "}": -1}.get(s[j], 0)
+            j += 1
+        if depth:
+            s = s[: m.start()] + " " + s[m.end() :]
+        else:
+            s = s[: m.start()] + " " + s[m.end() : j - 1] + " " + s[j:]
+    return s
+
+
+def _overline(m: re.Match) -> str:
+    """0.1\\overline{6} -> \\frac{1}{6}: the exact value of a repeating decimal."""
+    ip, fixed, rep = m.group(1) or "0", m.group(2), m.group(3)
+    value = Fraction(int(ip)) + Fraction(int(fixed or "0"), 10 ** len(fixed))
+    value += Fraction(int(rep), (10 ** len(rep) - 1) * 10 ** len(fixed))
+    return "\\frac{%d}{%d}" % (value.numerator, value.denominator)
+
+
+def _mixed(m: re.Match) -> str:
+    whole, num, den = m.group(1), int(m.group(2)), int(m.group(3))
+    if 0 < num < den:  # a mixed number only when the fraction is proper
+        return "(%s+\\frac{%d}{%d})" % (whole, num, den)
+    return m.group(0)
+
+
+def _split_top(s: str, seps: str = ",") -> list[str]:
+    """Split at separators outside (), [], {}."""
+    parts, depth, start, i = [], 0, 0, 0
+    while i < len(s):
+        c = s[i]
+        if c == "\\" and i + 1 < len(s) and s[i + 1] in "{}":
+            depth += 1 if s[i + 1] == "{" else -1
+            i += 2
+            continue
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        elif c in seps and depth == 0:
+            parts.append(s[start:i])
+            start = i + 1
+        i += 1
+    parts.append(s[start:])
+    return parts
+
+
+def _strip_units(item: str) -> str:
+    """'5 cm' -> '5', '10 square units' -> '10': trailing words after a number."""
+    words = item.split()
+    k = len(words)
+    while k > 1 and (words[k - 1].rstrip(".").isascii() and words[k - 1].rstrip(".").isalpha()
+                     or re.fullmatch(r"\^\{?\d\}?", words[k - 1])):
+        k -= 1
+    if k == len(words) or k == 0:
+        return item
+    unit = words[k:]
+    if not any(len(w.rstrip(".")) >= 2 and w.isalpha() for w in unit):
+        return item
+    head = " ".join(words[:k])
+    if re.search(r"[\d})]$|\\pi$", head) and re.search(r"\d|\\pi", head):
+        return head
+    return item
+
+
+def _normalize_item(item: str) -> str:
+    item = _LEADING_VAR.sub("", item, count=1) if item.count("=") == 1 else item
+    item = _strip_units(item.strip())
+    return re.sub(r"\s+", "", item)
+
+
+def normalize(answer: str) -> str:
+    """Canonical string form of an answer (both sides of a comparison go through this).
+
+    Examples: '\\dfrac12' -> '\\frac{1}{2}', '$1{,}000$' -> '1000', 'x = 5 \\text{ cm}' -> '5',
+    '45^\\circ' -> '45', '2\\frac14' -> '(2+\\frac{1}{4})', '3 and 4' -> '3,4'.
+    Answers longer than MAX_ANSWER_CHARS are only stripped.
+    """
+    s = answer.strip()
+    if len(s) > MAX_ANSWER_CHARS:
+        return s
+    s = "".join(ch for ch in s if ch >= " " or ch in "\t\n")  # NUL and control characters
+    s = unicodedata.normalize("NFKC", s)
+    s = "".join(_UNICODE.get(ch, str(unicodedata.digit(ch, "")) if ch.isdigit() and not ch.isascii()
+                             else ch) for ch in s)
+    for a, b in _DROP:
+        s = s.replace(a, b)
+    if s.startswith("\\boxed{") and s.endswith("}"):
+        s = s[7:-1]
+    s = _unwrap_text(s)
+    s = s.replace("\\{", "\x01").replace("\\}", "\x02")  # keep set braces apart from groups
+    s = s.strip().rstrip(".").strip()
+    s = _OVERLINE.sub(_overline, s)
+    for pat, rep in _FRAC_SHORT:
+        s = pat.sub(rep, s)
+    s = _MIXED.sub(_mixed, s)
+    if _THOUSANDS.fullmatch(s.strip()):
+        s = s.replace(",", "")
+    s = _WORD_SEP.sub(",", s)
+    items = [_normalize_item(x) for x in _split_top(s)]
+    out = ",".join(x for x in items if x) if len(items) > 1 else items[0]
+    return out.replace("\x01", "\\{").replace("\x02", "\\}")
+
+
+# ----------------------------------------------------------------------------- evaluator
+
+_COMMANDS = ("frac", "sqrt", "pi", "cdot", "times", "div", "infty", "ldots")
+_TOKEN_RE = re.compile(r"\d+\.?\d*|\.\d+|\\[a-zA-Z]+|[a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?|\S")
+
+
+def _tokenize(s: str) -> list[str]:
+    toks: list[str] = []
+    for m in _TOKEN_RE.finditer(s):
+        t = m.group(0)
+        if t.startswith("\\") and len(t) > 1 and t[1].isalpha():
+            name = t[1:]
+            while name not in _COMMANDS:  # `\pix` (spaces removed) is \pi x
+                for c in sorted(_COMMANDS, key=len, reverse=True):
+                    if name.startswith(c):
+                        toks.append("\\" + c)
+                        name = name[len(c) :]
+                        break
+                else:
+                    raise _Refuse(t)
+                if not name:
+                    break
+                if not name.startswith(_COMMANDS):
+                    toks.extend(name)  # trailing letters are variables
+                    name = ""
+                    break
+            if name:
+                toks.append("\\" + name)
+            continue
+        toks.append(t)
+    return toks
+
+
+def _number(tok: str, exp: int = 0) -> Fraction:
+    """Exact value of a decimal literal times 10^exp (digits bounded before int())."""
+    if len(tok) > MAX_LITERAL_DIGITS or abs(exp) > MAX_EXPONENT:
+        raise _Refuse("literal too long")
+    ip, _, fp = tok.partition(".")
+    value = Fraction(int((ip or "0") + fp), 10 ** len(fp))
+    return value * Fraction(10) ** exp
+
+
+def _check(x):
+    if isinstance(x, Fraction):
+        if x.numerator.bit_length() > MAX_BITS or x.denominator.bit_length() > MAX_BITS:
+            raise _Refuse("too big")
+    elif isinstance(x, float):
+        if x != x:
+            raise _Refuse("nan")
+    else:
+        raise _Refuse("complex")
+    return x
+
+
+def _exact_root(x: Fraction, n: int) -> Fraction | None:
+    """x^(1/n) when it is rational, else None (x >= 0)."""
+    out = []
+    for v in (x.numerator, x.denominator):
+        r = round(v ** (1.0 / n)) if v.bit_length() < 1000 else None
+        if r is None:
+            return None
+        for c in (r - 1, r, r + 1):
+            if c >= 0 and c**n == v:
+                out.append(c)
+                break
+        else:
+            return None
+    return Fraction(out[0], out[1])
+
+
+def _root(x, n):
+    if isinstance(n, Fraction) and n.denominator == 1 and 1 <= n <= 64:
+        n = int(n)
+    else:
+        raise _Refuse("root index")
+    if x < 0:
+        if n % 2 == 0:
+            raise _Refuse("even root of a negative")
+        return -_root(-x, Fraction(n))
+    if isinstance(x, Fraction):
+        r = _exact_root(x, n)
+        if r is not None:
+            return r
+    return float(x) ** (1.0 / n)
+
+
+def _pow(b, e):
+    if isinstance(e, Fraction) and e.denominator == 1:
+        k = int(e) if abs(e.numerator) <= MAX_EXPONENT else None
+        if isinstance(b, Fraction):
+            if b in (0, 1) or k is not None and b == -1:
+                return b**k if k is not None else (b if e > 0 else Fraction(1) / b)
+            if k is None:
+                raise _Refuse("exponent too large")
+            bits = max(b.numerator.bit_length(), b.denominator.bit_length())
+            if bits * abs(k) > MAX_BITS:
+                raise _Refuse("power too large")
+            return b**k
+        if k is None:
+            raise _Refuse("exponent too large")
+        return math.pow(b, k)
+    if isinstance(e, Fraction) and isinstance(b, Fraction) and b >= 0 and e.denominator <= 64:
+        r = _exact_root(b, e.denominator)
+        if r is not None:
+            return _pow(r, Fraction(e.numerator))
+    if b < 0:
+        raise _Refuse("negative base, non-integer exponent")
+    return math.pow(float(b), float(e))
+
+
+class _Parser:
+    """Recursive descent over tokens -> value, with variables bound by env.
+
+    expr  := term (('+'|'-') term)*
+    term  := unary (('*'|'/'|\\cdot|\\times|\\div|<implicit>) unary)*
+    unary := ('-'|'+') unary | power
+    power := postfix ('^' unary)?
+    postfix := atom '!'*
+    atom  := number | var | \\pi | e | \\infty | (expr) | {expr} | [expr]
+           | \\frac arg arg | \\sqrt([expr])? arg
+    """
+
+    def __init__(self, toks: list[str], env: dict):
+        self.t, self.i, self.env, self.depth = toks, 0, env, 0
+
+    def peek(self) -> str | None:
+        return self.t[self.i] if self.i < len(self.t) else None
+
+    def take(self, want: str | None = None) -> str:
+        tok = self.peek()
+        if tok is None or (want is not None and tok != want):
+            raise _Refuse("unexpected token")
+        self.i += 1
+        return tok
+
+    def run(self):
+        v = self.expr()
+        if self.peek() is not None:
+            raise _Refuse("trailing tokens")
+        return v
+
+    def expr(self):
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise _Refuse("too deep")
+        v = self.term()
+        while self.peek() in ("+", "-"):
+            op = self.take()
+            w = self.term()
+            v = _check(v + w if op == "+" else v - w)
+        self.depth -= 1
+        return v
+
+    def _starts_atom(self, tok: str | None) -> bool:
+        if tok is None:
+            return False
+        return (tok[0].isdigit() or tok[0] == "." and len(tok) > 1 or tok[0].isalpha()
+                or tok in ("(", "{", "\\frac", "\\sqrt", "\\pi", "\\infty"))
+
+    def term(self):
+        v = self.unary()
+        while True:
+            tok = self.peek()
+            if tok in ("*", "/", "\\cdot", "\\times", "\\div"):
+                self.take()
+                w = self.unary()
+                if tok in ("/", "\\div"):
+                    if w == 0:
+                        raise _Refuse("division by zero")
+                    v = _check(v / w)
+                else:
+                    v = _check(v * w)
+            elif self._starts_atom(tok):
+                v = _check(v * self.power())
+            else:
+                return v
+
+    def unary(self):
+        tok = self.peek()
+        if tok in ("-", "+"):
+            self.take()
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise _Refuse("too deep")
+            v = self.unary()
+            self.depth -= 1
+            return -v if tok == "-" else v
+        return self.power()
+
+    def power(self):
+        v = self.postfix()
+        if self.peek() == "^":
+            self.take()
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise _Refuse("too deep")
+            e = self.unary()
+            self.depth -= 1
+            v = _check(_pow(v, e))
+        return v
+
+    def postfix(self):
+        v = self.atom()
+        while self.peek() == "!":
+            self.take()
+            if not (isinstance(v, Fraction) and v.denominator == 1 and 0 <= v <= MAX_FACTORIAL):
+                raise _Refuse("factorial")
+            v = Fraction(math.factorial(int(v)))
+        return v
+
+    def group(self, close: str):
+        v = self.expr()
+        self.take(close)
+        return v
+
+    def arg(self):
+        if self.peek() == "{":
+            self.take()
+            return self.group("}")
+        return self.atom()
+
+    def atom(self):
+        tok = self.take()
+        if tok[0].isdigit() or tok[0] == ".":
+            if tok == ".":
+                raise _Refuse("lone dot")
+            exp = 0
+            nxt = self.peek()
+            if nxt in ("e", "E") and self.i + 1 < len(self.t):  # 1.2e5, 1.2e-5
+                j, sign = self.i + 1, 1
+                if self.t[j] in ("+", "-") and j + 1 < len(self.t):
+                    sign, j = (-1 if self.t[j] == "-" else 1), j + 1
+                if self.t[j].isdigit() and len(self.t[j]) <= 6:
+                    exp, self.i = sign * int(self.t[j]), j + 1
+            return _number(tok, exp)
+        if tok in ("(", "{", "["):
+            return self.group({"(": ")", "{": "}", "[": "]"}[tok])
+        if tok == "\\frac":
+            num = self.arg()
+            den = self.arg()
+            if den == 0:
+                raise _Refuse("division by zero")
+            return _check(num / den)
+        if tok == "\\sqrt":
+            n = Fraction(2)
+            if self.peek() == "[":
+                self.take()
+                n = self.group("]")
+            return _check(_root(self.arg(), n))
+        if tok == "\\pi":
+            return math.pi
+        if tok == "\\infty":
+            return math.inf
+        if tok[0].isalpha():
+            if tok in self.env:
+                return self.env[tok]
+            if tok == "e":
+                return math.e
+            raise _Refuse("unbound variable")
+        raise _Refuse("unexpected token")
+
+
+def _variables(toks: list[str]) -> tuple[str, ...]:
+    names = {t for t in toks if t[0].isalpha() and t != "e"}
+    return tuple(sorted(names))
+
+
+# Three fixed evaluation points for answers with variables (exact rationals, no symmetry).
+_POINT_VALUES = [Fraction(13, 7), Fraction(-5, 3), Fraction(11, 4), Fraction(3, 11),
+                 Fraction(-17, 5), Fraction(7, 9), Fraction(19, 6), Fraction(-2, 13)]
+
+
+def _points(names: tuple[str, ...]) -> list[dict]:
+    return [{v: _POINT_VALUES[(3 * i + k) % len(_POINT_VALUES)] for i, v in enumerate(names)}
+            for k in range(3)]
+
+
+# ----------------------------------------------------------------------------- values
+
+_MATRIX = re.compile(r"\\begin\{([pbBvV]?matrix|array)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}")
+_CHOICE = re.compile(r"\(?([A-Ea-e])\)?")
+
+
+def _expr_value(s: str):
+    """('num', value) or ('expr', toks, variables); raises _Refuse if not arithmetic."""
+    toks = _tokenize(s)
+    if not toks or len(toks) > 400:
+        raise _Refuse("empty or too long")
+    names = _variables(toks)
+    if len(names) > 4 or any(len(t) >= 3 and t.isalpha() for t in toks):
+        raise _Refuse("text")
+    if not names:
+        return ("num", _Parser(toks, {}).run())
+    return ("expr", toks, names)
+
+
+def _value(s: str, top: bool = True):
+    """Parse a normalised answer into a comparable value (a tagged tuple)."""
+    if s.endswith("%") and s.count("%") == 1:
+        v = _value(s[:-1], top)
+        if v[0] == "num":
+            return ("pct", v[1])
+        return ("text", s.casefold())
+    m = _MATRIX.fullmatch(s)
+    if m:
+        rows = [r for r in m.group(2).split("\\\\") if r]
+        if len(rows) > MAX_ITEMS:
+            raise _Refuse("matrix too big")
+        return ("matrix", tuple(tuple(_value(c, False) for c in r.split("&")) for r in rows))
+    if top and s.startswith("\\{") and s.endswith("\\}"):
+        items = _split_top(s[2:-2])
+        return ("set", tuple(_value(x, False) for x in items[:MAX_ITEMS + 1]))
+    if top:
+        parts = _split_top(s)
+        if len(parts) > MAX_ITEMS:
+            raise _Refuse("too many items")
+        if len(parts) > 1 and not (s[0] in "([" and s[-1] in ")]" and _encloses(s)):
+            return ("set", tuple(_value(x, False) for x in parts))
+        if "\\cup" in s:
+            return ("set", tuple(_value(x, False) for x in s.split("\\cup")))
+        if "\\pm" in s and s.count("\\pm") == 1:
+            return ("set", (_value(s.replace("\\pm", "+"), False),
+                            _value(s.replace("\\pm", "-"), False)))
+    if len(s) >= 2 and s[0] in "([" and s[-1] in ")]" and _encloses(s):
+        parts = _split_top(s[1:-1])
+        if len(parts) > 1:
+            if len(parts) > MAX_ITEMS:
+                raise _Refuse("too many items")
+            return ("seq", s[0], s[-1], tuple(_value(x, False) for x in parts))
+    m = _CHOICE.fullmatch(s)
+    if m and (s[0] == "(" or s.isupper()):
+        return ("choice", m.group(1).upper())
+    if s.count("=") == 1:
+        lhs, rhs = s.split("=")
+        if lhs and rhs:
+            return ("eq", _value(lhs, False), _value(rhs, False))
+    try:
+        return _expr_value(s)
+    except (_Refuse, ArithmeticError, ValueError, OverflowError):
+        return ("text", s.casefold())
+
+
+def _encloses(s: str) -> bool:
+    """True when the bracket at s[0] closes at s[-1] (mixed types allowed: `[1, 2)`)."""
+    depth = 0
+    for i, c in enumerate(s):
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+            if depth == 0:
+                return i == len(s) - 1
+    return False
+
+
+def _num_equal(a, b) -> bool:
+    """Exact when both are Fractions, else relative tolerance; zero equals only zero."""
+    if a == b:
+        return True
+    if isinstance(a, float) and math.isinf(a) or isinstance(b, float) and math.isinf(b):
+        return False
+    if a == 0 or b == 0:
+        return False
+    if isinstance(a, Fraction) and isinstance(b, Fraction):
+        return abs(a - b) <= REL_TOL * max(abs(a), abs(b))
+    a, b = float(a), float(b)
+    return abs(a - b) <= 1e-6 * max(abs(a), abs(b))
+
+
+def _expr_equal(x, y) -> bool:
+    """Numbers and expressions: exact / tolerant numbers; variables at three fixed points."""
+    if x[0] == "num" and y[0] == "num":
+        return _num_equal(x[1], y[1])
+    if x[0] != "expr" or y[0] != "expr" or x[2] != y[2]:
+        return False
+    for env in _points(x[2]):
+        try:
+            vx, vy = _Parser(x[1], env).run(), _Parser(y[1], env).run()
+        except (_Refuse, ArithmeticError, ValueError, OverflowError):
+            return False
+        if not _num_equal(vx, vy):
+            return False
+    return True
+
+
+def _values_equal(x, y) -> bool:
+    kx, ky = x[0], y[0]
+    if kx in ("num", "expr") and ky in ("num", "expr"):
+        return _expr_equal(x, y)
+    if kx == "pct" or ky == "pct":  # policy: x% == x and x% == x/100
+        if kx == "pct" and ky == "pct":
+            return _num_equal(x[1], y[1])
+        p, other = (x, y) if kx == "pct" else (y, x)
+        if other[0] != "num":
+            return False
+        return _num_equal(p[1], other[1]) or _num_equal(p[1] / 100, other[1])
+    if kx == "set" and ky == "set":
+        if len(x[1]) != len(y[1]):
+            return False
+        left = list(y[1])
+        for a in x[1]:
+            for j, b in enumerate(left):
+                if _values_equal(a, b):
+                    del left[j]
+                    break
+            else:
+                return False
+        return True
+    if kx == "set" and len(x[1]) == 1:
+        return _values_equal(x[1][0], y)
+    if ky == "set" and len(y[1]) == 1:
+        return _values_equal(x, y[1][0])
+    if kx == "seq" and ky == "seq":
+        return (x[1], x[2]) == (y[1], y[2]) and len(x[3]) == len(y[3]) and all(
+            _values_equal(a, b) for a, b in zip(x[3], y[3]))
+    if kx == "matrix" and ky == "matrix":
+        return len(x[1]) == len(y[1]) and all(
+            len(r) == len(s) and all(_values_equal(a, b) for a, b in zip(r, s))
+            for r, s in zip(x[1], y[1]))
+    if {kx, ky} == {"matrix", "seq"}:  # a vector written as a tuple
+        m, t = (x, y) if kx == "matrix" else (y, x)
+        flat = [c for r in m[1] for c in r]
+        vector = len(m[1]) == 1 or all(len(r) == 1 for r in m[1])
+        return vector and t[1] + t[2] in ("()", "[]") and len(flat) == len(t[3]) and all(
+            _values_equal(a, b) for a, b in zip(flat, t[3]))
+    if kx == "eq" and ky == "eq":
+        return (_values_equal(x[1], y[1]) and _values_equal(x[2], y[2])) or (
+            _values_equal(x[1], y[2]) and _values_equal(x[2], y[1]))
+    if kx == "choice" or ky == "choice":
+        letters = []
+        for v in (x, y):
+            if v[0] == "choice":
+                letters.append(v[1])
+            elif v[0] == "expr" and len(v[1]) == 1 and len(v[1][0]) == 1:
+                letters.append(v[1][0].upper())
+            elif v[0] == "text" and len(v[1]) == 1:
+                letters.append(v[1].upper())
+            else:
+                return False
+        return letters[0] == letters[1]
+    if kx == "text" and ky == "text":
+        return x[1] == y[1]
+    return False
+
+
+def answers_equal(a: str, b: str) -> bool:
+    """Whether two already-extracted answers are mathematically the same (symmetric)."""
+    try:
+        if a.strip() == b.strip():
+            return bool(a.strip())
+        if len(a) > MAX_ANSWER_CHARS or len(b) > MAX_ANSWER_CHARS:
+            return False
+        na, nb = normalize(a), normalize(b)
+        if na == nb:
+            return bool(na)
+        if not na or not nb:
+            return False
+        return _values_equal(_value(na), _value(nb))
+    except Exception:  # any parse failure means "not shown equal"
+        return False
+
+
+def verify(response: str, gold: str) -> bool:
+    """1 if the response's final answer equals the gold answer, else 0. Never raises.
+
+    The answer is extracted from the response only (no last-number fallback); a gold that
+    itself contains \\boxed{...} is replaced by the box's content.
+    """
+    try:
+        if not isinstance(response, str) or not isinstance(gold, str):
+            return False
+        if "\\boxed" in gold or "\\fbox" in gold:
+            gold = extract_answer(gold) or gold
+        ans = extract_answer(response)
+        if ans is None:
+            return False
+        return answers_equal(ans, gold)
+    except Exception:
+        return False
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def _check_pair(response: str, gold: str) -> int:
+    ans = extract_answer(response)
+    g = extract_answer(gold) or gold if ("\\boxed" in gold or "\\fbox" in gold) else gold
+    ok = verify(response, gold)
+    print(f"extracted : {ans!r}")
+    print(f"normalized: {normalize(ans) if ans is not None else None!r}")
+    print(f"gold      : {normalize(g)!r}")
+    print(f"verdict   : {'CORRECT' if ok else 'WRONG'}")
+    return 0 if ok else 1
+
+
+def _check_jsonl(path: str) -> int:
+    try:
+        f = open(path, encoding="utf-8", errors="surrogateescape")
+    except OSError as e:
+        print(f"{path}: cannot open: {e.strerror}", file=sys.stderr)
+        return 2
+    n = correct = bad = labelled = agree = 0
+    with f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                print(f"{path}:{lineno}: invalid JSON ({e.msg})", file=sys.stderr)
+                bad += 1
+                continue
+            if not isinstance(rec, dict):
+                reason = "not a JSON object"
+            elif not isinstance(rec.get("response"), str) or not isinstance(rec.get("gold"), str):
+                reason = 'needs string fields "response" and "gold"'
+            elif "expected" in rec and not isinstance(rec["expected"], bool):
+                reason = '"expected" must be true or false'
+            else:
+                reason = ""
+            if reason:
+                print(f"{path}:{lineno}: {reason}", file=sys.stderr)
+                bad += 1
+                continue
+            ok = verify(rec["response"], rec["gold"])
+            n += 1
+            correct += ok
+            if "expected" in rec:
+                labelled += 1
+                agree += ok == rec["expected"]
+    print(f"{path}: {n} graded, {correct} correct ({correct / max(n, 1):.1%}), {bad} malformed")
+    if labelled:
+        print(f"agreement with 'expected': {agree}/{labelled} ({agree / labelled:.1%})")
+    return 1 if bad else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="verifier.py",
+        description="Grade a math answer: extract the final answer from a response and "
+                    "compare it with a gold answer.",
+        epilog="exit status: 0 = correct (pair) / no malformed lines (--jsonl); "
+               "1 = wrong (pair) / some malformed lines; 2 = usage error or unreadable file.\n"
+               "example: python verifier.py 'so the answer is \\boxed{\\frac12}' '0.5'",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("response", nargs="?", help="model response text (the last \\boxed{} counts)")
+    p.add_argument("gold", nargs="?", help="reference answer, e.g. '\\frac{1}{2}' or '1,234'")
+    p.add_argument("--jsonl", metavar="FILE",
+                   help='grade lines of {"response": ..., "gold": ..., "expected": bool?}')
+    args = p.parse_args(argv)
+    if args.jsonl:
+        if args.response is not None:
+            p.error("give either --jsonl FILE or RESPONSE GOLD, not both")
+        return _check_jsonl(args.jsonl)
+    if args.response is None or args.gold is None:
+        p.error("need RESPONSE and GOLD (or --jsonl FILE)")
+    return _check_pair(args.response, args.gold)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
