@@ -213,6 +213,24 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + rotate_half(x) * sin
 
 
+def attention_bias(attention_mask, B: int, start: int, T: int, rep: int, dtype) -> torch.Tensor | None:
+    """Additive attention mask (B, 1, rep*T, S), S = start + T: 0 where the query at column start+t
+    may see key column j (j <= start+t and key j is a real token), -inf elsewhere; repeated `rep`
+    times along the query axis for the grouped-query layout of Attention.forward. A query always
+    sees itself, so padded queries get finite (ignored) outputs, never NaN.
+    None when there is nothing to mask: no padding and a single query (a decode step)."""
+    if attention_mask is None:
+        if T == 1:
+            return None
+        attention_mask = torch.ones(B, start + T, dtype=torch.bool)
+    device = attention_mask.device
+    q_col = torch.arange(start, start + T, device=device)[:, None]  # (T, 1)
+    k_col = torch.arange(start + T, device=device)[None, :]  # (1, S)
+    allowed = ((k_col <= q_col) & attention_mask.bool()[:, None, :]) | (k_col == q_col)  # (B, T, S)
+    bias = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, float("-inf"))
+    return bias[:, None].repeat(1, 1, rep, 1)  # (B, 1, rep*T, S)
+
+
 class KVCache(nn.Module):
     """Preallocated keys/values for all layers: (L, B, n_kv_heads, max_len, head_dim) each."""
 
@@ -251,7 +269,7 @@ class Attention(nn.Module):
             self.q_norm = RMSNorm(self.hd, cfg.rms_norm_eps)
             self.k_norm = RMSNorm(self.hd, cfg.rms_norm_eps)
 
-    def forward(self, x, cos, sin, attn_mask, cache: KVCache | None, layer: int, start: int):
+    def forward(self, x, cos, sin, bias, cache: KVCache | None, layer: int, start: int):
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.n_head, self.hd)
         k = self.k_proj(x).view(B, T, self.n_kv, self.hd)
@@ -262,10 +280,12 @@ class Attention(nn.Module):
         k = apply_rope(k.transpose(1, 2), cos, sin)  # (B, n_kv, T, hd)
         if cache is not None:
             k, v = cache.update(layer, start, k, v)  # (B, n_kv, start+T, hd)
-        if self.n_kv != self.n_head:  # grouped-query attention: each kv head serves n_head/n_kv q heads
-            k = k.repeat_interleave(self.n_head // self.n_kv, dim=1)
-            v = v.repeat_interleave(self.n_head // self.n_kv, dim=1)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (B, nh, T, hd)
+        if self.n_kv != self.n_head:
+            # grouped-query attention: query heads kv*rep .. kv*rep+rep-1 share kv head `kv`; fold them
+            # into the query-length axis so each kv head (the cache) is read once, without copies
+            q = q.reshape(B, self.n_kv, self.n_head // self.n_kv * T, self.hd)  # row r*T + t: head kv*rep+r, token t
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, n_kv, rep*T, hd)
+        y = y.view(B, self.n_head, T, self.hd)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, self.n_head * self.hd))
 
 
@@ -288,8 +308,8 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, cos, sin, attn_mask, cache, layer, start):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, attn_mask, cache, layer, start)
+    def forward(self, x, cos, sin, bias, cache, layer, start):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, bias, cache, layer, start)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -341,24 +361,19 @@ class Transformer(nn.Module):
         """
         B, T = input_ids.shape
         S = start + T  # number of key columns
-        if attention_mask is None:
-            attention_mask = torch.ones(B, S, dtype=torch.bool, device=input_ids.device)
-        attention_mask = attention_mask.bool()
-        if attention_mask.shape != (B, S):
+        if attention_mask is not None and tuple(attention_mask.shape) != (B, S):
             raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, expected {(B, S)}")
         if positions is None:
-            positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, start:]  # (B, T)
-        # query at column start+i sees key column j iff j <= start+i and key j is a real token;
-        # it always sees itself, so padded queries get finite (ignored) outputs, never NaN.
-        q_col = torch.arange(start, S, device=input_ids.device)[:, None]  # (T, 1)
-        k_col = torch.arange(S, device=input_ids.device)[None, :]  # (1, S)
-        attn_mask = ((k_col <= q_col) & attention_mask[:, None, :]) | (k_col == q_col)  # (B, T, S)
-        attn_mask = attn_mask[:, None]  # (B, 1, T, S)
-
+            if attention_mask is None:
+                positions = torch.arange(start, S, device=input_ids.device).expand(B, T)
+            else:
+                positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, start:]  # (B, T)
+        rep = self.config.num_attention_heads // self.config.num_key_value_heads
         x = self.embed_tokens(input_ids)  # (B, T, C)
+        bias = attention_bias(attention_mask, B, start, T, rep, x.dtype)  # (B, 1, rep*T, S) or None
         cos, sin = self.rope(positions, x.dtype)
         for i, layer in enumerate(self.layers):
-            x = layer(x, cos, sin, attn_mask, cache, i, start)
+            x = layer(x, cos, sin, bias, cache, i, start)
         if last_only:
             x = x[:, -1:]
         return self.lm_head(self.norm(x))  # (B, T, vocab)

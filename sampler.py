@@ -65,7 +65,12 @@ def sample(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, g
     if temperature <= 0:
         return logits.argmax(-1)
     probs = logits_to_probs(logits, temperature, top_k, top_p)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    # inverse-CDF draw: one uniform per row (torch.multinomial draws one exponential per vocab entry)
+    cdf = probs.cumsum(-1)  # (B, V)
+    total = cdf[:, -1:]  # (B, 1), ~1
+    u = torch.rand(probs.shape[0], 1, generator=generator, device=probs.device) * total
+    tok = torch.searchsorted(cdf, u, right=True)  # first index with cdf > u: never a zero-probability token
+    return torch.minimum(tok, (cdf < total).sum(-1, keepdim=True)).squeeze(-1)  # u rounded up to total: last allowed token
 
 
 def _check_inputs(model, prompts, max_new_tokens, samples_per_prompt, temperature, top_p, top_k):
