@@ -1,0 +1,154 @@
+"""Whole runs of train.py on a tiny random model: resume equivalence, NaN guard, Ctrl-C, outputs."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import train
+import verifier
+from train_helpers import plain_data, tiny_model_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny matrices: one thread is fastest, and far faster on a CPU shared with other jobs."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tiny_run")
+    return tiny_model_dir(d / "model"), plain_data(d / "data.jsonl")
+
+
+@pytest.fixture
+def mixed_rewards(monkeypatch):
+    """A random model never writes a right answer: reward responses of even character length instead,
+    so every stage carries a real signal (the verifier has its own tests)."""
+    monkeypatch.setattr(verifier, "verify", lambda response, gold: len(response) % 2 == 0)
+
+
+def argv(tiny, out, *extra):
+    return ["--model", str(tiny[0]), "--data", str(tiny[1]), "--out", str(out), "--prompts-per-step", "3",
+            "--group-size", "4", "--max-new-tokens", "8", "--micro-batch", "5", "--eval-prompts", "2", "--eval-n", "4",
+            "--lr", "3e-3", "--warmup-steps", "2", "--threads", "1", *extra]
+
+
+def weights(run: Path) -> dict:
+    return load_file(str(run / "policy" / "model.safetensors"))
+
+
+def metrics(run: Path, drop=("time_s", "elapsed_s", "t_rollout", "t_reward", "t_conf", "t_update")) -> list[dict]:
+    rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in drop} for r in rows]
+
+
+def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(tiny, tmp_path, mixed_rewards):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert train.main(argv(tiny, a, "--steps", "3", "--save-every", "1", "--keep-checkpoints", "0",
+                           "--epochs", "2", "--mini-batches", "2", "--eval-every", "1")) == 0
+    assert sorted(p.name for p in (a / "checkpoints").iterdir()) == ["step_000001", "step_000002", "step_000003"]
+    # "killed" after step 1: a fresh run folder holding only that checkpoint (and a half-written one)
+    shutil.copytree(a / "checkpoints" / "step_000001", b / "checkpoints" / "step_000001")
+    (b / "checkpoints" / ".tmp-step_000002-x").mkdir()
+    (b / "checkpoints" / "step_000002").mkdir()  # no state.pt: never complete, never used
+    assert train.main(["--resume", str(b)]) == 0
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    ma, mb = metrics(a), metrics(b)
+    assert len(ma) == 3 and ma == mb
+    assert any(m["grad_norm"] > 0 for m in ma) and any(m["clip_frac_low"] + m["clip_frac_high"] > 0 for m in ma)
+    ea, eb = (a / "eval.jsonl").read_text(), (b / "eval.jsonl").read_text()
+    assert ea == eb and len(ea.splitlines()) == 4  # before, after steps 1 and 2, and the final one
+
+
+def test_grpo_is_arm_with_alpha_zero_for_a_whole_run(tiny, tmp_path, mixed_rewards):
+    g, a = tmp_path / "grpo", tmp_path / "arm0"
+    assert train.main(argv(tiny, g, "--steps", "2", "--algo", "grpo", "--no-eval-before")) == 0
+    assert train.main(argv(tiny, a, "--steps", "2", "--algo", "arm", "--alpha", "0", "--no-eval-before")) == 0
+    wg, wa = weights(g), weights(a)
+    assert all(torch.equal(wg[k], wa[k]) for k in wg)
+    assert metrics(g) == metrics(a)
+    # and ARM with alpha > 0 does move differently
+    r = tmp_path / "arm"
+    assert train.main(argv(tiny, r, "--steps", "2", "--alpha", "1", "--no-eval-before")) == 0
+    assert not all(torch.equal(wg[k], weights(r)[k]) for k in wg)
+    assert all(m["arm_shift_abs_mean"] > 0 and m["conf_q_mean"] > 0 for m in metrics(r))
+
+
+def test_outputs_of_a_run_and_its_config_reruns_it(tiny, tmp_path, mixed_rewards, capsys):
+    out = tmp_path / "run"
+    assert train.main(argv(tiny, out, "--steps", "2", "--kl-coef", "0.1")) == 0
+    printed = capsys.readouterr().out
+    assert "| pass@1 |" in printed and "| pass@4 |" in printed and "| entropy |" in printed
+    m = metrics(out, drop=())
+    for key in ["step", "reward", "accuracy", "entropy", "response_len", "clip_frac_low", "clip_frac_high",
+                "arm_shift_mean", "conf_o_mean", "conf_o_std", "grad_norm", "adv_abs_mean", "zero_adv_frac",
+                "equal_reward_groups", "truncated", "empty", "time_s", "kl"]:
+        assert key in m[0], key
+    assert [r["step"] for r in m] == [1, 2] and m[-1]["kl"] > 0
+    ev = [json.loads(l) for l in (out / "eval.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in ev] == [0, 2] and list(ev[0]["pass@k"]) == ["1", "2", "4"]
+    assert all(e["pass@k"]["1"] <= e["pass@k"]["2"] <= e["pass@k"]["4"] for e in ev)
+    from model import load_model
+    load_model(out / "policy")  # a Hugging Face folder again
+    cfg = train.parse_args(["--config", str(out / "config.json"), "--steps", "5"])
+    assert cfg.steps == 5 and cfg.kl_coef == 0.1 and cfg.model == str(tiny[0])
+
+
+def test_reference_model_is_loaded_only_with_a_kl_term(tiny, tmp_path, monkeypatch):
+    loads = []
+    real = train.load_model
+    monkeypatch.setattr(train, "load_model", lambda *a, **k: loads.append(a[0]) or real(*a, **k))
+    train.main(argv(tiny, tmp_path / "a", "--steps", "1", "--eval-prompts", "0"))
+    assert len(loads) == 1
+    train.main(argv(tiny, tmp_path / "b", "--steps", "1", "--eval-prompts", "0", "--kl-coef", "0.05"))
+    assert len(loads) == 3
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tiny, tmp_path, monkeypatch, capsys,
+                                                                           mixed_rewards):
+    real = train.arm.policy_loss
+    calls = {"n": 0}
+
+    def poisoned(*a, **k):
+        loss, stats = real(*a, **k)
+        calls["n"] += 1
+        return (loss * float("nan") if calls["n"] > 3 else loss), stats  # 3 micro-batches per step
+
+    monkeypatch.setattr(train.arm, "policy_loss", poisoned)
+    out = tmp_path / "run"
+    rc = train.main(argv(tiny, out, "--steps", "4", "--save-every", "1", "--eval-prompts", "0"))
+    err = capsys.readouterr().err
+    assert rc == 1 and "step 2: the loss is nan" in err and "step_000001" in err
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step_000001"]
+    assert len(metrics(out)) == 1
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tiny, tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    p = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *argv(tiny, out, "--steps", "10000", "--eval-prompts", "0")],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
+    deadline = time.time() + 60
+    while time.time() < deadline and p.poll() is None and not (
+            (out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text()):
+        time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    text, _ = p.communicate(timeout=60)
+    assert p.returncode == 0, text
+    steps = len(metrics(out))
+    assert "interrupted at step" in text and (out / "checkpoints" / f"step_{steps:06d}" / "state.pt").is_file()

@@ -1,0 +1,935 @@
+"""ARM-weighted GRPO, one readable loop.  `python train.py` trains the built-in toy on a CPU.
+
+One training step is five stages, each a function below (PAPER.md names the equations):
+
+    1. rollout             G samples for each of P prompts (sampler.generate); pi_old log-probs of
+                           every sampled token and, for ARM, the prompt's log-probs from the same
+                           prefill pass
+    2. compute_rewards     r = 1 if verifier.verify(response, gold) else 0                  [P, G]
+    3. compute_confidences c(q) = exp(mean_t log pi(q_t|q_<t))                    (PAPER.md 3) [P]
+                           c(o|q) = exp(mean of the ceil(low_frac |o|) lowest log pi) (PAPER.md 2) [P, G]
+    4. compute_advantages  A~ = A + alpha (c(q) - c(o|q)) in groups with a correct answer (Eq. ARM)
+    5. policy_update       clipped surrogate with A~ (PAPER.md 5), AdamW, then log one line
+
+How this loop departs from textbook GRPO (DeepSeekMath), and which PAPER.md choice it takes:
+- Advantages are ARM's A~ (alpha > 0). `--algo grpo` sets alpha = 0, which is GRPO bit for bit.
+  ARM's shift is applied to every response of a group with at least one correct answer, wrong
+  ones and all-correct groups included, as the formula is written (`--all-correct grpo`: not
+  to all-correct groups). Groups with no correct answer keep GRPO's A (= 0 for binary rewards).
+- A = (r - mean r) / (std r + 1e-6) with arm.grpo_advantages's std; `--adv-scale none` is
+  Dr.GRPO's r - mean r.
+- c(q) is inverse prompt perplexity at the sampling temperature (the paper's exact form is not
+  public), read off the sampler's prefill: no extra forward pass. c(o|q) uses the rollout's
+  log-probs (pi_old, constants), low_frac = 0.2 (`--low-frac`; 1.0 = plain length-normalised).
+- Loss: token-mean over the whole mini-batch (DAPO), asymmetric clip eps_low = 0.2,
+  eps_high = 0.28, no entropy bonus, no KL by default (`--kl-coef` > 0 adds the k3 estimator to
+  a frozen copy of the initial model, loaded only then). `--loss-agg seq-mean-token-mean` is the
+  original GRPO, `--loss-agg constant` is Dr.GRPO (divided by --max-new-tokens).
+- One policy update per rollout by default (`--epochs 1 --mini-batches 1`): the ratio is then 1
+  and the clip never fires; the surrogate's *value* is ~0 (advantages sum to ~0 per group) but its
+  gradient is not. What carries the signal is logged: grad_norm, adv_abs_mean, zero_adv_frac.
+- Rewards are binary (verifier.verify), no format or length reward. Responses cut at
+  --max-new-tokens keep their reward (almost always 0: no answer) and are counted (`truncated`).
+- Training log-probs are recomputed with sampler.logits_to_logprobs at the sampling temperature,
+  from full logits (before top-p), exactly as sampled; masks come from lengths, never token ids.
+- Full-batch equivalence: micro-batches are weighted so that the gradient of a mini-batch equals
+  the gradient of its loss computed in one piece (`test_micro_batching_equals_full_batch`).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import arm
+import verifier
+from model import load_model, load_tokenizer, save_model
+from sampler import Generation, generate, logits_to_logprobs
+
+DEFAULT_ALPHA = 1.0  # ARM strength when --algo arm and no --alpha is given
+
+# ----------------------------------------------------------------------------------------------
+# configuration: one dataclass, flags and --config JSON both land here, validated before any work
+
+
+@dataclass
+class Config:
+    # model and data
+    model: str = ""  # Hugging Face folder; "" = the built-in toy (toy/)
+    data: str = ""  # training JSONL (GSM8K, MATH or prompt/answer); "" = the toy's generator
+    eval_data: str = ""  # held-out JSONL; "" = toy held-out split, or the first --eval-prompts lines of --data
+    template: str = "plain"  # plain (text as is) | qwen-chat (<|im_start|> markers, boxed instruction)
+    strict: bool = False  # refuse a data file with any malformed line instead of skipping the line
+    # the algorithm (PAPER.md)
+    algo: str = "arm"  # arm | grpo (= arm with alpha 0)
+    alpha: float | None = None  # ARM strength; None = DEFAULT_ALPHA for arm, 0 for grpo
+    low_frac: float = 0.2  # fraction of lowest-probability tokens in c(o|q)
+    adv_scale: str = "std"  # std (GRPO) | none (Dr.GRPO)
+    all_correct: str = "arm"  # arm: ARM shift also in all-correct groups | grpo: not there
+    loss_agg: str = "token-mean"  # token-mean (DAPO) | seq-mean-token-mean (GRPO) | constant (Dr.GRPO)
+    eps_low: float = 0.2  # clip ratio below at 1 - eps_low
+    eps_high: float = 0.28  # clip ratio above at 1 + eps_high
+    kl_coef: float = 0.0  # k3 KL to the frozen initial model; 0 = no reference model loaded
+    # rollout
+    steps: int = 40  # training steps (one rollout batch each)
+    prompts_per_step: int = 16  # P distinct prompts per step
+    group_size: int = 8  # G responses per prompt
+    max_new_tokens: int = 48  # longest response; longer ones are cut and counted as truncated
+    temperature: float = 1.0  # sampling temperature (training log-probs use the same one)
+    top_p: float = 1.0  # nucleus sampling (log-probs stay those of the full distribution)
+    # optimisation
+    lr: float = 2e-4  # AdamW peak learning rate
+    weight_decay: float = 0.0  # AdamW weight decay
+    warmup_steps: int = 5  # linear warm-up of the learning rate, then constant
+    grad_clip: float = 1.0  # max global gradient norm (0 = no clipping)
+    epochs: int = 1  # PPO epochs over each rollout batch
+    mini_batches: int = 1  # optimizer steps per epoch (the rollout is split into this many)
+    micro_batch: int = 32  # rows per forward/backward pass: bounds memory, not the result
+    # evaluation
+    eval_every: int = 0  # evaluate every N steps (0 = only before and after training)
+    eval_prompts: int = 64  # held-out prompts per evaluation (0 = no evaluation)
+    eval_n: int = 16  # samples per held-out prompt (pass@k for k = 1, 2, 4, ..., n)
+    eval_seed: int = 1234  # fixes the held-out prompts and the eval samples (same for every run)
+    eval_before: bool = True  # evaluate the initial model before training
+    # run
+    seed: int = 0  # data order, sampling, everything
+    save_every: int = 10  # checkpoint every N steps (0 = only at the end / on Ctrl-C)
+    keep_checkpoints: int = 2  # checkpoints kept (0 = all)
+    resume: str = ""  # run folder or checkpoint folder to continue from
+    out: str = ""  # output folder; "" = runs/<timestamp>
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    dtype: str = "auto"  # auto (bf16 autocast on CUDA, float32 on CPU) | float32 | bfloat16
+    threads: int = 0  # CPU threads for torch (0 = torch's default)
+
+
+CHOICES = {
+    "template": ("plain", "qwen-chat"),
+    "algo": ("arm", "grpo"),
+    "adv_scale": ("std", "none"),
+    "all_correct": ("arm", "grpo"),
+    "loss_agg": ("token-mean", "seq-mean-token-mean", "constant"),
+    "dtype": ("auto", "float32", "bfloat16"),
+}
+
+
+class ConfigError(ValueError):
+    """A configuration a user can get wrong; the message is one line naming the key."""
+
+
+def _field_types() -> dict[str, tuple[type, bool]]:
+    """name -> (base type, None allowed), read from the dataclass annotations."""
+    out = {}
+    for f in dataclasses.fields(Config):
+        t = str(f.type)
+        base = {"int": int, "float": float, "str": str, "bool": bool}[t.split(" ")[0]]
+        out[f.name] = (base, "None" in t)
+    return out
+
+
+def _coerce(key: str, value, base: type, nullable: bool):
+    """Check one value's type (JSON or argparse); ints are accepted for floats, nothing else is."""
+    if value is None and nullable:
+        return None
+    ok = (isinstance(value, base) and not (base is int and isinstance(value, bool))) or (
+        base is float and isinstance(value, int) and not isinstance(value, bool))
+    if not ok:
+        raise ConfigError(f"{key}: expected {base.__name__}, got {type(value).__name__} {value!r}")
+    return float(value) if base is float else value
+
+
+def make_config(values: dict) -> Config:
+    """Config from a dict (a --config file, flags, a checkpoint's config); validated in full."""
+    types = _field_types()
+    kw = {}
+    for key, value in values.items():
+        k = key.replace("-", "_")
+        if k not in types:
+            raise ConfigError(f"{key}: unknown key (known: {', '.join(types)})")
+        kw[k] = _coerce(key, value, *types[k])
+    cfg = Config(**kw)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Every impossible value or combination, as one line naming the key. Resolves cfg.alpha."""
+    def bad(key, msg):
+        raise ConfigError(f"{key}: {msg}")
+
+    for k, options in CHOICES.items():
+        if getattr(cfg, k) not in options:
+            bad(k, f"{getattr(cfg, k)!r} is not one of {', '.join(options)}")
+    if cfg.algo == "grpo":
+        if cfg.alpha not in (None, 0.0):
+            bad("alpha", f"--algo grpo is ARM with alpha = 0; got alpha {cfg.alpha} (use --algo arm)")
+        cfg.alpha = 0.0
+    elif cfg.alpha is None:
+        cfg.alpha = DEFAULT_ALPHA
+    for k in ("steps", "eval_every", "eval_prompts", "save_every", "keep_checkpoints", "warmup_steps", "threads"):
+        if getattr(cfg, k) < 0:
+            bad(k, f"must be >= 0, got {getattr(cfg, k)}")
+    for k in ("prompts_per_step", "max_new_tokens", "epochs", "mini_batches", "micro_batch", "eval_n"):
+        if getattr(cfg, k) < 1:
+            bad(k, f"must be >= 1, got {getattr(cfg, k)}")
+    if cfg.group_size < 2:
+        bad("group_size", f"GRPO compares responses within a group: need >= 2, got {cfg.group_size}")
+    if not cfg.temperature > 0:
+        bad("temperature", f"must be > 0 for policy-gradient training, got {cfg.temperature}")
+    if not 0 < cfg.top_p <= 1:
+        bad("top_p", f"must be in (0, 1], got {cfg.top_p}")
+    if not 0 < cfg.low_frac <= 1:
+        bad("low_frac", f"must be in (0, 1], got {cfg.low_frac}")
+    if not 0 <= cfg.eps_low < 1:
+        bad("eps_low", f"must be in [0, 1), got {cfg.eps_low}")
+    for k in ("eps_high", "kl_coef", "lr", "weight_decay", "grad_clip"):
+        if not getattr(cfg, k) >= 0 or not math.isfinite(getattr(cfg, k)):
+            bad(k, f"must be a finite number >= 0, got {getattr(cfg, k)}")
+    if not math.isfinite(cfg.alpha):
+        bad("alpha", f"must be finite, got {cfg.alpha}")
+    rows = cfg.prompts_per_step * cfg.group_size
+    if cfg.micro_batch > rows:
+        bad("micro_batch", f"{cfg.micro_batch} is larger than the rollout ({cfg.prompts_per_step} prompts x "
+                           f"{cfg.group_size} responses = {rows} rows)")
+    if rows % cfg.mini_batches:
+        bad("mini_batches", f"the rollout of {rows} rows does not split into {cfg.mini_batches} equal mini-batches")
+    if cfg.device != "auto" and not (cfg.device == "cpu" or cfg.device.startswith("cuda")):
+        bad("device", f"{cfg.device!r} is not auto, cpu, cuda or cuda:N")
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        bad("device", f"{cfg.device!r} asked for, but torch sees no CUDA device")
+    if cfg.dtype == "bfloat16" and resolve_device(cfg).type != "cuda":
+        bad("dtype", "bfloat16 autocast is for CUDA; on CPU use float32")
+    for k in ("model", "resume"):
+        if getattr(cfg, k) and not Path(getattr(cfg, k)).is_dir():
+            bad(k, f"{getattr(cfg, k)}: folder not found")
+    for k in ("data", "eval_data"):
+        if getattr(cfg, k) and not Path(getattr(cfg, k)).is_file():
+            bad(k, f"{getattr(cfg, k)}: file not found")
+    if cfg.template == "qwen-chat" and not cfg.model:
+        bad("template", "qwen-chat needs a chat model (--model); the toy continues plain text")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """One flag per Config field (--snake-case -> --kebab-case); defaults shown from Config."""
+    ap = argparse.ArgumentParser(
+        prog="train.py", description="ARM-weighted GRPO (ProGRPO). No arguments: train the built-in toy on CPU.",
+        argument_default=argparse.SUPPRESS)  # only flags the user gave override --config / --resume
+    ap.add_argument("--config", help="JSON file of config keys (as in a run's config.json); flags override it")
+    comments = _field_comments()
+    for f in dataclasses.fields(Config):
+        base, _ = _field_types()[f.name]
+        flag = "--" + f.name.replace("_", "-")
+        help_ = f"{comments.get(f.name, '')} (default: {f.default!r})"
+        if base is bool:
+            ap.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_)
+        elif f.name in CHOICES:
+            ap.add_argument(flag, choices=CHOICES[f.name], help=help_)
+        else:
+            ap.add_argument(flag, type=base, help=help_, metavar=f.name.upper())
+    return ap
+
+
+def _field_comments() -> dict[str, str]:
+    """The same-line comments of the Config fields above, reused as --help text."""
+    out, inside = {}, False
+    for line in Path(__file__).read_text().splitlines():
+        if line.startswith("class Config"):
+            inside = True
+        elif inside and line and not line.startswith(" "):
+            break
+        elif inside and ":" in line and "#" in line and not line.strip().startswith("#"):
+            out[line.split(":")[0].strip()] = line.split("#", 1)[1].strip()
+    return out
+
+
+def read_json_object(path: str | Path, what: str) -> dict:
+    try:
+        d = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{what}: {path}: file not found") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{what}: {path}:{e.lineno}: malformed JSON ({e.msg})") from None
+    if not isinstance(d, dict):
+        raise ConfigError(f"{what}: {path}: expected a JSON object")
+    return d
+
+
+def parse_args(argv: list[str] | None = None) -> Config:
+    """Flags > --config file > the resumed run's config > defaults."""
+    given = vars(build_parser().parse_args(argv))
+    values = {}
+    if "config" in given:
+        values.update(read_json_object(given.pop("config"), "config"))
+    resume = given.get("resume", values.get("resume", ""))
+    if resume:
+        ckpt = find_checkpoint(resume)
+        saved = read_json_object(ckpt / "config.json", "resume")
+        saved.pop("out", None)  # a resumed run writes where its checkpoint lives, unless --out says otherwise
+        values = {**saved, **values, "resume": resume}
+    values.update(given)
+    return make_config(values)
+
+
+def resolve_device(cfg: Config) -> torch.device:
+    if cfg.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(cfg.device)
+
+
+# ----------------------------------------------------------------------------------------------
+# data: toy generator or JSONL (GSM8K / MATH / prompt-answer), templates
+
+
+class DataError(ValueError):
+    """A data file we refuse; the message names FILE:LINE and the reason."""
+
+
+QWEN_SYSTEM = "You are a helpful assistant."
+BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+
+
+def apply_template(question: str, template: str) -> str:
+    """plain: the text as is. qwen-chat: Qwen's chat markers written out (what its jinja renders)."""
+    if template == "plain":
+        return question
+    return (f"<|im_start|>system\n{QWEN_SYSTEM}<|im_end|>\n"
+            f"<|im_start|>user\n{question}\n{BOXED_INSTRUCTION}<|im_end|>\n"
+            f"<|im_start|>assistant\n")
+
+
+def parse_record(d) -> dict:
+    """One JSONL record -> {"question", "answer"}; raises ValueError(reason) if malformed.
+
+    GSM8K: question + answer ending in '#### N'. MATH: problem + solution with \\boxed{} (or an
+    explicit answer field). Plain: prompt + answer."""
+    if not isinstance(d, dict):
+        raise ValueError(f"expected a JSON object, got {type(d).__name__}")
+
+    def text(key):
+        v = d[key]
+        if not isinstance(v, (str, int, float)) or isinstance(v, bool) or str(v).strip() == "":
+            raise ValueError(f"field {key!r} is empty or not a string")
+        return str(v)
+
+    if "question" in d and "answer" in d:  # GSM8K
+        ans = text("answer")
+        if "####" not in ans:
+            raise ValueError("GSM8K answer has no '#### N' final answer")
+        gold = ans.rsplit("####", 1)[1].strip()
+        if not gold:
+            raise ValueError("GSM8K answer is empty after '####'")
+        return {"question": text("question"), "answer": gold}
+    if "problem" in d and ("answer" in d or "solution" in d):  # MATH (MATH-500 has both)
+        if "answer" in d:
+            return {"question": text("problem"), "answer": text("answer")}
+        gold = verifier.extract_answer(text("solution"))
+        if not gold:
+            raise ValueError("MATH solution has no \\boxed{} answer")
+        return {"question": text("problem"), "answer": gold}
+    if "prompt" in d and "answer" in d:
+        return {"question": text("prompt"), "answer": text("answer")}
+    raise ValueError(f"unknown record with keys {sorted(d)[:6]}: expected question/answer (GSM8K), "
+                     "problem/solution (MATH) or prompt/answer")
+
+
+def read_jsonl(path: str | Path, *, strict: bool = False, warn=print) -> list[dict]:
+    """Records of a JSONL file. A malformed line is reported as FILE:LINE: reason and skipped
+    (strict: the file is refused with that message)."""
+    out, bad = [], 0
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                try:
+                    d = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"malformed JSON ({e.msg}, column {e.colno})") from None
+                out.append(parse_record(d))
+            except ValueError as e:
+                msg = f"{path}:{lineno}: {e}"
+                if strict:
+                    raise DataError(msg + " (--strict: refusing the file)") from None
+                warn(f"skipping {msg}")
+                bad += 1
+    if not out:
+        raise DataError(f"{path}: no usable records" + (f" ({bad} malformed lines)" if bad else ""))
+    return out
+
+
+def load_problems(cfg: Config) -> tuple[list[dict], list[dict], callable]:
+    """(train problems, held-out problems, path_fn). Each problem: {"prompt": text, "answer": gold}.
+    path_fn(text) names the solution a correct response took (toy.solution_path for the toy;
+    for other data the whitespace-normalised response, i.e. distinct correct texts)."""
+    if not cfg.data:
+        import toy
+
+        n_train = min(max(cfg.steps * cfg.prompts_per_step, 1), 20000)
+        train = toy.make_problems(n_train, cfg.seed, "train")
+        held = toy.make_problems(cfg.eval_prompts, cfg.eval_seed, "heldout") if cfg.eval_prompts else []
+        return train, held, toy.solution_path
+    records = read_jsonl(cfg.data, strict=cfg.strict)
+    if cfg.eval_data:
+        held = read_jsonl(cfg.eval_data, strict=cfg.strict)[: cfg.eval_prompts]
+    else:  # hold out the first eval_prompts records; never train on them
+        held, records = records[: cfg.eval_prompts], records[cfg.eval_prompts:]
+        if not records:
+            raise DataError(f"{cfg.data}: all {len(held)} records are held out for --eval-prompts {cfg.eval_prompts}; "
+                            "give --eval-data or fewer --eval-prompts")
+    as_problem = lambda r: {"prompt": apply_template(r["question"], cfg.template), "answer": r["answer"]}
+    return [as_problem(r) for r in records], [as_problem(r) for r in held], lambda t: " ".join(t.split())
+
+
+def take_batch(problems: list[dict], pos: int, k: int, seed: int) -> list[dict]:
+    """Problems pos .. pos+k-1 of an endless stream: the list shuffled anew each pass, by (seed, pass).
+    Stateless, so a resumed run only needs `pos`."""
+    out = []
+    for i in range(pos, pos + k):
+        epoch, j = divmod(i, len(problems))
+        order = np.random.default_rng([seed, epoch]).permutation(len(problems))
+        out.append(problems[order[j]])
+    return out
+
+
+def encode_prompts(tokenizer, texts: list[str]) -> list[list[int]]:
+    return [e.ids for e in tokenizer.encode_batch(texts)]
+
+
+# ----------------------------------------------------------------------------------------------
+# the five stages
+
+
+@dataclass
+class Rollout:
+    """One rollout batch: P prompts x G responses, rows prompt-major (row = p * G + g)."""
+    problems: list[dict]  # P problems (prompt text, gold answer)
+    prompt_ids: list[list[int]]  # P tokenised prompts
+    gen: Generation  # tokens/logprobs/mask [B, N], lengths/finished [B], prompt log-probs [P, T0-1]
+    texts: list[str]  # B decoded responses
+    input_ids: torch.Tensor  # (B, T0 + N) left-padded prompt then response: what the policy re-reads
+    attn_mask: torch.Tensor  # (B, T0 + N) from lengths
+    T0: int  # padded prompt length: response token t sits at column T0 + t
+
+
+def rollout(model, tokenizer, problems: list[dict], cfg: Config, generator: torch.Generator,
+            eos_ids: list[int], *, G: int | None = None, prompt_logprobs: bool = True) -> Rollout:
+    """Stage 1: sample G responses per prompt; keep pi_old log-probs (and the prompt's, from the prefill)."""
+    G = G or cfg.group_size
+    device = next(model.parameters()).device
+    prompt_ids = encode_prompts(tokenizer, [p["prompt"] for p in problems])
+    with autocast(cfg, device):
+        gen = generate(model, prompt_ids, cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                       eos_token_ids=eos_ids, generator=generator, samples_per_prompt=G,
+                       return_prompt_logprobs=prompt_logprobs)
+    lengths = gen.lengths.tolist()
+    # decode without the EOS token; special tokens (chat markers) never count as answer text
+    texts = tokenizer.decode_batch([row[:n] for row, n in zip(gen.tokens.tolist(), lengths)], skip_special_tokens=True)
+    T0 = max(len(p) for p in prompt_ids)
+    P = len(prompt_ids)
+    pids = torch.zeros(P, T0, dtype=torch.long, device=device)
+    for i, p in enumerate(prompt_ids):
+        pids[i, T0 - len(p):] = torch.tensor(p, dtype=torch.long)
+    plen = torch.tensor([len(p) for p in prompt_ids], device=device)
+    pmask = torch.arange(T0, device=device)[None, :] >= (T0 - plen)[:, None]  # (P, T0) from lengths
+    input_ids = torch.cat([pids.repeat_interleave(G, 0), gen.tokens], 1)  # (B, T0 + N)
+    attn_mask = torch.cat([pmask.repeat_interleave(G, 0), gen.mask], 1)  # (B, T0 + N)
+    return Rollout(problems, prompt_ids, gen, texts, input_ids, attn_mask, T0)
+
+
+def compute_rewards(texts: list[str], answers: list[str], G: int) -> torch.Tensor:
+    """Stage 2: r[p, g] = 1 if response p*G+g verifies against gold answers[p], else 0.  (P, G) float."""
+    r = [float(verifier.verify(t, answers[i // G])) for i, t in enumerate(texts)]
+    return torch.tensor(r, dtype=torch.float32).view(len(answers), G)
+
+
+def compute_confidences(ro: Rollout, G: int, low_frac: float) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """Stage 3: c(q) [P] (None if the rollout has no prompt log-probs) and c(o|q) [P, G], both in (0, 1].
+    PAPER.md definitions 3 and 2; inputs are the rollout's log-probs (no gradient)."""
+    g = ro.gen
+    c_o = arm.answer_confidence(g.logprobs, g.mask, low_frac=low_frac).view(-1, G)
+    c_q = arm.prompt_confidence(g.prompt_logprobs, g.prompt_mask) if g.prompt_logprobs is not None else None
+    return c_q, c_o
+
+
+def compute_advantages(rewards: torch.Tensor, c_q: torch.Tensor | None, c_o: torch.Tensor, cfg: Config) -> torch.Tensor:
+    """Stage 4: Eq. ARM, A~ = A + alpha (c(q) - c(o|q)) where a group has a correct answer; (P, G).
+    alpha = 0 (--algo grpo) is exactly arm.grpo_advantages."""
+    if cfg.alpha == 0:
+        return arm.grpo_advantages(rewards, scale=cfg.adv_scale)
+    return arm.arm_advantages(rewards, c_q.to(rewards.device), c_o.to(rewards.device), alpha=cfg.alpha,
+                              scale=cfg.adv_scale, all_correct=cfg.all_correct)
+
+
+def autocast(cfg: Config, device: torch.device):
+    """bf16 autocast on CUDA (weights and optimizer stay float32); nothing on CPU."""
+    if device.type == "cuda" and cfg.dtype in ("auto", "bfloat16"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def response_logits(model, input_ids: torch.Tensor, attn_mask: torch.Tensor, T0: int, n: int) -> torch.Tensor:
+    """Logits that predict the n response tokens: (b, T0 + n) ids -> (b, n, V).
+    note: the model computes logits for the prompt positions too; we slice them away."""
+    logits = model(input_ids[:, : T0 + n], attn_mask[:, : T0 + n])  # (b, T0 + n, V)
+    return logits[:, T0 - 1: T0 - 1 + n]
+
+
+def policy_update(model, ref_model, optimizer, ro: Rollout, adv: torch.Tensor, cfg: Config, step: int) -> dict:
+    """Stage 5: `epochs` passes over the rollout in `mini_batches` optimizer steps, each accumulated
+    over micro-batches of at most `micro_batch` rows. Returns averaged loss statistics.
+
+    Micro-batch weights make the accumulated gradient equal to that of the whole mini-batch:
+    token-mean is a sum over tokens / (mini-batch tokens); the other two aggregations are a mean
+    over rows, so a micro-batch counts rows_mb / rows_minibatch."""
+    device = ro.input_ids.device
+    g = ro.gen
+    B = g.tokens.shape[0]
+    adv_rows = adv.reshape(-1).to(device)  # (B,) A~ of each response, broadcast to its tokens
+    mb_rows = B // cfg.mini_batches
+    sums: dict[str, float] = {}
+    grad_norms, n_tok_seen, entropy_num = [], 0, 0.0
+    model.train()
+    for epoch in range(cfg.epochs):
+        # a fresh row order per epoch, from (seed, step, epoch): nothing to checkpoint
+        perm = torch.randperm(B, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 101 + epoch))
+        perm = perm.to(device) if cfg.mini_batches > 1 else torch.arange(B, device=device)
+        for m in range(cfg.mini_batches):
+            rows = perm[m * mb_rows:(m + 1) * mb_rows]
+            mb_tokens = int(g.lengths[rows].sum())
+            optimizer.zero_grad(set_to_none=True)
+            for s in range(0, mb_rows, cfg.micro_batch):
+                r = rows[s: s + cfg.micro_batch]
+                n = int(g.lengths[r].max())  # trim the micro-batch to its longest response
+                mask = g.mask[r, :n]  # (b, n) from lengths
+                with autocast(cfg, device):
+                    logits = response_logits(model, ro.input_ids[r], ro.attn_mask[r], ro.T0, n)  # (b, n, V)
+                logp = logits_to_logprobs(logits, cfg.temperature).gather(-1, g.tokens[r, :n, None]).squeeze(-1)
+                ref_logp = None
+                if ref_model is not None:
+                    with torch.no_grad(), autocast(cfg, device):
+                        ref_logits = response_logits(ref_model, ro.input_ids[r], ro.attn_mask[r], ro.T0, n)
+                    ref_logp = logits_to_logprobs(ref_logits, cfg.temperature).gather(-1, g.tokens[r, :n, None]).squeeze(-1)
+                loss, stats = arm.policy_loss(logp, g.logprobs[r, :n], adv_rows[r], mask,
+                                              eps_low=cfg.eps_low, eps_high=cfg.eps_high, agg=cfg.loss_agg,
+                                              ref_logprobs=ref_logp, kl_coef=cfg.kl_coef, max_len=cfg.max_new_tokens)
+                w = int(mask.sum()) / mb_tokens if cfg.loss_agg == "token-mean" else len(r) / mb_rows
+                if not torch.isfinite(loss):  # note: a CPU-GPU sync point per micro-batch
+                    raise NonFiniteError(f"step {step}: the loss is {loss.item()} (epoch {epoch}, mini-batch {m})")
+                (loss * w).backward()
+                tok = int(mask.sum())
+                for k, v in {"loss": loss.item(), **stats}.items():
+                    sums[k] = sums.get(k, 0.0) + float(v) * tok
+                n_tok_seen += tok
+                if epoch == 0:  # entropy of the policy that sampled (first pass, before this step's updates)
+                    with torch.no_grad():
+                        t = cfg.temperature
+                        entropy_num += float(arm.token_entropy(logits.detach().float() / t, mask)) * tok
+            total = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+            if not torch.isfinite(total):
+                raise NonFiniteError(f"step {step}: the gradient norm is {total.item()} (epoch {epoch}, mini-batch {m})")
+            grad_norms.append(float(total))
+            optimizer.step()
+    out = {k: v / max(n_tok_seen, 1) for k, v in sums.items()}
+    out["grad_norm"] = sum(grad_norms) / len(grad_norms)
+    out["entropy"] = entropy_num / max(int(g.lengths.sum()), 1)
+    return out
+
+
+class NonFiniteError(RuntimeError):
+    """A NaN/inf loss or gradient: the run stops, the last good checkpoint stays."""
+
+
+def step_stats(ro: Rollout, rewards: torch.Tensor, c_q, c_o: torch.Tensor, adv: torch.Tensor, cfg: Config) -> dict:
+    """Everything about a rollout worth a line in metrics.jsonl (before the update)."""
+    g, G = ro.gen, cfg.group_size
+    lengths = g.lengths.float().cpu()
+    correct = rewards > 0.5  # (P, G)
+    base = arm.grpo_advantages(rewards, scale=cfg.adv_scale)
+    shift = (adv - base)  # ARM's alpha (c(q) - c(o|q)) where applied, 0 elsewhere
+    adv_tok = adv.reshape(-1).abs()
+    equal = (rewards == rewards[:, :1]).all(-1)
+    spreads = [float(c_o[p][correct[p]].std(unbiased=False)) for p in range(len(rewards)) if correct[p].sum() >= 2]
+    return {
+        "reward": float(rewards.mean()),
+        "accuracy": float(correct.float().mean()),  # = reward for a binary verifier
+        "response_len": float(lengths.mean()),
+        "truncated": int((~g.finished).sum()),
+        "empty": sum(1 for t in ro.texts if not t.strip()),
+        "equal_reward_groups": int(equal.sum()),
+        "all_correct_groups": int(correct.all(-1).sum()),
+        "all_wrong_groups": int((~correct).all(-1).sum()),
+        "adv_abs_mean": float(adv.abs().mean()),
+        "zero_adv_frac": float(((adv_tok == 0).float() * lengths).sum() / lengths.sum()),  # per token
+        "arm_shift_mean": float(shift.mean()),
+        "arm_shift_abs_mean": float(shift.abs().mean()),
+        "conf_q_mean": float(c_q.mean()) if c_q is not None else None,
+        "conf_o_mean": float(c_o.mean()),
+        "conf_o_std": float(c_o.std(unbiased=False)),
+        "conf_o_std_correct": sum(spreads) / len(spreads) if spreads else None,  # within groups, correct rows
+    }
+
+
+def train_step(model, ref_model, optimizer, tokenizer, problems: list[dict], cfg: Config,
+               generator: torch.Generator, eos_ids: list[int], step: int) -> dict:
+    """rollout -> rewards -> confidences -> advantages -> update; returns the step's metrics
+    with the time of each stage (t_rollout, t_reward, t_conf, t_update, in seconds)."""
+    sync = torch.cuda.synchronize if next(model.parameters()).is_cuda else (lambda: None)
+    t0 = time.perf_counter()
+    model.eval()
+    ro = rollout(model, tokenizer, problems, cfg, generator, eos_ids, prompt_logprobs=cfg.alpha != 0)
+    sync()
+    t1 = time.perf_counter()
+    rewards = compute_rewards(ro.texts, [p["answer"] for p in problems], cfg.group_size)
+    t2 = time.perf_counter()
+    c_q, c_o = compute_confidences(ro, cfg.group_size, cfg.low_frac)  # c(o|q) is logged for GRPO too
+    c_o = c_o.cpu()
+    c_q = c_q.cpu() if c_q is not None else None
+    adv = compute_advantages(rewards, c_q, c_o, cfg)
+    t3 = time.perf_counter()
+    upd = policy_update(model, ref_model, optimizer, ro, adv, cfg, step)
+    sync()
+    t4 = time.perf_counter()
+    return {**step_stats(ro, rewards, c_q, c_o, adv, cfg), **upd,
+            "t_rollout": t1 - t0, "t_reward": t2 - t1, "t_conf": t3 - t2, "t_update": t4 - t3}
+
+
+# ----------------------------------------------------------------------------------------------
+# evaluation: pass@k, entropy, distinct correct solutions
+
+
+def pass_ks(n: int) -> list[int]:
+    """k = 1, 2, 4, ..., and n itself."""
+    ks = [2 ** i for i in range(n.bit_length()) if 2 ** i <= n]
+    return ks + ([n] if ks[-1] != n else [])
+
+
+@torch.no_grad()
+def evaluate(model, tokenizer, problems: list[dict], cfg: Config, *, n: int | None = None, seed: int | None = None,
+             path_fn=None, eos_ids: list[int] | None = None) -> dict:
+    """n samples per held-out problem (at the training temperature/top-p) ->
+    pass@k (unbiased, arm.pass_at_k) for k = 1, 2, 4, ..., n; mean token entropy of the policy
+    over the sampled tokens; distinct correct solutions per problem (path_fn of the correct
+    ones); std of c(o|q) over correct samples (mean over problems with >= 2); mean length.
+    Uses its own generator (seeded by `seed`), so evaluating never moves the training RNG."""
+    n = n or cfg.eval_n
+    seed = cfg.eval_seed if seed is None else seed
+    eos_ids = eos_ids if eos_ids is not None else list(getattr(model, "eos_token_ids", []))
+    device = next(model.parameters()).device
+    gen_rng = torch.Generator(device=device).manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    chunk = max(1, (cfg.prompts_per_step * cfg.group_size) // n)  # rows per generate call ~ the rollout's
+    n_correct, distinct, spreads, lengths, ent_num, ent_den, truncated = [], [], [], [], 0.0, 0, 0
+    for i in range(0, len(problems), chunk):
+        probs = problems[i: i + chunk]
+        ro = rollout(model, tokenizer, probs, cfg, gen_rng, eos_ids, G=n, prompt_logprobs=False)
+        rewards = compute_rewards(ro.texts, [p["answer"] for p in probs], n)
+        c_o = arm.answer_confidence(ro.gen.logprobs, ro.gen.mask, low_frac=cfg.low_frac).view(-1, n).cpu()
+        for p in range(len(probs)):
+            ok = rewards[p] > 0.5
+            n_correct.append(int(ok.sum()))
+            paths = {path_fn(ro.texts[p * n + j]) for j in range(n) if ok[j]} if path_fn else set()
+            distinct.append(len(paths - {None}))
+            if ok.sum() >= 2:
+                spreads.append(float(c_o[p][ok].std(unbiased=False)))
+        lengths += ro.gen.lengths.tolist()
+        truncated += int((~ro.gen.finished).sum())
+        B = ro.gen.tokens.shape[0]
+        for s in range(0, B, cfg.micro_batch):  # entropy needs full logits: one forward pass per micro-batch
+            r = slice(s, s + cfg.micro_batch)
+            k = int(ro.gen.lengths[r].max())
+            mask = ro.gen.mask[r, :k]
+            with autocast(cfg, device):
+                logits = response_logits(model, ro.input_ids[r], ro.attn_mask[r], ro.T0, k)
+            t = cfg.temperature
+            ent_num += float(arm.token_entropy(logits.float() / t, mask)) * int(mask.sum())
+            ent_den += int(mask.sum())
+    model.train(was_training)
+    P = len(n_correct)
+    return {
+        "pass@k": {str(k): sum(arm.pass_at_k(n, c, k) for c in n_correct) / P for k in pass_ks(n)},
+        "accuracy": sum(n_correct) / (P * n),
+        "entropy": ent_num / max(ent_den, 1),
+        "distinct_correct": sum(distinct) / P,
+        "conf_o_std_correct": sum(spreads) / len(spreads) if spreads else None,
+        "response_len": sum(lengths) / len(lengths),
+        "truncated": truncated,
+        "prompts": P,
+        "n": n,
+        "n_correct": n_correct,
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# checkpoints: atomic folders <out>/checkpoints/step_NNNNNN/{policy/, state.pt, config.json}
+
+
+def rng_state(generator: torch.Generator) -> dict:
+    s = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+         "sampling": generator.get_state()}
+    if torch.cuda.is_available():
+        s["cuda"] = torch.cuda.get_rng_state_all()
+    return s
+
+
+def set_rng_state(s: dict, generator: torch.Generator) -> None:
+    random.setstate(s["python"])
+    np.random.set_state(s["numpy"])
+    torch.set_rng_state(s["torch"])
+    generator.set_state(s["sampling"])
+    if "cuda" in s and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+
+
+def save_checkpoint(out: Path, step: int, model, tokenizer, optimizer, scheduler, generator, data_pos: int,
+                    history: dict, cfg: Config) -> Path:
+    """Write everything a resumed run needs into a temp folder, then rename it into place: a
+    checkpoint folder either exists complete or not at all (a kill at any moment is safe)."""
+    root = out / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step_{step:06d}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-step_{step:06d}-", dir=root))
+    try:
+        save_model(model, tmp / "policy", tokenizer)
+        state = {"step": step, "data_pos": data_pos, "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "rng": rng_state(generator), "history": history}
+        torch.save(state, tmp / "state.pt")
+        (tmp / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+        if final.exists():  # the same step saved before (a resumed run): swap, then drop the old one
+            old = Path(tempfile.mkdtemp(prefix=".old-", dir=root))
+            os.replace(final, old / final.name)
+            os.replace(tmp, final)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if cfg.keep_checkpoints:
+        for old in sorted(root.glob("step_*"))[: -cfg.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """A checkpoint folder itself, or the latest complete one under a run folder."""
+    p = Path(path)
+    if (p / "state.pt").is_file():
+        return p
+    found = sorted((p / "checkpoints").glob("step_*")) if p.is_dir() else []
+    found = [c for c in found if (c / "state.pt").is_file()]
+    if not found:
+        raise ConfigError(f"resume: {p}: no checkpoint (expected a run folder with checkpoints/step_* or a step_* folder)")
+    return found[-1]
+
+
+# ----------------------------------------------------------------------------------------------
+# the run
+
+
+def toy_dir() -> Path:
+    import toy
+
+    return toy.TOY_DIR
+
+
+def lr_lambda(warmup: int):
+    """Linear warm-up over `warmup` steps, then constant."""
+    return lambda s: min(1.0, (s + 1) / warmup) if warmup > 0 else 1.0
+
+
+def new_out_dir(cfg: Config) -> Path:
+    if cfg.out:
+        return Path(cfg.out)
+    base = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    p, i = base, 1
+    while p.exists():
+        p, i = Path(f"{base}-{i}"), i + 1
+    return p
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    os.replace(tmp, path)
+
+
+def chat_eos_ids(model, tokenizer, cfg: Config) -> list[int]:
+    """The model's EOS ids, plus <|im_end|> under the qwen-chat template (a base model's chat turn ends there)."""
+    ids = list(getattr(model, "eos_token_ids", []))
+    if cfg.template == "qwen-chat":
+        im_end = tokenizer.token_to_id("<|im_end|>")
+        if im_end is None or tokenizer.token_to_id("<|im_start|>") is None:
+            raise ConfigError("template: qwen-chat needs <|im_start|>/<|im_end|> in the tokenizer; this model has none")
+        ids = list(dict.fromkeys(ids + [im_end]))
+    if not ids:
+        raise ConfigError("model: no EOS token id in generation_config.json/config.json: responses would never end")
+    return ids
+
+
+def train(cfg: Config, log=print) -> dict:
+    """One full run: (eval) -> `steps` training steps -> eval; writes metrics.jsonl, eval.jsonl,
+    config.json, checkpoints and the final policy under the output folder.
+    Returns {"out", "metrics": [per step], "evals": [per evaluation], "before", "after", "interrupted"}."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg)
+    ckpt = find_checkpoint(cfg.resume) if cfg.resume else None
+    out = Path(cfg.out) if cfg.out else (ckpt.parent.parent if ckpt else new_out_dir(cfg))
+    out.mkdir(parents=True, exist_ok=True)
+
+    base_model_path = cfg.model or str(toy_dir())
+    tokenizer = load_tokenizer(base_model_path)
+    model = load_model(ckpt / "policy" if ckpt else base_model_path, device=device, dtype=torch.float32)
+    eos_ids = chat_eos_ids(model, tokenizer, cfg)
+    train_set, held, path_fn = load_problems(cfg)
+    ref_model = None
+    if cfg.kl_coef > 0:  # the frozen initial policy, only when the KL term is on
+        ref_model = load_model(base_model_path, device=device, dtype=torch.float32).eval().requires_grad_(False)
+    for p in train_set[:1] + held[:1]:
+        if len(encode_prompts(tokenizer, [p["prompt"]])[0]) + cfg.max_new_tokens > model.config.max_position_embeddings:
+            raise ConfigError(f"max_new_tokens: prompt + {cfg.max_new_tokens} new tokens exceed the model's "
+                              f"max_position_embeddings {model.config.max_position_embeddings}")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.warmup_steps))
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    history = {"metrics": [], "evals": []}
+    step, data_pos = 0, 0
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed % 2 ** 32)
+    torch.manual_seed(cfg.seed)
+    if ckpt:
+        state = torch.load(ckpt / "state.pt", map_location=device, weights_only=False)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"], generator)
+        step, data_pos, history = state["step"], state["data_pos"], state["history"]
+        log(f"resuming from {ckpt} at step {step}")
+    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+    write_jsonl(out / "metrics.jsonl", history["metrics"])
+    write_jsonl(out / "eval.jsonl", history["evals"])
+
+    def run_eval(at_step: int):
+        if not held:
+            return
+        e = {"step": at_step, **evaluate(model, tokenizer, held, cfg, path_fn=path_fn, eos_ids=eos_ids)}
+        history["evals"].append(e)
+        write_jsonl(out / "eval.jsonl", history["evals"])
+
+    def checkpoint():
+        return save_checkpoint(out, step, model, tokenizer, optimizer, scheduler, generator, data_pos, history, cfg)
+
+    if step == 0 and cfg.eval_before and not history["evals"]:
+        run_eval(0)
+    # Ctrl-C: finish the current step, save, exit cleanly; a second Ctrl-C aborts at once
+    stop = {"asked": False}
+    old_handler = None
+
+    def on_sigint(signum, frame):
+        if stop["asked"]:
+            raise KeyboardInterrupt
+        stop["asked"] = True
+        tqdm.write("Ctrl-C: finishing this step, then saving a checkpoint (Ctrl-C again to abort)")
+
+    import threading
+    if threading.current_thread() is threading.main_thread():
+        old_handler = signal.signal(signal.SIGINT, on_sigint)
+    t_start = time.time()
+    last_ckpt = None
+    try:
+        bar = tqdm(total=cfg.steps, initial=step, desc="train", dynamic_ncols=True, disable=None)  # off when not a TTY
+        while step < cfg.steps and not stop["asked"]:
+            batch = take_batch(train_set, data_pos, cfg.prompts_per_step, cfg.seed)
+            t0 = time.time()
+            m = train_step(model, ref_model, optimizer, tokenizer, batch, cfg, generator, eos_ids, step + 1)
+            scheduler.step()
+            step += 1
+            data_pos += cfg.prompts_per_step
+            m = {"step": step, **m, "lr": optimizer.param_groups[0]["lr"], "time_s": time.time() - t0,
+                 "elapsed_s": time.time() - t_start}
+            history["metrics"].append(m)
+            with open(out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(m) + "\n")
+            bar.update(1)
+            bar.set_postfix(reward=f"{m['reward']:.3f}", entropy=f"{m['entropy']:.3f}", gnorm=f"{m['grad_norm']:.2f}")
+            if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
+                run_eval(step)
+            if cfg.save_every and step % cfg.save_every == 0:
+                last_ckpt = checkpoint()
+        bar.close()
+    except NonFiniteError as e:
+        good = last_ckpt or (find_checkpoint(out) if list((out / "checkpoints").glob("step_*")) else None)
+        raise NonFiniteError(f"{e}; stopped. Last good checkpoint: {good or 'none (nothing saved yet)'}") from None
+    finally:
+        if old_handler is not None:
+            signal.signal(signal.SIGINT, old_handler)
+    interrupted = stop["asked"]
+    if interrupted or not cfg.save_every or step % cfg.save_every:
+        last_ckpt = checkpoint()
+    if interrupted:
+        log(f"interrupted at step {step}: checkpoint {last_ckpt}; continue with --resume {out}")
+    else:
+        if not (history["evals"] and history["evals"][-1]["step"] == step):
+            run_eval(step)
+        save_model(model, out / "policy", tokenizer)
+    evals = history["evals"]
+    return {"out": str(out), "metrics": history["metrics"], "evals": evals, "interrupted": interrupted,
+            "before": evals[0] if evals and evals[0]["step"] == 0 else None,
+            "after": evals[-1] if evals and evals[-1]["step"] == step and step > 0 else None}
+
+
+def format_table(before: dict | None, after: dict | None) -> str:
+    """Before/after evaluation as a small markdown table."""
+    cols = [("before", before), ("after", after)]
+    cols = [(name, e) for name, e in cols if e]
+    if not cols:
+        return "(no evaluation)"
+    rows = [f"pass@{k}" for k in cols[0][1]["pass@k"]] + ["entropy", "distinct correct", "response length"]
+    lines = ["| metric | " + " | ".join(n for n, _ in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for r in rows:
+        vals = []
+        for _, e in cols:
+            v = e["pass@k"][r[5:]] if r.startswith("pass@") else {
+                "entropy": e["entropy"], "distinct correct": e["distinct_correct"], "response length": e["response_len"]}[r]
+            vals.append(f"{v:.3f}")
+        lines.append(f"| {r} | " + " | ".join(vals) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cfg = parse_args(argv)
+        t = time.time()
+        res = train(cfg)
+    except (ConfigError, DataError) as e:
+        print(f"train.py: error: {e}", file=sys.stderr)
+        return 2
+    except NonFiniteError as e:
+        print(f"train.py: {e}", file=sys.stderr)
+        return 1
+    if res["interrupted"]:
+        return 0
+    e = res["before"] or res["after"]
+    if e:
+        print(f"\nheld-out: {e['prompts']} prompts x {e['n']} samples")
+    print(format_table(res["before"], res["after"]))
+    print(f"\n{res['out']}: metrics.jsonl, eval.jsonl, config.json, policy/  ({time.time() - t:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
