@@ -436,7 +436,7 @@ def rollout(model, tokenizer, problems: list[dict], cfg: Config, generator: torc
                        eos_token_ids=eos_ids, generator=generator, samples_per_prompt=G,
                        return_prompt_logprobs=prompt_logprobs)
     lengths = gen.lengths.tolist()
-    # decode without the EOS token; special tokens (chat markers) never count as answer text
+    # special tokens (EOS, chat markers) are dropped: they are never answer text
     texts = tokenizer.decode_batch([row[:n] for row, n in zip(gen.tokens.tolist(), lengths)], skip_special_tokens=True)
     T0 = max(len(p) for p in prompt_ids)
     P = len(prompt_ids)
@@ -851,7 +851,7 @@ def train(cfg: Config, log=print) -> dict:
     t_start = time.time()
     last_ckpt = None
     try:
-        bar = tqdm(total=cfg.steps, initial=step, desc="train", dynamic_ncols=True, disable=None)  # off when not a TTY
+        bar = tqdm(total=cfg.steps, initial=step, desc="train", dynamic_ncols=True, mininterval=1.0)  # shows time left
         while step < cfg.steps and not stop["asked"]:
             batch = take_batch(train_set, data_pos, cfg.prompts_per_step, cfg.seed)
             t0 = time.time()
@@ -921,6 +921,9 @@ def main(argv: list[str] | None = None) -> int:
     except NonFiniteError as e:
         print(f"train.py: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside the training loop (e.g. during evaluation)
+        print("train.py: interrupted; the checkpoints already written are complete", file=sys.stderr)
+        return 130
     if res["interrupted"]:
         return 0
     e = res["before"] or res["after"]

@@ -152,3 +152,19 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tiny, tmp_path):
     assert p.returncode == 0, text
     steps = len(metrics(out))
     assert "interrupted at step" in text and (out / "checkpoints" / f"step_{steps:06d}" / "state.pt").is_file()
+
+
+def test_real_model_path_gsm8k_jsonl_with_the_qwen_chat_template(tiny, tmp_path, mixed_rewards):
+    """What a Qwen2.5 + GSM8K run does, on a tiny qwen2-layout model: chat template, <|im_end|> ends a turn."""
+    rows = [{"question": f"Tom has {i} apples and buys {i + 2}. How many?", "answer": f"{i} + {i + 2}\n#### {2 * i + 2}"}
+            for i in range(12)]
+    data = tmp_path / "gsm8k.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "run"
+    assert train.main(["--model", str(tiny[0]), "--data", str(data), "--template", "qwen-chat", "--out", str(out),
+                       "--steps", "2", "--prompts-per-step", "2", "--group-size", "4", "--max-new-tokens", "6",
+                       "--micro-batch", "3", "--eval-prompts", "2", "--eval-n", "2", "--threads", "1"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["template"] == "qwen-chat" and cfg["algo"] == "arm"
+    ev = [json.loads(l) for l in (out / "eval.jsonl").read_text().splitlines()]
+    assert [e["prompts"] for e in ev] == [2, 2] and "distinct_correct" in ev[0]
