@@ -195,7 +195,7 @@ _DROP = [
     ("\\tfrac", "\\frac"), ("\\dots", "\\ldots"), ("\\colon", ":"),
 ]
 _THOUSANDS = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
-_OVERLINE = re.compile(r"(\d*)\.(\d*)\\overline\{?(\d{1,30})\}?")
+_OVERLINE = re.compile(r"(?<!\d)(\d*+)\.(\d*+)\\overline\{?(\d{1,30})\}?")
 _FRAC_SHORT = [
     (re.compile(r"\\frac\s*(\d)\s*(\d)"), r"\\frac{\1}{\2}"),
     (re.compile(r"\\frac\s*(\d)\s*\{"), r"\\frac{\1}{"),
@@ -204,7 +204,7 @@ _FRAC_SHORT = [
     (re.compile(r"\\sqrt\s*(\d)"), r"\\sqrt{\1}"),
     (re.compile(r"\\sqrt\s+([a-zA-Z])"), r"\\sqrt{\1}"),
 ]
-_MIXED = re.compile(r"(?<![\d.}^_])(\d+)\s*\\frac\{(\d+)\}\{(\d+)\}")
+_MIXED = re.compile(r"(?<![\d.}^_])(\d++)\s*\\frac\{(\d+)\}\{(\d+)\}")
 _LEADING_VAR = re.compile(r"^\s*\\?[a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?(?:\([a-z]\))?\s*=\s*(?=\S)")
 _WORD_SEP = re.compile(r"(?:^|\s)(?:and|or)(?=\s|$)")
 
@@ -303,6 +303,7 @@ def normalize(answer: str) -> str:
     s = unicodedata.normalize("NFKC", s)
     s = "".join(_UNICODE.get(ch, str(unicodedata.digit(ch, "")) if ch.isdigit() and not ch.isascii()
                              else ch) for ch in s)
+    s = s.replace("\\\\", "\x03")  # matrix row separator, kept apart from "\ "
     for a, b in _DROP:
         s = s.replace(a, b)
     if s.startswith("\\boxed{") and s.endswith("}"):
@@ -310,22 +311,24 @@ def normalize(answer: str) -> str:
     s = _unwrap_text(s)
     s = s.replace("\\{", "\x01").replace("\\}", "\x02")  # keep set braces apart from groups
     s = s.strip().rstrip(".").strip()
-    s = _OVERLINE.sub(_overline, s)
-    for pat, rep in _FRAC_SHORT:
-        s = pat.sub(rep, s)
-    s = _MIXED.sub(_mixed, s)
+    if "\\overline" in s:
+        s = _OVERLINE.sub(_overline, s)
+    if "\\frac" in s or "\\sqrt" in s:
+        for pat, rep in _FRAC_SHORT:
+            s = pat.sub(rep, s)
+        s = _MIXED.sub(_mixed, s)
     if _THOUSANDS.fullmatch(s.strip()):
         s = s.replace(",", "")
     s = _WORD_SEP.sub(",", s)
     items = [_normalize_item(x) for x in _split_top(s)]
     out = ",".join(x for x in items if x) if len(items) > 1 else items[0]
-    return out.replace("\x01", "\\{").replace("\x02", "\\}")
+    return out.replace("\x01", "\\{").replace("\x02", "\\}").replace("\x03", "\\\\")
 
 
 # ----------------------------------------------------------------------------- evaluator
 
 _COMMANDS = ("frac", "sqrt", "pi", "cdot", "times", "div", "infty", "ldots")
-_TOKEN_RE = re.compile(r"\d+\.?\d*|\.\d+|\\[a-zA-Z]+|[a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?|\S")
+_TOKEN_RE = re.compile(r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d{1,6}(?!\d))?|\\[a-zA-Z]+|[a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?|\S")
 
 
 def _tokenize(s: str) -> list[str]:
@@ -548,15 +551,8 @@ class _Parser:
         if tok[0].isdigit() or tok[0] == ".":
             if tok == ".":
                 raise _Refuse("lone dot")
-            exp = 0
-            nxt = self.peek()
-            if nxt in ("e", "E") and self.i + 1 < len(self.t):  # 1.2e5, 1.2e-5
-                j, sign = self.i + 1, 1
-                if self.t[j] in ("+", "-") and j + 1 < len(self.t):
-                    sign, j = (-1 if self.t[j] == "-" else 1), j + 1
-                if self.t[j].isdigit() and len(self.t[j]) <= 6:
-                    exp, self.i = sign * int(self.t[j]), j + 1
-            return _number(tok, exp)
+            mant, _, exp = tok.replace("E", "e").partition("e")  # 1.2e5 is not 1.2*e*5
+            return _number(mant, int(exp) if exp else 0)
         if tok in ("(", "{", "["):
             return self.group({"(": ")", "{": "}", "[": "]"}[tok])
         if tok == "\\frac":
@@ -590,8 +586,9 @@ def _variables(toks: list[str]) -> tuple[str, ...]:
 
 
 # Three fixed evaluation points for answers with variables (exact rationals, no symmetry).
-_POINT_VALUES = [Fraction(13, 7), Fraction(-5, 3), Fraction(11, 4), Fraction(3, 11),
-                 Fraction(-17, 5), Fraction(7, 9), Fraction(19, 6), Fraction(-2, 13)]
+# Positive, so that \sqrt{x} and x^{1/2} are defined at every point.
+_POINT_VALUES = [Fraction(13, 7), Fraction(5, 3), Fraction(11, 4), Fraction(3, 11),
+                 Fraction(17, 5), Fraction(7, 9), Fraction(19, 6), Fraction(2, 13)]
 
 
 def _points(names: tuple[str, ...]) -> list[dict]:
@@ -607,12 +604,14 @@ _CHOICE = re.compile(r"\(?([A-Ea-e])\)?")
 
 def _expr_value(s: str):
     """('num', value) or ('expr', toks, variables); raises _Refuse if not arithmetic."""
+    if re.search(r"[a-zA-Z]{3,}", re.sub(r"\\[a-zA-Z]+", " ", s)):
+        raise _Refuse("a word, not a formula")
     toks = _tokenize(s)
     if not toks or len(toks) > 400:
         raise _Refuse("empty or too long")
     names = _variables(toks)
-    if len(names) > 4 or any(len(t) >= 3 and t.isalpha() for t in toks):
-        raise _Refuse("text")
+    if len(names) > 4:
+        raise _Refuse("too many variables")
     if not names:
         return ("num", _Parser(toks, {}).run())
     return ("expr", toks, names)

@@ -1,0 +1,237 @@
+"""Tests for verifier.py: the labelled table (tests/test_verifier_cases.py), the percent
+policy, symmetry, the CLI, and property tests that no string makes verify() raise or stall."""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from test_verifier_cases import EXTRACT, FALLBACK, PAIRS, RESPONSES
+from verifier import answers_equal, extract_answer, main, normalize, verify
+
+REPO = Path(__file__).resolve().parent.parent
+GENEROUS_S = 0.5  # per-call bound for tests on a loaded machine; the real figures are in bench/
+
+
+def _ids(rows, k):
+    return [f"{i}-{r[k][:40]}" for i, r in enumerate(rows)]
+
+
+@pytest.mark.parametrize("a,b,equal,reason", PAIRS, ids=_ids(PAIRS, 3))
+def test_pairs_both_directions(a, b, equal, reason):
+    assert answers_equal(a, b) is equal, reason
+    assert answers_equal(b, a) is equal, reason + " (reversed)"
+    assert verify(f"So the answer is $\\boxed{{{a}}}$.", b) is equal, reason + " (verify)"
+    assert verify(f"So the answer is $\\boxed{{{b}}}$.", a) is equal, reason + " (verify, reversed)"
+
+
+@pytest.mark.parametrize("text,expected,reason", EXTRACT, ids=_ids(EXTRACT, 2))
+def test_extract(text, expected, reason):
+    assert extract_answer(text) == expected, reason
+
+
+@pytest.mark.parametrize("text,expected,reason", FALLBACK, ids=_ids(FALLBACK, 2))
+def test_extract_last_number_fallback(text, expected, reason):
+    assert extract_answer(text, last_number_fallback=True) == expected, reason
+
+
+@pytest.mark.parametrize("response,gold,expected,reason", RESPONSES, ids=_ids(RESPONSES, 3))
+def test_responses(response, gold, expected, reason):
+    assert verify(response, gold) is expected, reason
+
+
+def test_table_is_large_and_balanced():
+    n = len(PAIRS) + len(EXTRACT) + len(FALLBACK) + len(RESPONSES)
+    assert n >= 200 and len(PAIRS) >= 200
+    assert all(r[-1] for r in PAIRS + RESPONSES), "every row needs a reason"
+    equal = sum(r[2] for r in PAIRS)
+    assert 0.3 < equal / len(PAIRS) < 0.8  # both kinds of mistakes are exercised
+
+
+def test_percent_policy():
+    # x% == x (MATH strips \%), x% == x/100 (its value); two percents compare as numbers.
+    assert answers_equal("40\\%", "40") and answers_equal("40\\%", "0.4")
+    assert answers_equal("40\\%", "\\frac{2}{5}") and answers_equal("40%", "40\\%")
+    assert not answers_equal("40\\%", "4") and not answers_equal("40\\%", "4\\%")
+    assert not answers_equal("40\\%", "0.04")
+
+
+def test_normalize_examples():
+    assert normalize("\\dfrac12") == "\\frac{1}{2}"
+    assert normalize("$1{,}000$") == "1000"
+    assert normalize("x = 5 \\text{ cm}") == "5"
+    assert normalize("45^\\circ") == "45"
+    assert normalize("3 and 4") == "3,4"
+    assert normalize("\\left( 1, 2 \\right)") == "(1,2)"
+
+
+def test_gold_with_box_uses_its_content():
+    assert verify("The answer is 7.", "The gold is \\boxed{7}")
+    assert not verify("The answer is 8.", "\\boxed{7}")
+
+
+def test_non_str_inputs_do_not_raise():
+    for bad in (None, 5, b"\\boxed{1}", ["1"]):
+        assert verify(bad, "1") is False
+        assert verify("\\boxed{1}", bad) is False
+        assert extract_answer(bad) is None
+
+
+ADVERSARIAL = [
+    "x" * 1_000_000,
+    "\\boxed{1} " * 100_000,
+    "\\boxed{" + "{" * 10_000 + "1" + "}" * 10_000 + "}",
+    "\\boxed{" * 20_000,
+    "\\boxed{" + "(" * 450 + "1" + ")" * 450 + "}",
+    "\\boxed{" + "\\frac{" * 300 + "1}{2}" * 300 + "}",
+    "\\boxed{" + "-" * 900 + "1}",
+    "\\boxed{" + "\\sqrt{" * 400 + "2" + "}" * 400 + "}",
+    "\\boxed{1\x00}\ud800\udfff",
+    "\\boxed{9^{9^{9^9}}}",
+    "\\boxed{2^{2^{2^{2^{2^2}}}}}",
+    "\\boxed{(10^{100})!}",
+    "\\boxed{2^{-10^9}}",
+    "\\boxed{" + "^".join(["99"] * 40) + "}",
+    "\\boxed{" + "*".join(["999999999"] * 300) + "}",
+    "\\boxed{" + "9" * 999 + "}",
+    "\\boxed{" + "9" * 5000 + "}",
+    "\\boxed{1e999999}",
+    "\\boxed{10^{10^{10}}}",
+    "\\boxed{e^{10^{6}}}",
+    "\\boxed{\\sqrt[64]{" + "9" * 500 + "}}",
+    "\\boxed{" + ",".join(["x"] * 500) + "}",
+    "\\boxed{" + ",".join(["(1,2)"] * 60) + "}",
+    "\\boxed{" + "a b " * 240 + "}",
+    "\\boxed{" + "1" + "\\overline{3}" * 100 + "}",
+    "\\boxed{" + "0." * 400 + "}",
+    "\\" * 100_000,
+    "The answer is " * 50_000,
+    "#### " * 100_000,
+    "\\boxed 5" * 50_000,
+    "\u0661" * 100_000,
+    "\\boxed{" + "x^" * 400 + "2}",
+    "\\boxed{" + "\\pm" * 300 + "}",
+    "\\boxed{" + "\\text{" * 300 + "}" * 300 + "}",
+]
+GOLDS = ["1", "0", "x", "(1,2)", "9^{9^{9^9}}", "9" * 998 + "8", "\\frac{1}{2}", "[1,2)",
+         "\\text{(B)}", "1, 2", "\\begin{pmatrix}1\\\\2\\end{pmatrix}", "\\boxed{" * 50]
+
+
+def test_adversarial_inputs_bounded():
+    worst = 0.0
+    for text in ADVERSARIAL:
+        for gold in GOLDS + [text[:5000]]:
+            t0 = time.perf_counter()
+            out = verify(text, gold)
+            worst = max(worst, time.perf_counter() - t0)
+            assert out in (True, False)
+        assert verify(text, text[7:-1] if text.startswith("\\boxed{") else text) in (True, False)
+    assert worst < GENEROUS_S, f"slowest adversarial call took {worst:.3f}s"
+
+
+def test_identical_bombs_still_match_themselves():
+    for bomb in ("9^{9^{9^9}}", "(10^{100})!", "2^{-10^9}", "1000!"):
+        assert verify(f"\\boxed{{{bomb}}}", bomb)
+        assert not verify(f"\\boxed{{{bomb}}}", "0")
+
+
+ATOMS = ["\\frac", "\\dfrac", "\\sqrt", "{", "}", "(", ")", "[", "]", "^", "_", "9", "99999",
+         "1.5", "e", "E", "x", "y", "\\pi", "!", "-", "+", "*", "/", ",", "\\pm", "=", "%", "\\%",
+         "\\overline", "\\text{", "\\boxed{", "\\fbox", "\\{", "\\}", "\\cup", "0.", " ", "\\left(",
+         "\\right)", "a", "and", "\\begin{pmatrix}", "&", "\\\\", "\\end{pmatrix}", "\x00",
+         "\ud800", "\u0661", "#### ", "answer is ", "$", "\\infty", "\\", "10^{", "e5", "1,000",
+         "^\\circ", "\\cdot", "\\times", "\n", ".", "**"]
+
+_bounded = settings(max_examples=250, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+def _timed(response, gold):
+    t0 = time.perf_counter()
+    out = verify(response, gold)
+    dt = time.perf_counter() - t0
+    assert out in (True, False)
+    assert answers_equal(gold, gold) in (True, False)
+    return dt
+
+
+# Any code point, plus lone surrogates (hypothesis leaves them out by default), NUL and braces.
+_CHARS = st.one_of(st.characters(), st.sampled_from("\x00\\{}$^_"),
+                   st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF, categories=["Cs"]))
+
+
+@_bounded
+@given(st.text(alphabet=_CHARS, max_size=300), st.text(alphabet=_CHARS, max_size=60))
+def test_random_strings_never_raise(response, gold):
+    assert _timed(response, gold) < GENEROUS_S
+    assert _timed("\\boxed{" + response + "}", gold) < GENEROUS_S
+
+
+@_bounded
+@given(st.lists(st.sampled_from(ATOMS), max_size=120), st.lists(st.sampled_from(ATOMS), max_size=40))
+def test_latexish_strings_never_raise_and_are_symmetric(r, g):
+    a, b = "".join(r), "".join(g)
+    assert _timed("\\boxed{" + a + "}", b) < GENEROUS_S
+    assert _timed(a, b) < GENEROUS_S
+    assert answers_equal(a, b) == answers_equal(b, a)
+    assert extract_answer(a) is None or isinstance(extract_answer(a), str)
+
+
+@_bounded
+@given(st.fractions(max_denominator=10**6).filter(lambda q: abs(q) < 10**12))
+def test_a_rational_equals_its_decimal_and_fraction_forms(q):
+    frac = f"\\frac{{{q.numerator}}}{{{q.denominator}}}"
+    assert answers_equal(frac, f"{q.numerator}/{q.denominator}")
+    if q.denominator == 1:
+        assert answers_equal(frac, str(q.numerator))
+    assert answers_equal(frac, frac.replace("\\frac", "\\dfrac"))
+    if q != 0:
+        assert not answers_equal(frac, f"\\frac{{{q.numerator}}}{{{q.denominator}}} + {abs(q)}")
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def test_cli_pair(capsys):
+    assert main(["so \\boxed{\\dfrac12}", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "'\\\\frac{1}{2}'" in out and "CORRECT" in out
+    assert main(["\\boxed{3}", "4"]) == 1
+    assert "WRONG" in capsys.readouterr().out
+
+
+def test_cli_jsonl(tmp_path, capsys):
+    f = tmp_path / "grades.jsonl"
+    rows = [
+        json.dumps({"response": "\\boxed{2}", "gold": "2", "expected": True}),
+        json.dumps({"response": "\\boxed{3}", "gold": "2", "expected": True}),
+        "{not json",
+        json.dumps({"response": "x"}),
+        "",
+        json.dumps([1, 2]),
+        json.dumps({"response": "\\boxed{1}", "gold": "1", "expected": "yes"}),
+    ]
+    f.write_text("\n".join(rows) + "\n")
+    assert main(["--jsonl", str(f)]) == 1
+    cap = capsys.readouterr()
+    assert "2 graded, 1 correct" in cap.out and "4 malformed" in cap.out
+    assert "agreement with 'expected': 1/2" in cap.out
+    for line in (3, 4, 6, 7):
+        assert f"{f}:{line}: " in cap.err
+    good = tmp_path / "good.jsonl"
+    good.write_text(rows[0] + "\n")
+    assert main(["--jsonl", str(good)]) == 0
+    assert main(["--jsonl", str(tmp_path / "missing.jsonl")]) == 2
+
+
+def test_cli_usage_errors_and_help():
+    with pytest.raises(SystemExit) as e:
+        main(["only-one"])
+    assert e.value.code == 2
+    r = subprocess.run([sys.executable, str(REPO / "verifier.py"), "--help"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "--jsonl" in r.stdout and "exit status" in r.stdout
