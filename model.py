@@ -17,6 +17,7 @@ writes the new keys/values at columns [start, start + T) and attends over [0, st
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -213,7 +214,7 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + rotate_half(x) * sin
 
 
-def attention_bias(attention_mask, B: int, start: int, T: int, rep: int, dtype) -> torch.Tensor | None:
+def attention_bias(attention_mask, B: int, start: int, T: int, rep: int, dtype, device) -> torch.Tensor | None:
     """Additive attention mask (B, 1, rep*T, S), S = start + T: 0 where the query at column start+t
     may see key column j (j <= start+t and key j is a real token), -inf elsewhere; repeated `rep`
     times along the query axis for the grouped-query layout of Attention.forward. A query always
@@ -222,8 +223,7 @@ def attention_bias(attention_mask, B: int, start: int, T: int, rep: int, dtype) 
     if attention_mask is None:
         if T == 1:
             return None
-        attention_mask = torch.ones(B, start + T, dtype=torch.bool)
-    device = attention_mask.device
+        attention_mask = torch.ones(B, start + T, dtype=torch.bool, device=device)
     q_col = torch.arange(start, start + T, device=device)[:, None]  # (T, 1)
     k_col = torch.arange(start + T, device=device)[None, :]  # (1, S)
     allowed = ((k_col <= q_col) & attention_mask.bool()[:, None, :]) | (k_col == q_col)  # (B, T, S)
@@ -231,14 +231,13 @@ def attention_bias(attention_mask, B: int, start: int, T: int, rep: int, dtype) 
     return bias[:, None].repeat(1, 1, rep, 1)  # (B, 1, rep*T, S)
 
 
-class KVCache(nn.Module):
-    """Preallocated keys/values for all layers: (L, B, n_kv_heads, max_len, head_dim) each."""
+class KVCache:
+    """Preallocated keys/values for all layers: k, v (L, B, n_kv_heads, max_len, head_dim)."""
 
     def __init__(self, cfg: ModelConfig, batch: int, max_len: int, dtype: torch.dtype, device):
-        super().__init__()
         shape = (cfg.num_hidden_layers, batch, cfg.num_key_value_heads, max_len, cfg.head_dim)
-        self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
-        self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        self.k = torch.zeros(shape, dtype=dtype, device=device)
+        self.v = torch.zeros(shape, dtype=dtype, device=device)
 
     def update(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor):
         """Write k/v (B, n_kv, T, hd) at columns [start, start+T); return all keys/values so far."""
@@ -249,10 +248,8 @@ class KVCache(nn.Module):
 
     def repeat_rows(self, n: int) -> "KVCache":
         """Row b becomes rows b*n .. b*n+n-1 (prompt-major), e.g. one prefilled prompt -> its G samples."""
-        out = KVCache.__new__(KVCache)
-        nn.Module.__init__(out)
-        out.register_buffer("k", self.k.repeat_interleave(n, dim=1), persistent=False)
-        out.register_buffer("v", self.v.repeat_interleave(n, dim=1), persistent=False)
+        out = copy.copy(self)
+        out.k, out.v = self.k.repeat_interleave(n, dim=1), self.v.repeat_interleave(n, dim=1)
         return out
 
 
@@ -269,7 +266,7 @@ class Attention(nn.Module):
             self.q_norm = RMSNorm(self.hd, cfg.rms_norm_eps)
             self.k_norm = RMSNorm(self.hd, cfg.rms_norm_eps)
 
-    def forward(self, x, cos, sin, bias, cache: KVCache | None, layer: int, start: int):
+    def forward(self, x, cos, sin, attn_bias, cache: KVCache | None, layer: int, start: int):
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.n_head, self.hd)
         k = self.k_proj(x).view(B, T, self.n_kv, self.hd)
@@ -284,8 +281,8 @@ class Attention(nn.Module):
             # grouped-query attention: query heads kv*rep .. kv*rep+rep-1 share kv head `kv`; fold them
             # into the query-length axis so each kv head (the cache) is read once, without copies
             q = q.reshape(B, self.n_kv, self.n_head // self.n_kv * T, self.hd)  # row r*T + t: head kv*rep+r, token t
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, n_kv, rep*T, hd)
-        y = y.view(B, self.n_head, T, self.hd)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias)  # (B, n_kv, rep*T, hd)
+        y = y.reshape(B, self.n_head, T, self.hd)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, self.n_head * self.hd))
 
 
@@ -308,8 +305,8 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, cos, sin, bias, cache, layer, start):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, bias, cache, layer, start)
+    def forward(self, x, cos, sin, attn_bias, cache, layer, start):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, attn_bias, cache, layer, start)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -370,10 +367,10 @@ class Transformer(nn.Module):
                 positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, start:]  # (B, T)
         rep = self.config.num_attention_heads // self.config.num_key_value_heads
         x = self.embed_tokens(input_ids)  # (B, T, C)
-        bias = attention_bias(attention_mask, B, start, T, rep, x.dtype)  # (B, 1, rep*T, S) or None
+        attn_bias = attention_bias(attention_mask, B, start, T, rep, x.dtype, x.device)  # (B, 1, rep*T, S) | None
         cos, sin = self.rope(positions, x.dtype)
         for i, layer in enumerate(self.layers):
-            x = layer(x, cos, sin, bias, cache, i, start)
+            x = layer(x, cos, sin, attn_bias, cache, i, start)
         if last_only:
             x = x[:, -1:]
         return self.lm_head(self.norm(x))  # (B, T, vocab)

@@ -93,16 +93,14 @@ def _check_inputs(model, prompts, max_new_tokens, samples_per_prompt, temperatur
             raise ValueError(f"generate: prompt {i} has a token id outside [0, {cfg.vocab_size})")
 
 
-def prefill(model, prompts: list[list[int]], cache: KVCache, device):
+def prefill(model, prompts: list[list[int]], cache: KVCache, device, all_logits: bool = False):
     """Left-pad the prompts into one batch and run it through the model, filling `cache`.
-    Returns logits (P, T0, V), the padded ids (P, T0) and the mask (P, T0)."""
-    lengths = torch.tensor([len(p) for p in prompts], device=device)
-    T0 = int(lengths.max())
-    ids = torch.zeros(len(prompts), T0, dtype=torch.long, device=device)
-    for i, p in enumerate(prompts):
-        ids[i, T0 - len(p):] = torch.tensor(p, dtype=torch.long)
+    Returns logits (P, T0, V) if all_logits else (P, 1, V), the padded ids (P, T0) and the mask (P, T0)."""
+    T0 = max(len(p) for p in prompts)
+    ids = torch.tensor([[0] * (T0 - len(p)) + list(p) for p in prompts], dtype=torch.long).to(device)  # (P, T0)
+    lengths = torch.tensor([len(p) for p in prompts]).to(device)
     mask = torch.arange(T0, device=device)[None, :] >= (T0 - lengths)[:, None]  # (P, T0), from lengths
-    logits = model(ids, mask, cache=cache, start=0)
+    logits = model(ids, mask, cache=cache, start=0, last_only=not all_logits)
     return logits, ids, mask
 
 
@@ -144,10 +142,11 @@ def generate(
     P, G = len(prompts), samples_per_prompt
     B = P * G
     T0 = max(len(p) for p in prompts)
+    padded = any(len(p) != T0 for p in prompts)
     S = T0 + max_new_tokens  # cache columns: padded prompt, then one per generated token
 
     cache = KVCache(cfg, P, S, dtype, device)
-    logits, ids, pmask = prefill(model, prompts, cache, device)  # each distinct prompt once
+    logits, ids, pmask = prefill(model, prompts, cache, device, all_logits=return_prompt_logprobs)  # each prompt once
     out_plp = out_pmask = None
     if return_prompt_logprobs:
         out_plp, out_pmask = prompt_logprobs_from_prefill(logits, ids, pmask, temperature)
@@ -177,7 +176,8 @@ def generate(
         if n == max_new_tokens or bool(finished.all()):  # note: a CPU-GPU sync point per step
             break
         col = T0 + i
-        next_logits = model(tok[:, None], key_mask[:, : col + 1], positions=pos + i, cache=cache, start=col)[:, -1]
+        step_mask = key_mask[:, : col + 1] if padded else None  # None: no padding, nothing to mask
+        next_logits = model(tok[:, None], step_mask, positions=pos + i, cache=cache, start=col)[:, -1]
 
     mask = torch.arange(n, device=device)[None, :] < lengths[:, None]  # (B, N), from lengths
     tokens = tokens[:, :n].masked_fill(~mask, 0)

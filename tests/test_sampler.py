@@ -159,3 +159,11 @@ def test_generation_record_types(llama):
     assert isinstance(out, Generation) and out.prompt_logprobs is None and out.prompt_mask is None
     assert out.tokens.dtype == torch.long and out.logprobs.dtype == torch.float32
     assert out.mask.dtype == torch.bool and out.lengths.dtype == torch.long and out.finished.dtype == torch.bool
+
+
+def test_bfloat16_generation_runs_and_reports_float32_logprobs():
+    m = load_model(FIX / "qwen2", dtype=torch.bfloat16)
+    out = generate(m, PROMPTS, 6, generator=torch.Generator().manual_seed(0), samples_per_prompt=2,
+                   return_prompt_logprobs=True)
+    assert out.logprobs.dtype == torch.float32 and torch.isfinite(out.logprobs).all()
+    assert (out.logprobs[out.mask] <= 0).all() and torch.isfinite(out.prompt_logprobs).all()
