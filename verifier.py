@@ -35,6 +35,7 @@ parsing or comparing means "not equal"; verify() never raises on str input.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import re
@@ -194,6 +195,8 @@ _DROP = [
     ("\\geq", "\\ge"), ("\\neq", "\\ne"), ("\\lt", "<"), ("\\gt", ">"), ("\\infinity", "\\infty"),
     ("\\tfrac", "\\frac"), ("\\dots", "\\ldots"), ("\\colon", ":"),
 ]
+_DROP_MAP = dict(_DROP)
+_DROP_RE = re.compile("|".join(re.escape(a) for a in sorted(_DROP_MAP, key=len, reverse=True)))
 _THOUSANDS = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _OVERLINE = re.compile(r"(?<!\d)(\d*+)\.(\d*+)\\overline\{?(\d{1,30})\}?")
 _FRAC_SHORT = [
@@ -246,6 +249,8 @@ def _mixed(m: re.Match) -> str:
 
 def _split_top(s: str, seps: str = ",") -> list[str]:
     """Split at separators outside (), [], {}."""
+    if not any(c in s for c in seps):
+        return [s]
     parts, depth, start, i = [], 0, 0, 0
     while i < len(s):
         c = s[i]
@@ -285,10 +290,11 @@ def _strip_units(item: str) -> str:
 
 def _normalize_item(item: str) -> str:
     item = _LEADING_VAR.sub("", item, count=1) if item.count("=") == 1 else item
-    item = _strip_units(item.strip())
-    return re.sub(r"\s+", "", item)
+    item = _strip_units(item.strip()) if " " in item else item
+    return "".join(item.split())
 
 
+@functools.lru_cache(maxsize=4096)  # a group's G responses share one gold; answers repeat
 def normalize(answer: str) -> str:
     """Canonical string form of an answer (both sides of a comparison go through this).
 
@@ -299,13 +305,14 @@ def normalize(answer: str) -> str:
     s = answer.strip()
     if len(s) > MAX_ANSWER_CHARS:
         return s
-    s = "".join(ch for ch in s if ch >= " " or ch in "\t\n")  # NUL and control characters
-    s = unicodedata.normalize("NFKC", s)
-    s = "".join(_UNICODE.get(ch, str(unicodedata.digit(ch, "")) if ch.isdigit() and not ch.isascii()
-                             else ch) for ch in s)
-    s = s.replace("\\\\", "\x03")  # matrix row separator, kept apart from "\ "
-    for a, b in _DROP:
-        s = s.replace(a, b)
+    if not (s.isascii() and s.isprintable()):  # the slow path only for unusual characters
+        s = "".join(ch for ch in s if ch >= " " or ch in "\t\n")  # NUL and control chars
+        s = unicodedata.normalize("NFKC", s)
+        s = "".join(_UNICODE.get(ch, str(unicodedata.digit(ch, "")) if ch.isdigit()
+                                 and not ch.isascii() else ch) for ch in s)
+    if "\\" in s or "$" in s or "~" in s or "{" in s:  # every _DROP pattern has one of these
+        s = s.replace("\\\\", "\x03")  # matrix row separator, kept apart from "\ "
+        s = _DROP_RE.sub(lambda m: _DROP_MAP[m.group(0)], s)  # one pass, longest match first
     if s.startswith("\\boxed{") and s.endswith("}"):
         s = s[7:-1]
     s = _unwrap_text(s)
@@ -363,8 +370,8 @@ def _number(tok: str, exp: int = 0) -> Fraction:
     if len(tok) > MAX_LITERAL_DIGITS or abs(exp) > MAX_EXPONENT:
         raise _Refuse("literal too long")
     ip, _, fp = tok.partition(".")
-    value = Fraction(int((ip or "0") + fp), 10 ** len(fp))
-    return value * Fraction(10) ** exp
+    value = Fraction(int((ip or "0") + fp), 10 ** len(fp)) if fp else Fraction(int(ip or "0"))
+    return value * Fraction(10) ** exp if exp else value
 
 
 def _check(x):
@@ -599,6 +606,7 @@ def _points(names: tuple[str, ...]) -> list[dict]:
 # ----------------------------------------------------------------------------- values
 
 _MATRIX = re.compile(r"\\begin\{([pbBvV]?matrix|array)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}")
+_PLAIN_NUMBER = re.compile(r"-?(?:\d{1,300}(?:\.\d{0,300})?|\.\d{1,300})")
 _CHOICE = re.compile(r"\(?([A-Ea-e])\)?")
 
 
@@ -614,11 +622,13 @@ def _expr_value(s: str):
         raise _Refuse("too many variables")
     if not names:
         return ("num", _Parser(toks, {}).run())
-    return ("expr", toks, names)
+    return ("expr", tuple(toks), names)
 
 
 def _value(s: str, top: bool = True):
     """Parse a normalised answer into a comparable value (a tagged tuple)."""
+    if _PLAIN_NUMBER.fullmatch(s):  # fast path: most answers are plain numbers
+        return ("num", -_number(s[1:]) if s[0] == "-" else _number(s))
     if s.endswith("%") and s.count("%") == 1:
         v = _value(s[:-1], top)
         if v[0] == "num":
@@ -661,6 +671,11 @@ def _value(s: str, top: bool = True):
         return _expr_value(s)
     except (_Refuse, ArithmeticError, ValueError, OverflowError):
         return ("text", s.casefold())
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(s: str):
+    return _value(s)
 
 
 def _encloses(s: str) -> bool:
@@ -778,7 +793,7 @@ def answers_equal(a: str, b: str) -> bool:
             return bool(na)
         if not na or not nb:
             return False
-        return _values_equal(_value(na), _value(nb))
+        return _values_equal(_parsed(na), _parsed(nb))
     except Exception:  # any parse failure means "not shown equal"
         return False
 

@@ -1,0 +1,149 @@
+"""Benchmark verifier.py: throughput on a realistic mix, worst-case latency on adversarial
+inputs, and (when math-verify is importable) its speed and its verdicts on our labelled table.
+
+    python bench/verifier.py                      # ours only
+    /tmp/scratch/bin/python bench/verifier.py     # ours beside math-verify (never a dependency)
+
+Single process, single thread; ratios are measured in the same process so a loaded machine
+affects both sides alike.
+"""
+
+import random
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from test_verifier_cases import ADVERSARIAL, ADVERSARIAL_GOLDS, PAIRS, RESPONSES  # noqa: E402
+import verifier  # noqa: E402
+from verifier import verify  # noqa: E402
+
+try:  # optional comparison, only in a scratch environment
+    import math_verify
+except ImportError:
+    math_verify = None
+
+# (gold, equivalent forms a model might write, wrong answers)
+GOLDS = [
+    ("18", ["18", "18.0", "\\$18", "18 \\text{ dollars}"], ["17", "81"]),
+    ("1,234", ["1234", "1{,}234", "1,234"], ["1243", "12,34"]),
+    ("\\frac{3}{4}", ["\\dfrac{3}{4}", "0.75", "3/4", "\\frac34"], ["\\frac{4}{3}", "0.7"]),
+    ("\\frac{\\sqrt{3}}{2}", ["\\frac{\\sqrt3}{2}", "\\frac{1}{2}\\sqrt{3}"], ["\\sqrt{3}", "\\frac{3}{2}"]),
+    ("2\\sqrt{5}", ["\\sqrt{20}", "2\\sqrt5"], ["\\sqrt{10}", "5\\sqrt{2}"]),
+    ("(1, -2)", ["(1,-2)", "\\left(1, -2\\right)"], ["(-2, 1)", "(1, 2)"]),
+    ("[2, 5)", ["[2,5)"], ["[2, 5]", "(2, 5)"]),
+    ("3, -1", ["-1, 3", "x = 3, x = -1"], ["3", "-3, 1"]),
+    ("\\text{(C)}", ["(C)", "C", "\\textbf{(C)}"], ["(B)", "D"]),
+    ("45^\\circ", ["45", "45^{\\circ}"], ["135"]),
+    ("25\\%", ["25", "0.25", "25\\%"], ["0.025", "2.5"]),
+    ("x^2 + 2x + 1", ["(x+1)^2", "x^2+2x+1"], ["x^2+1"]),
+    ("\\pi", ["\\pi", "3.14159265"], ["3.14", "2\\pi"]),
+    ("\\frac{7}{2}", ["3.5", "3\\frac{1}{2}"], ["\\frac{2}{7}"]),
+    ("12", ["12", "x = 12"], ["21", "13"]),
+]
+FILLER = ("Let us compute step by step. First we simplify the expression, then we substitute "
+          "the values and check the constraint. ")
+
+
+def make_mix(n: int, long_frac: float, seed: int = 0) -> list[tuple[str, str, bool]]:
+    """n (response, gold, label) rows: short responses (~300 chars), a long_frac of ~8 kB."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        gold, good, bad = rng.choice(GOLDS)
+        label = rng.random() < 0.6
+        ans = rng.choice(good if label else bad)
+        reps = 70 if rng.random() < long_frac else 2
+        out.append((FILLER * reps + f"So the final answer is $\\boxed{{{ans}}}$.", gold, label))
+    return out
+
+
+def throughput(fn, pairs, min_time=1.0) -> float:
+    """Verifications per second of fn over pairs (repeated until min_time has passed)."""
+    n, t0 = 0, time.perf_counter()
+    while True:
+        for r, g, _ in pairs:
+            fn(r, g)
+        n += len(pairs)
+        dt = time.perf_counter() - t0
+        if dt >= min_time:
+            return n / dt
+
+
+def verify_cold(response: str, gold: str) -> bool:
+    """verify() with its caches emptied first: no help from repeated golds or answers."""
+    verifier.normalize.cache_clear()
+    verifier._parsed.cache_clear()
+    return verify(response, gold)
+
+
+def mv_verify(response: str, gold: str) -> bool:
+    g = gold if "\\boxed" in gold else f"${gold}$"
+    try:
+        return bool(math_verify.verify(math_verify.parse(g), math_verify.parse(response)))
+    except Exception:
+        return False
+
+
+def labelled_rows() -> list[tuple[str, str, bool]]:
+    rows = []
+    for a, b, eq, _ in PAIRS:
+        rows.append((f"So the answer is $\\boxed{{{a}}}$.", b, eq))
+        rows.append((f"So the answer is $\\boxed{{{b}}}$.", a, eq))
+    rows += [(r, g, e) for r, g, e, _ in RESPONSES]
+    return rows
+
+
+def main():
+    short = make_mix(1000, long_frac=0.0)
+    mixed = make_mix(1000, long_frac=0.1, seed=1)
+    ours_short = throughput(verify_cold, short)
+    ours_mixed = throughput(verify_cold, mixed)
+    warm_short = throughput(verify, short)
+    print(f"ours        short boxed responses : {ours_short:10,.0f} verif/s  (caches cleared per call)")
+    print(f"ours        mix (10% ~8 kB)       : {ours_mixed:10,.0f} verif/s  (caches cleared per call)")
+    print(f"ours        short, warm caches    : {warm_short:10,.0f} verif/s  (golds/answers repeat)")
+
+    worst, worst_in = 0.0, ""
+    for text in ADVERSARIAL:
+        for gold in ADVERSARIAL_GOLDS + [text[:5000]]:
+            t0 = time.perf_counter()
+            verify(text, gold)
+            dt = time.perf_counter() - t0
+            if dt > worst:
+                worst, worst_in = dt, text[:40]
+    print(f"ours        slowest adversarial call: {worst * 1e3:.2f} ms  (input {worst_in!r}...)")
+
+    rows = labelled_rows()
+    ours_wrong = sum(verify(r, g) != e for r, g, e in rows)
+    mix_rows = sorted(set(mixed[:400]))
+    ours_mix_wrong = sum(verify(r, g) != e for r, g, e in mix_rows)
+    print(f"ours        label disagreements   : {ours_wrong} / {len(rows)} (test table), "
+          f"{ours_mix_wrong} / {len(mix_rows)} (bench mix)")
+    if math_verify is None:
+        print("math-verify not importable: run with /tmp/scratch/bin/python to compare")
+        return
+    mv_short = throughput(mv_verify, short[:150], min_time=3.0)
+    mv_mixed = throughput(mv_verify, mixed[:150], min_time=3.0)
+    print(f"math-verify short boxed responses : {mv_short:10,.0f} verif/s")
+    print(f"math-verify mix (10% ~8 kB)       : {mv_mixed:10,.0f} verif/s")
+    mv_wrong, both, examples = 0, 0, []
+    for r, g, e in rows:
+        mv = mv_verify(r, g)
+        mv_wrong += mv != e
+        both += mv != e and verify(r, g) != e
+        if mv != e and len(examples) < 12:
+            examples.append(f"   mv={mv!s:5} label={e!s:5} gold={g[:30]!r} response={r[-50:]!r}")
+    mv_mix_wrong = sum(mv_verify(r, g) != e for r, g, e in mix_rows)
+    print(f"math-verify label disagreements   : {mv_wrong} / {len(rows)} (test table, {both} shared "
+          f"with ours), {mv_mix_wrong} / {len(mix_rows)} (bench mix)")
+    print(f"ratio ours/math-verify throughput : short {ours_short / mv_short:.1f}x, "
+          f"mix {ours_mixed / mv_mixed:.1f}x (cold caches; warm short {warm_short / mv_short:.1f}x)")
+    print("some math-verify disagreements:")
+    print("\n".join(examples))
+
+
+if __name__ == "__main__":
+    main()
