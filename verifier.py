@@ -50,6 +50,7 @@ MAX_DEPTH = 60  # parser recursion cap (nested brackets / fractions)
 MAX_BITS = 8192  # largest numerator/denominator bit length we compute with
 MAX_EXPONENT = 4096  # largest |integer exponent| for exact powers
 MAX_FACTORIAL = 300  # n! refused above this (1000! is refused)
+MAX_BINOM_N = 2000  # \binom{n}{k} refused above this n
 MAX_LITERAL_DIGITS = 600  # longest number literal we convert
 MAX_ITEMS = 64  # longest list / set / tuple we compare structurally
 REL_TOL = Fraction(1, 10**6)  # relative tolerance for numeric comparison
@@ -193,7 +194,7 @@ _DROP = [
     ("\\cfrac", "\\frac"), ("^{\\circ}", ""), ("^\\circ", ""), ("\\circ", ""),
     ("\\degree", ""), ("\\$", ""), ("$", ""), ("\\%", "%"), ("\\leq", "\\le"),
     ("\\geq", "\\ge"), ("\\neq", "\\ne"), ("\\lt", "<"), ("\\gt", ">"), ("\\infinity", "\\infty"),
-    ("\\tfrac", "\\frac"), ("\\dots", "\\ldots"), ("\\colon", ":"),
+    ("\\tfrac", "\\frac"), ("\\dots", "\\ldots"), ("\\colon", ":"), ("\\langle", "("), ("\\rangle", ")"),
 ]
 _DROP_MAP = dict(_DROP)
 _DROP_RE = re.compile("|".join(re.escape(a) for a in sorted(_DROP_MAP, key=len, reverse=True)))
@@ -208,7 +209,9 @@ _FRAC_SHORT = [
     (re.compile(r"\\sqrt\s+([a-zA-Z])"), r"\\sqrt{\1}"),
 ]
 _MIXED = re.compile(r"(?<![\d.}^_])(\d++)\s*\\frac\{(\d+)\}\{(\d+)\}")
-_LEADING_VAR = re.compile(r"^\s*\\?[a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?(?:\([a-z]\))?\s*=\s*(?=\S)")
+_LEADING_VAR = re.compile(
+    r"^\s*(?:\\[a-zA-Z]+|[a-zA-Z])(?:_\{?[a-zA-Z0-9]+\}?)?(?:\([a-z]\))?\s*(?:=|\\in(?![a-zA-Z]))\s*(?=\S)")
+_ONE_LETTER_UNITS = {"m", "g", "s", "h", "l", "L", "K", "J", "N", "W", "V"}
 _WORD_SEP = re.compile(r"(?:^|\s)(?:and|or)(?=\s|$)")
 
 
@@ -280,7 +283,7 @@ def _strip_units(item: str) -> str:
     if k == len(words) or k == 0:
         return item
     unit = words[k:]
-    if not any(len(w.rstrip(".")) >= 2 and w.isalpha() for w in unit):
+    if not any(len(w.rstrip(".")) >= 2 and w.isalpha() or w in _ONE_LETTER_UNITS for w in unit):
         return item
     head = " ".join(words[:k])
     if re.search(r"[\d})]$|\\pi$", head) and re.search(r"\d|\\pi", head):
@@ -289,7 +292,8 @@ def _strip_units(item: str) -> str:
 
 
 def _normalize_item(item: str) -> str:
-    item = _LEADING_VAR.sub("", item, count=1) if item.count("=") == 1 else item
+    if item.count("=") == 1 or "\\in" in item:
+        item = _LEADING_VAR.sub("", item, count=1)
     item = _strip_units(item.strip()) if " " in item else item
     return "".join(item.split())
 
@@ -334,7 +338,7 @@ def normalize(answer: str) -> str:
 
 # ----------------------------------------------------------------------------- evaluator
 
-_COMMANDS = ("frac", "sqrt", "pi", "cdot", "times", "div", "infty", "ldots")
+_COMMANDS = ("frac", "sqrt", "pi", "cdot", "times", "div", "infty", "ldots", "binom")
 _TOKEN_RE = re.compile(r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d{1,6}(?!\d))?|\\[a-zA-Z]+|[a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?|\S")
 
 
@@ -574,6 +578,13 @@ class _Parser:
                 self.take()
                 n = self.group("]")
             return _check(_root(self.arg(), n))
+        if tok == "\\binom":
+            n, k = self.arg(), self.arg()
+            if not all(isinstance(v, Fraction) and v.denominator == 1 for v in (n, k)):
+                raise _Refuse("binomial of a non-integer")
+            if not 0 <= n <= MAX_BINOM_N:
+                raise _Refuse("binomial too large")
+            return Fraction(math.comb(int(n), int(k)) if k >= 0 else 0)
         if tok == "\\pi":
             return math.pi
         if tok == "\\infty":
@@ -608,6 +619,7 @@ def _points(names: tuple[str, ...]) -> list[dict]:
 _MATRIX = re.compile(r"\\begin\{([pbBvV]?matrix|array)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}")
 _PLAIN_NUMBER = re.compile(r"-?(?:\d{1,300}(?:\.\d{0,300})?|\.\d{1,300})")
 _CHOICE = re.compile(r"\(?([A-Ea-e])\)?")
+_CHOICE_WITH_VALUE = re.compile(r"\(([A-E])\)[^,()]{1,60}")
 
 
 def _expr_value(s: str):
@@ -663,6 +675,9 @@ def _value(s: str, top: bool = True):
     m = _CHOICE.fullmatch(s)
     if m and (s[0] == "(" or s.isupper()):
         return ("choice", m.group(1).upper())
+    m = _CHOICE_WITH_VALUE.fullmatch(s)
+    if m:  # "(B) 12": the option letter is the answer
+        return ("choice", m.group(1))
     if s.count("=") == 1:
         lhs, rhs = s.split("=")
         if lhs and rhs:
