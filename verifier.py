@@ -182,6 +182,11 @@ _UNICODE = {
     "\u221a": "\\sqrt", "\u2264": "\\le ", "\u2265": "\\ge ", "\u00b0": "", "\u00b1": "\\pm ",
     "\u222a": "\\cup ", "\u2260": "\\ne ",
 }
+_SUPER_DIGITS = str.maketrans("\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079",
+                              "0123456789")
+_SUPERSCRIPTS = re.compile("[\u2070\u00b9\u00b2\u00b3\u2074-\u2079]+")  # x² -> x^{2}
+_UNICODE_ROOT = re.compile(r"\u221a\s*(\d+(?:\.\d+)?)")
+_PERCENT_WORD = re.compile(r"(?<=\d)\s*(?:percent|pct)\b", re.IGNORECASE)
 _TEXT_CMDS = re.compile(
     r"\\(?:text|textbf|textit|textrm|textsf|texttt|mathrm|mathbf|mathit|mathsf|mbox|"
     r"operatorname|boldsymbol|mathnormal|hbox)\s*\{"
@@ -311,6 +316,8 @@ def normalize(answer: str) -> str:
         return s
     if not (s.isascii() and s.isprintable()):  # the slow path only for unusual characters
         s = "".join(ch for ch in s if ch >= " " or ch in "\t\n")  # NUL and control chars
+        s = _SUPERSCRIPTS.sub(lambda m: "^{%s}" % m.group(0).translate(_SUPER_DIGITS), s)
+        s = _UNICODE_ROOT.sub(r"\\sqrt{\1}", s)  # √12 is sqrt(12), unlike \sqrt12
         s = unicodedata.normalize("NFKC", s)
         s = "".join(_UNICODE.get(ch, str(unicodedata.digit(ch, "")) if ch.isdigit()
                                  and not ch.isascii() else ch) for ch in s)
@@ -331,6 +338,8 @@ def normalize(answer: str) -> str:
     if _THOUSANDS.fullmatch(s.strip()):
         s = s.replace(",", "")
     s = _WORD_SEP.sub(",", s)
+    if "pe" in s or "pc" in s or "PE" in s:
+        s = _PERCENT_WORD.sub("%", s)  # "28 percent" is 28%
     items = [_normalize_item(x) for x in _split_top(s)]
     out = ",".join(x for x in items if x) if len(items) > 1 else items[0]
     return out.replace("\x01", "\\{").replace("\x02", "\\}").replace("\x03", "\\\\")

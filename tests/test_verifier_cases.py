@@ -247,6 +247,10 @@ PAIRS = [
     ("2500", "2,\\!500", True, "negative thin space in a separator"),
     ("x=2 \\text{ or } x=3", "3, 2", True, "'or' between roots"),
     ("\\frac{1}{2}x", "\\frac{x}{2}", True, "coefficient before a variable"),
+    ("x^2+1", "x\u00b2+1", True, "unicode superscript is a power, not x*2"),
+    ("2\\sqrt{3}", "\u221a12", True, "unicode root takes the whole number"),
+    ("0.28", "28 percent", True, "the word percent is \\%"),
+    ("\\pi", "\u03c0", True, "unicode pi"),
     # --- inequalities and misc strings
     ("x \\le 3", "x \\leq 3", True, "le and leq"),
     ("x \\ge 3", "x \\geq 3", True, "ge and geq"),
