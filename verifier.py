@@ -188,7 +188,7 @@ _SUPERSCRIPTS = re.compile("[\u2070\u00b9\u00b2\u00b3\u2074-\u2079]+")  # x² ->
 _UNICODE_ROOT = re.compile(r"\u221a\s*(\d+(?:\.\d+)?)")
 _PERCENT_WORD = re.compile(r"(?<=\d)\s*(?:percent|pct)\b", re.IGNORECASE)
 _TEXT_CMDS = re.compile(
-    r"\\(?:text|textbf|textit|textrm|textsf|texttt|mathrm|mathbf|mathit|mathsf|mbox|"
+    r"\\(?:text|textnormal|textbf|textit|textrm|textsf|texttt|mathrm|mathbf|mathit|mathsf|mbox|"
     r"operatorname|boldsymbol|mathnormal|hbox)\s*\{"
 )
 _DROP = [
@@ -200,6 +200,7 @@ _DROP = [
     ("\\degree", ""), ("\\$", ""), ("$", ""), ("\\%", "%"), ("\\leq", "\\le"),
     ("\\geq", "\\ge"), ("\\neq", "\\ne"), ("\\lt", "<"), ("\\gt", ">"), ("\\infinity", "\\infty"),
     ("\\tfrac", "\\frac"), ("\\dots", "\\ldots"), ("\\colon", ":"), ("\\langle", "("), ("\\rangle", ")"),
+    (">=", "\\ge"), ("<=", "\\le"), ("!=", "\\ne"),
 ]
 _DROP_MAP = dict(_DROP)
 _DROP_RE = re.compile("|".join(re.escape(a) for a in sorted(_DROP_MAP, key=len, reverse=True)))
@@ -297,6 +298,11 @@ def _strip_units(item: str) -> str:
 
 
 def _normalize_item(item: str) -> str:
+    if "\\approx" in item:  # "x = 1/3 \approx 0.33" -> "x = 1/3"; "x \approx 11" -> "x = 11"
+        head = item.split("\\approx")[0]
+        item = head if "=" in head else item.replace("\\approx", "=")
+    if item.count("=") >= 2:  # "x = 5+5+1 = 11": the last side is the answer
+        item = item.rsplit("=", 1)[1]
     if item.count("=") == 1 or "\\in" in item:
         item = _LEADING_VAR.sub("", item, count=1)
     item = _strip_units(item.strip()) if " " in item else item
@@ -321,7 +327,7 @@ def normalize(answer: str) -> str:
         s = unicodedata.normalize("NFKC", s)
         s = "".join(_UNICODE.get(ch, str(unicodedata.digit(ch, "")) if ch.isdigit()
                                  and not ch.isascii() else ch) for ch in s)
-    if "\\" in s or "$" in s or "~" in s or "{" in s:  # every _DROP pattern has one of these
+    if "\\" in s or "$" in s or "~" in s or "{" in s or "=" in s:  # each _DROP key has one
         s = s.replace("\\\\", "\x03")  # matrix row separator, kept apart from "\ "
         s = _DROP_RE.sub(lambda m: _DROP_MAP[m.group(0)], s)  # one pass, longest match first
     if s.startswith("\\boxed{") and s.endswith("}"):
@@ -627,6 +633,7 @@ def _points(names: tuple[str, ...]) -> list[dict]:
 
 _MATRIX = re.compile(r"\\begin\{([pbBvV]?matrix|array)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}")
 _PLAIN_NUMBER = re.compile(r"-?(?:\d{1,300}(?:\.\d{0,300})?|\.\d{1,300})")
+_RELATION = re.compile(r"(\\le|\\ge|\\ne|<|>)")
 _CHOICE = re.compile(r"\(?([A-Ea-e])\)?")
 _CHOICE_WITH_VALUE = re.compile(r"\(([A-E])\)[^,()]{1,60}")
 
@@ -656,20 +663,21 @@ def _value(s: str, top: bool = True):
             return ("pct", v[1])
         return ("text", s.casefold())
     m = _MATRIX.fullmatch(s)
+    if not m and s[:1] in "([" and s[-1:] in ")]" and "\\begin" in s:
+        m = _MATRIX.fullmatch(s[1:-1])  # \left[\begin{array}...\end{array}\right]
     if m:
         rows = [r for r in m.group(2).split("\\\\") if r]
         if len(rows) > MAX_ITEMS:
             raise _Refuse("matrix too big")
         return ("matrix", tuple(tuple(_value(c, False) for c in r.split("&")) for r in rows))
     if top and s.startswith("\\{") and s.endswith("\\}"):
-        items = _split_top(s[2:-2])
-        return ("set", tuple(_value(x, False) for x in items[:MAX_ITEMS + 1]))
+        return ("set", _set_values(_split_top(s[2:-2])[:MAX_ITEMS + 1]))
     if top:
         parts = _split_top(s)
         if len(parts) > MAX_ITEMS:
             raise _Refuse("too many items")
         if len(parts) > 1 and not (s[0] in "([" and s[-1] in ")]" and _encloses(s)):
-            return ("set", tuple(_value(x, False) for x in parts))
+            return ("set", _set_values(parts))
         if "\\cup" in s:
             return ("set", tuple(_value(x, False) for x in s.split("\\cup")))
         if "\\pm" in s and s.count("\\pm") == 1:
@@ -691,10 +699,27 @@ def _value(s: str, top: bool = True):
         lhs, rhs = s.split("=")
         if lhs and rhs:
             return ("eq", _value(lhs, False), _value(rhs, False))
+    rel = _RELATION.split(s)
+    if len(rel) == 3 and rel[0] and rel[2]:  # one inequality; a > b is stored as b < a
+        lhs, op, rhs = rel
+        if op in (">", "\\ge"):
+            lhs, op, rhs = rhs, {">": "<", "\\ge": "\\le"}[op], lhs
+        return ("rel", op, _value(lhs, False), _value(rhs, False))
     try:
         return _expr_value(s)
     except (_Refuse, ArithmeticError, ValueError, OverflowError):
         return ("text", s.casefold())
+
+
+def _set_values(parts: list[str]) -> tuple:
+    """Values of the items of a set; an item with one \\pm counts as two."""
+    out = []
+    for x in parts:
+        if x.count("\\pm") == 1:
+            out += [_value(x.replace("\\pm", "+"), False), _value(x.replace("\\pm", "-"), False)]
+        else:
+            out.append(_value(x, False))
+    return tuple(out)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -785,6 +810,11 @@ def _values_equal(x, y) -> bool:
         vector = len(m[1]) == 1 or all(len(r) == 1 for r in m[1])
         return vector and t[1] + t[2] in ("()", "[]") and len(flat) == len(t[3]) and all(
             _values_equal(a, b) for a, b in zip(flat, t[3]))
+    if kx == "rel" and ky == "rel":
+        if x[1] != y[1]:
+            return False
+        same = _values_equal(x[2], y[2]) and _values_equal(x[3], y[3])
+        return same or x[1] == "\\ne" and _values_equal(x[2], y[3]) and _values_equal(x[3], y[2])
     if kx == "eq" and ky == "eq":
         return (_values_equal(x[1], y[1]) and _values_equal(x[2], y[2])) or (
             _values_equal(x[1], y[2]) and _values_equal(x[2], y[1]))
