@@ -116,7 +116,9 @@ def _clause_after(text: str, pos: int) -> str:
     line = text[pos : nl if nl >= 0 else min(len(text), pos + MAX_BOX_SCAN)]
     line = line.lstrip(" :*\t")
     m = re.search(r"\.(?:\s|$)", line)  # "is 3. So ..." -> "3"; "0.5" is kept
-    return line[: m.start()] if m else line
+    line = line[: m.start()] if m else line
+    k = line.rfind(" is ")  # "Answer: The volume of the box is 120" -> "120"
+    return line[k + 4 :] if k >= 0 else line
 
 
 def _clean(ans: str) -> str | None:
@@ -770,6 +772,36 @@ def _expr_equal(x, y) -> bool:
     return True
 
 
+def _side(v, env):
+    return v[1] if v[0] == "num" else _Parser(v[1], env).run()
+
+
+def _same_equation(x, y) -> bool:
+    """l1 = r1 and l2 = r2 with variables are the same equation when l1 - r1 = c (l2 - r2)
+    for one constant c != 0 at all three sample points (e.g. x + y = 3 and 2x + 2y = 6)."""
+    sides = (x[1], x[2], y[1], y[2])
+    if any(v[0] not in ("num", "expr") for v in sides):
+        return False
+    names = [tuple(sorted({n for v in pair if v[0] == "expr" for n in v[2]}))
+             for pair in (sides[:2], sides[2:])]
+    if names[0] != names[1] or not names[0]:
+        return False
+    ratio = None
+    for env in _points(names[0]):
+        try:
+            d1 = _side(x[1], env) - _side(x[2], env)
+            d2 = _side(y[1], env) - _side(y[2], env)
+            if d1 == 0 or d2 == 0:
+                return False
+            r = d1 / d2
+        except (_Refuse, ArithmeticError, ValueError, OverflowError, TypeError):
+            return False
+        if ratio is not None and not _num_equal(r, ratio):
+            return False
+        ratio = r
+    return True
+
+
 def _values_equal(x, y) -> bool:
     kx, ky = x[0], y[0]
     if kx in ("num", "expr") and ky in ("num", "expr"):
@@ -817,7 +849,7 @@ def _values_equal(x, y) -> bool:
         return same or x[1] == "\\ne" and _values_equal(x[2], y[3]) and _values_equal(x[3], y[2])
     if kx == "eq" and ky == "eq":
         return (_values_equal(x[1], y[1]) and _values_equal(x[2], y[2])) or (
-            _values_equal(x[1], y[2]) and _values_equal(x[2], y[1]))
+            _values_equal(x[1], y[2]) and _values_equal(x[2], y[1])) or _same_equation(x, y)
     if kx == "choice" or ky == "choice":
         letters = []
         for v in (x, y):

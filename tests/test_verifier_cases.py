@@ -136,6 +136,10 @@ PAIRS = [
     ("x + y = 3", "x - y = 3", False, "different equation"),
     ("x = 3", "x = 4", False, "different value"),
     ("2x + 3y = 6", "3y + 2x = 6", True, "two-variable equation"),
+    ("x + y = 3", "2x + 2y = 6", True, "a scaled equation has the same solutions"),
+    ("34x+45y-20z+100=0", "-34x-45y+20z-100=0", True, "equation times -1"),
+    ("x + y = 3", "x + y = 4", False, "parallel, different equation"),
+    ("x^2 + y^2 = 1", "x + y = 1", False, "different curves"),
     # --- expressions with variables
     ("x^2+2x+1", "(x+1)^2", True, "expanded square"),
     ("x^2-1", "(x-1)(x+1)", True, "difference of squares"),
@@ -302,6 +306,8 @@ EXTRACT = [
     ("x" * 1000 + "\\boxed{9}", "9", "long prefix"),
     ("The answer is \\boxed{12} and the answer is 13", "12", "a box beats a later clause"),
     ("\\boxedx{3}", None, "another command is not a box"),
+    ("Final Answer: The volume of the box is 120. I hope it is correct.", "120", "'... is N' after the marker"),
+    ("Final Answer: The final answer is 12,000,023. I hope it is correct.", "12,000,023", "separators kept"),
 ]
 
 # extraction with last_number_fallback=True
