@@ -114,6 +114,11 @@ def prompt_logprobs_from_prefill(logits, ids, mask, temperature):
     return lp.gather(1, idx).masked_fill(~out_mask, 0.0), out_mask
 
 
+def decode_one_token(model, tok, cache: KVCache, col: int, positions, key_mask):
+    """Feed one token per row (B,) at cache column `col` (rotary positions (B, 1)); logits (B, V)."""
+    return model(tok[:, None], key_mask, positions=positions, cache=cache, start=col)[:, -1]
+
+
 @torch.no_grad()
 def generate(
     model,
@@ -175,9 +180,9 @@ def generate(
         n = i + 1
         if n == max_new_tokens or bool(finished.all()):  # note: a CPU-GPU sync point per step
             break
-        col = T0 + i
+        col = T0 + i  # cache column of this token
         step_mask = key_mask[:, : col + 1] if padded else None  # None: no padding, nothing to mask
-        next_logits = model(tok[:, None], step_mask, positions=pos + i, cache=cache, start=col)[:, -1]
+        next_logits = decode_one_token(model, tok, cache, col, pos + i, step_mask)
 
     mask = torch.arange(n, device=device)[None, :] < lengths[:, None]  # (B, N), from lengths
     tokens = tokens[:, :n].masked_fill(~mask, 0)

@@ -9,6 +9,15 @@ from sampler import Generation, generate, logits_to_logprobs, logits_to_probs
 
 FIX = Path(__file__).parent / "fixtures"
 FAMILIES = ["qwen2", "llama", "qwen3"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: one thread is as fast and immune to oversubscription on a shared machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 PROMPTS = [[1, 5, 9], [1, 40, 41, 42, 43, 44, 45], [1, 100, 7, 7, 30]]
 
 
@@ -167,3 +176,10 @@ def test_bfloat16_generation_runs_and_reports_float32_logprobs():
                    return_prompt_logprobs=True)
     assert out.logprobs.dtype == torch.float32 and torch.isfinite(out.logprobs).all()
     assert (out.logprobs[out.mask] <= 0).all() and torch.isfinite(out.prompt_logprobs).all()
+
+
+def test_single_token_prompts(llama):
+    out = generate(llama, [[1], [5]], 3, temperature=0, return_prompt_logprobs=True)
+    assert out.prompt_logprobs.shape == out.prompt_mask.shape == (2, 0)
+    alone = generate(llama, [[5]], 3, temperature=0)
+    assert torch.equal(out.tokens[1], alone.tokens[0])
