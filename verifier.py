@@ -23,8 +23,13 @@ Choices where graders disagree (stated once, tested in tests/test_verifier*.py):
     equals the tuple with the same entries.
   - `2\\frac{1}{4}` is the mixed number 9/4 (proper fraction right after an integer).
   - Expressions with variables are compared at three fixed rational points.
-  - Equations: a leading `x =` (single variable) is dropped; other equations compare side by
-    side, in either order.
+  - Equations: a leading `x =` / `x \\in` (one variable) is dropped; in a chain
+    `x = 5+5+1 = 11` the last side is the answer, and `x = 1/3 \\approx 0.33` keeps 1/3. Other
+    equations compare side by side in either order, or as the same equation up to a constant
+    factor (`x + y = 3` == `2x + 2y = 6`). Inequalities compare with `a > b` read as `b < a`.
+  - Units: trailing words after a number are dropped (`5 \\text{ cm}` == `5`), so two
+    different units with the same number are equal, as in the MATH grader.
+  - `2^10` is read as 2^{10} (what the model means), not LaTeX's 2^1 0.
 
 Safety by construction: no eval/exec, no regex with nested quantifiers on unbounded input,
 answers longer than MAX_ANSWER_CHARS are only compared as strings, the parser has a depth cap,
@@ -52,8 +57,8 @@ MAX_EXPONENT = 4096  # largest |integer exponent| for exact powers
 MAX_FACTORIAL = 300  # n! refused above this (1000! is refused)
 MAX_BINOM_N = 2000  # \binom{n}{k} refused above this n
 MAX_LITERAL_DIGITS = 600  # longest number literal we convert
-MAX_ITEMS = 64  # longest list / set / tuple we compare structurally
-REL_TOL = Fraction(1, 10**6)  # relative tolerance for numeric comparison
+MAX_ITEMS = 32  # longest list / set / tuple we compare structurally
+REL_TOL = 1e-6  # relative tolerance for numeric comparison (exactly 10**-6 for rationals)
 
 
 class _Refuse(Exception):
@@ -750,10 +755,11 @@ def _num_equal(a, b) -> bool:
         return False
     if a == 0 or b == 0:
         return False
-    if isinstance(a, Fraction) and isinstance(b, Fraction):
-        return abs(a - b) <= REL_TOL * max(abs(a), abs(b))
+    if isinstance(a, Fraction) and isinstance(b, Fraction):  # |a - b| <= 1e-6 max(|a|, |b|)
+        an, ad, bn, bd = a.numerator, a.denominator, b.numerator, b.denominator
+        return abs(an * bd - bn * ad) * 10**6 <= max(abs(an) * bd, abs(bn) * ad)
     a, b = float(a), float(b)
-    return abs(a - b) <= 1e-6 * max(abs(a), abs(b))
+    return abs(a - b) <= REL_TOL * max(abs(a), abs(b))
 
 
 def _expr_equal(x, y) -> bool:
@@ -762,14 +768,17 @@ def _expr_equal(x, y) -> bool:
         return _num_equal(x[1], y[1])
     if x[0] != "expr" or y[0] != "expr" or x[2] != y[2]:
         return False
-    for env in _points(x[2]):
-        try:
-            vx, vy = _Parser(x[1], env).run(), _Parser(y[1], env).run()
-        except (_Refuse, ArithmeticError, ValueError, OverflowError):
-            return False
-        if not _num_equal(vx, vy):
-            return False
-    return True
+    fx, fy = _fingerprint(x[1], x[2]), _fingerprint(y[1], y[2])
+    return fx is not None and fy is not None and all(map(_num_equal, fx, fy))
+
+
+@functools.lru_cache(maxsize=4096)  # each set item is evaluated once, not once per pair
+def _fingerprint(toks: tuple, names: tuple) -> tuple | None:
+    """Values of an expression at the three sample points (None if undefined there)."""
+    try:
+        return tuple(_Parser(toks, env).run() for env in _points(names))
+    except (_Refuse, ArithmeticError, ValueError, OverflowError):
+        return None
 
 
 def _side(v, env):
@@ -802,6 +811,17 @@ def _same_equation(x, y) -> bool:
     return True
 
 
+def _exact_key(v):
+    """A hashable key for values that are exact rationals (or exact at the sample points)."""
+    if v[0] == "num" and isinstance(v[1], Fraction):
+        return v
+    if v[0] == "expr":
+        fp = _fingerprint(v[1], v[2])
+        if fp is not None and all(isinstance(t, Fraction) for t in fp):
+            return ("fp", v[2], fp)
+    return None
+
+
 def _values_equal(x, y) -> bool:
     kx, ky = x[0], y[0]
     if kx in ("num", "expr") and ky in ("num", "expr"):
@@ -816,8 +836,20 @@ def _values_equal(x, y) -> bool:
     if kx == "set" and ky == "set":
         if len(x[1]) != len(y[1]):
             return False
-        left = list(y[1])
+        # Exact matches first through a dict (linear), then the rest pairwise.
+        exact: dict = {}
+        for b in y[1]:
+            exact.setdefault(_exact_key(b), []).append(b)
+        rest, left = [], []
         for a in x[1]:
+            k = _exact_key(a)
+            if k is not None and exact.get(k):
+                exact[k].pop()
+            else:
+                rest.append(a)
+        for k, bs in exact.items():
+            left += bs
+        for a in rest:
             for j, b in enumerate(left):
                 if _values_equal(a, b):
                     del left[j]
