@@ -90,6 +90,14 @@ class ModelConfig:
                 bad(f"{name} must be a positive integer, got {v!r}")
         if self.num_attention_heads % self.num_key_value_heads:
             bad(f"num_attention_heads {self.num_attention_heads} is not a multiple of num_key_value_heads {self.num_key_value_heads}")
+        for name in ("bos_token_id", "pad_token_id"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool)):
+                bad(f"{name} must be an integer or null, got {v!r}")
+        try:
+            _as_id_list(self.eos_token_id)
+        except ModelLoadError as e:
+            bad(str(e))
         if self.head_dim % 2:
             bad(f"head_dim {self.head_dim} must be even for rotary embeddings")
         if self.rope_scaling is not None:
@@ -421,7 +429,7 @@ def load_config(path) -> ModelConfig:
         return ModelConfig.from_hf_dict(d)
     except ModelLoadError as e:
         raise ModelLoadError(f"{p / 'config.json'}: {str(e).removeprefix('config: ')}") from None
-    except TypeError as e:  # e.g. a field of the wrong type reaching the dataclass
+    except (TypeError, ValueError) as e:  # e.g. a field of the wrong type reaching the dataclass
         raise ModelLoadError(f"{p / 'config.json'}: {e}") from None
 
 

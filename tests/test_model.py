@@ -133,6 +133,8 @@ def test_config_round_trip_and_both_rope_layouts():
     (dict(hidden_act="gelu"), "hidden_act 'gelu'"),
     (dict(num_key_value_heads=3), "num_key_value_heads 3"),
     (dict(hidden_size=None), "hidden_size"),
+    (dict(hidden_size="32"), "hidden_size must be a positive integer, got '32'"),
+    (dict(eos_token_id="</s>"), "eos_token_id must be an int or a list of ints"),
 ])
 def test_config_errors_name_the_field(change, words):
     d = json.loads((FIX / "llama" / "config.json").read_text())
