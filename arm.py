@@ -1,0 +1,214 @@
+"""GRPO and ProGRPO's Advantage Re-weighting Mechanism (ARM): advantages, confidences, the loss.
+
+The definitions are numbered as in PAPER.md:
+    1. grpo_advantages     A_i = (r_i - mean r) / (std r + delta)
+    2. answer_confidence   c(o|q) = exp(mean of the ceil(0.2 |o|) lowest token log-probs)
+    3. prompt_confidence   c(q) = exp(mean_t log pi(q_t | q_<t)) = 1 / PPL(q)
+    4. arm_advantages      A~_i = A_i + alpha (c(q) - c(o_i|q)) in groups with a correct answer
+    5. policy_loss         the clipped surrogate with A~, token-mean over the batch (DAPO)
+plus token_entropy and pass_at_k for evaluation.
+
+Choices where the paper is silent (each is a keyword argument; the default is ours):
+- std is the *population* std (divide by G, not G - 1): it is defined for a group of one, and for
+  binary rewards it is sqrt(p (1 - p)). TRL's sample std is larger by sqrt(G / (G - 1)) and
+  shrinks advantages by that factor. scale="none" is Dr.GRPO's r - mean r.
+- A group whose rewards are all equal (a group of one included) gets advantage exactly 0.
+- "Correct" means reward > 0, so ARM's "sum_k r_k = 0" test also works for {-1, 1} rewards.
+- An empty response (no valid token) has c(o|q) = 1, a prompt with no predicted token c(q) = 1.
+- all_correct="arm" applies ARM to all-correct groups too (the formula as written);
+  all_correct="grpo" leaves them at A_i = 0 (the variant one secondary source describes).
+  So a group of one (G = 1) has A = 0, and under ARM a correct one gets alpha (c(q) - c(o|q)).
+Rewards, confidences and old/reference log-probs are constants: everything here detaches them.
+"""
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def _check(ok: bool, msg: str) -> None:
+    if not ok:
+        raise ValueError(f"arm.py: {msg}")
+
+
+def grpo_advantages(rewards: torch.Tensor, *, eps: float = 1e-6, scale: str = "std") -> torch.Tensor:
+    """PAPER.md definition 1 (GRPO advantage), per group of G responses to one prompt:
+
+        scale="std":  A_i = (r_i - mean(r)) / (std(r) + eps)     std = population std (1/G)
+        scale="none": A_i =  r_i - mean(r)                        (Dr.GRPO)
+
+    rewards (P, G) -> (P, G) float32. Groups whose rewards are all equal, G = 1 included, get
+    exactly 0 (not round-off / eps)."""
+    _check(rewards.dim() == 2, f"rewards must be (P, G), got shape {tuple(rewards.shape)}")
+    _check(scale in ("std", "none"), f"scale must be 'std' or 'none', got {scale!r}")
+    r = rewards.detach().float()
+    centred = r - r.mean(dim=1, keepdim=True)  # (P, G)
+    all_equal = (r == r[:, :1]).all(dim=1, keepdim=True)  # (P, 1)
+    centred = torch.where(all_equal, torch.zeros_like(centred), centred)
+    if scale == "none":
+        return centred
+    return centred / (r.std(dim=1, correction=0, keepdim=True) + eps)
+
+
+def answer_confidence(logprobs: torch.Tensor, mask: torch.Tensor, *, low_frac: float = 0.2) -> torch.Tensor:
+    """PAPER.md definition 2 (answer confidence, Low-Probability Token Length Normalization):
+
+        k_i      = ceil(low_frac * |o_i|)            (|o_i| = valid tokens of response i)
+        c(o_i|q) = exp( mean of the k_i lowest log pi(o_{i,t} | q, o_{i,<t}) )     in (0, 1]
+
+    logprobs (N, T) of the sampled tokens under the rollout policy, mask (N, T) bool -> (N,).
+    Padding never counts; low_frac = 1 is the plain length-normalised likelihood."""
+    _check(logprobs.shape == mask.shape and logprobs.dim() == 2,
+           f"logprobs and mask must both be (N, T), got {tuple(logprobs.shape)} and {tuple(mask.shape)}")
+    _check(0.0 < low_frac <= 1.0, f"low_frac must be in (0, 1], got {low_frac}")
+    mask = mask.bool()
+    lp = torch.where(mask, logprobs.detach().float(), math.inf)  # padding sorts last
+    lowest, _ = lp.sort(dim=1)  # (N, T) ascending: the k lowest valid log-probs come first
+    n = mask.sum(dim=1)  # (N,)
+    # ceil in float64 with a small tolerance, so that 0.2 * 15 is 3 and not 4 (round-off)
+    k = torch.ceil(n.double() * low_frac - 1e-9).clamp(min=1).to(n.dtype)  # (N,)
+    pos = torch.arange(lp.shape[1], device=lp.device)[None]  # (1, T)
+    take = (pos < k[:, None]) & (pos < n[:, None])  # (N, T); the second part: empty rows take nothing
+    mean_low = torch.where(take, lowest, 0.0).sum(dim=1) / k  # (N,)
+    return mean_low.exp()
+
+
+def prompt_confidence(logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """PAPER.md definition 3 (prompt confidence, our form of "prompt perplexity"):
+
+        c(q) = exp( mean_{t >= 2} log pi(q_t | q_<t) ) = 1 / PPL(q)     in (0, 1]
+
+    logprobs (P, T) of the prompt tokens that have a prediction, mask (P, T) bool -> (P,)."""
+    _check(logprobs.shape == mask.shape and logprobs.dim() == 2,
+           f"logprobs and mask must both be (P, T), got {tuple(logprobs.shape)} and {tuple(mask.shape)}")
+    mask = mask.bool()
+    total = torch.where(mask, logprobs.detach().float(), 0.0).sum(dim=1)  # (P,)
+    return (total / mask.sum(dim=1).clamp(min=1)).exp()
+
+
+def arm_advantages(rewards: torch.Tensor, prompt_conf: torch.Tensor, answer_conf: torch.Tensor, *,
+                   alpha: float, eps: float = 1e-6, scale: str = "std", all_correct: str = "arm") -> torch.Tensor:
+    """PAPER.md definition 4 (Eq. ARM), with A_i from grpo_advantages:
+
+        A~_i = A_i                                  if no r_k > 0 in the group
+        A~_i = A_i + alpha * (c(q) - c(o_i|q))      otherwise
+
+    rewards (P, G), prompt_conf c(q) (P,), answer_conf c(o|q) (P, G) -> (P, G) float32.
+    Within a group the more confident correct answer gets the smaller advantage, which is what
+    stops GRPO's rich-get-richer drift; c(q) shifts the whole group by the same amount.
+    all_correct="grpo" also leaves groups where every r_k > 0 at A_i. alpha = 0 gives
+    grpo_advantages bit for bit."""
+    _check(all_correct in ("arm", "grpo"), f"all_correct must be 'arm' or 'grpo', got {all_correct!r}")
+    A = grpo_advantages(rewards, eps=eps, scale=scale)  # (P, G)
+    P, G = A.shape
+    _check(tuple(prompt_conf.shape) == (P,), f"prompt_conf must be ({P},), got {tuple(prompt_conf.shape)}")
+    _check(tuple(answer_conf.shape) == (P, G), f"answer_conf must be ({P}, {G}), got {tuple(answer_conf.shape)}")
+    c_q = prompt_conf.detach().float().to(A.device)
+    c_o = answer_conf.detach().float().to(A.device)
+    # note: a CPU-GPU sync point, once per batch; NaN fails this check too
+    _check(bool(((c_q >= 0) & (c_q <= 1)).all() and ((c_o >= 0) & (c_o <= 1)).all()),
+           "confidences must lie in [0, 1]")
+    correct = rewards.detach() > 0  # (P, G)
+    on = correct.any(dim=1, keepdim=True)  # (P, 1)
+    if all_correct == "grpo":
+        on &= ~correct.all(dim=1, keepdim=True)
+    shift = alpha * (c_q[:, None] - c_o)  # (P, G)
+    return torch.where(on, A + shift, A)
+
+
+def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, *,
+                eps_low: float = 0.2, eps_high: float = 0.28, agg: str = "token-mean",
+                ref_logprobs: torch.Tensor | None = None, kl_coef: float = 0.0,
+                max_len: int | None = None) -> tuple[torch.Tensor, dict]:
+    """PAPER.md definition 5, the clipped surrogate with per-response advantages A~_i:
+
+        rho_t = exp(log pi_theta(o_t) - log pi_old(o_t))
+        l_t   = -min(rho_t A~_i, clip(rho_t, 1 - eps_low, 1 + eps_high) A~_i) + kl_coef * k3_t
+        k3_t  = exp(ref_t - logp_t) - (ref_t - logp_t) - 1      (only when ref_logprobs is given)
+
+    and the loss aggregates l_t over valid tokens (B responses, |o_i| tokens each):
+        "token-mean"          sum_i sum_t l_t / sum_i |o_i|             (DAPO, our default)
+        "seq-mean-token-mean" (1/B) sum_i (1/|o_i|) sum_t l_t           (original GRPO)
+        "constant"            sum_i sum_t l_t / (B * max_len)           (Dr.GRPO; max_len defaults to T)
+
+    logprobs (B, T) with grad, old_logprobs (B, T), advantages (B,), mask (B, T) bool. Returns the
+    scalar loss and stats (python floats, over valid tokens): clip_low_frac / clip_high_frac
+    (tokens whose gradient the clip switches off: rho < 1 - eps_low with A < 0, rho > 1 + eps_high
+    with A > 0), ratio_mean, kl (the k3 estimate to the reference; 0 without one), adv_abs_mean,
+    zero_adv_frac. With no valid token the loss is 0 (still differentiable) and the stats 0, never NaN."""
+    B, T = mask.shape
+    _check(logprobs.shape == mask.shape == old_logprobs.shape,
+           f"logprobs, old_logprobs and mask must all be (B, T); got {tuple(logprobs.shape)}, "
+           f"{tuple(old_logprobs.shape)}, {tuple(mask.shape)}")
+    _check(tuple(advantages.shape) == (B,), f"advantages must be ({B},) (one per response), got {tuple(advantages.shape)}")
+    _check(agg in ("token-mean", "seq-mean-token-mean", "constant"), f"unknown agg {agg!r}")
+    _check(max_len is None or max_len >= 1, f"max_len must be >= 1, got {max_len}")
+    _check(kl_coef == 0.0 or ref_logprobs is not None, f"kl_coef={kl_coef} needs ref_logprobs")
+    mask = mask.bool()
+    adv = advantages.detach().float()[:, None]  # (B, 1), broadcast to the response's tokens
+    log_ratio = torch.where(mask, logprobs - old_logprobs.detach(), 0.0)  # (B, T); padding -> rho = 1
+    ratio = log_ratio.exp()
+    clipped = ratio.clamp(1 - eps_low, 1 + eps_high)
+    per_token = -torch.minimum(ratio * adv, clipped * adv)  # (B, T)
+    kl = torch.zeros_like(per_token)
+    if ref_logprobs is not None:
+        _check(ref_logprobs.shape == mask.shape, f"ref_logprobs must be {tuple(mask.shape)}, got {tuple(ref_logprobs.shape)}")
+        d = torch.where(mask, ref_logprobs.detach() - logprobs, 0.0)  # log(pi_ref / pi_theta)
+        kl = d.exp() - d - 1  # k3 >= 0, unbiased for KL(pi_theta || pi_ref)
+        if kl_coef != 0.0:
+            per_token = per_token + kl_coef * kl
+    per_token = torch.where(mask, per_token, 0.0)
+    n_tok = mask.sum()
+    if agg == "token-mean":
+        loss = per_token.sum() / n_tok.clamp(min=1)
+    elif agg == "seq-mean-token-mean":
+        loss = (per_token.sum(dim=1) / mask.sum(dim=1).clamp(min=1)).sum() / max(B, 1)
+    else:
+        loss = per_token.sum() / (max(B, 1) * (max_len or T))
+    with torch.no_grad():
+        m = mask.float()
+        per = torch.stack([
+            ((ratio < 1 - eps_low) & (adv < 0)).float(), ((ratio > 1 + eps_high) & (adv > 0)).float(),
+            ratio, kl, adv.abs().expand(B, T), (adv == 0).float().expand(B, T)])  # (6, B, T)
+        vals = ((per * m).sum(dim=(1, 2)) / m.sum().clamp(min=1)).tolist()  # note: one CPU-GPU sync
+    keys = ("clip_low_frac", "clip_high_frac", "ratio_mean", "kl", "adv_abs_mean", "zero_adv_frac")
+    return loss, dict(zip(keys, vals))
+
+
+def token_entropy(logits: torch.Tensor, mask: torch.Tensor, *, chunk: int = 1024) -> torch.Tensor:
+    """Mean entropy of the policy over valid positions (a 0-dim float32 tensor):
+
+        H_t = -sum_v p_v log p_v,  p = softmax(logits_t);   mean over t with mask_t
+
+    logits (B, T, V) (divide by the sampling temperature first), mask (B, T). Only valid positions
+    are gathered and converted to float32, `chunk` rows at a time: the copies stay (chunk, V)."""
+    _check(logits.dim() == 3 and logits.shape[:2] == mask.shape,
+           f"logits must be (B, T, V) and mask (B, T), got {tuple(logits.shape)} and {tuple(mask.shape)}")
+    flat = logits.flatten(0, 1)  # (B*T, V), a view
+    idx = mask.flatten().nonzero().squeeze(1)  # (M,) valid positions; note: a CPU-GPU sync point
+    total = logits.new_zeros((), dtype=torch.float32)
+    for s in range(0, idx.numel(), chunk):
+        p = F.softmax(flat[idx[s:s + chunk]].float(), dim=-1)  # (c, V)
+        total = total + torch.special.entr(p).sum()  # entr(0) = 0, so -inf logits are fine
+    return total / max(idx.numel(), 1)
+
+
+def _pass_at_k(n: int, c: int, k: int) -> float:
+    if not (0 <= c <= n and 1 <= k <= n):
+        raise ValueError(f"arm.py: pass_at_k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:  # every k-subset holds a correct sample
+        return 1.0
+    return 1.0 - float(np.prod(1.0 - k / np.arange(n - c + 1, n + 1, dtype=np.float64)))
+
+
+def pass_at_k(n: int | np.ndarray, c: int | np.ndarray, k: int | np.ndarray) -> float | np.ndarray:
+    """The unbiased pass@k estimator from n samples of which c are correct (Chen et al. 2021):
+
+        pass@k = 1 - C(n - c, k) / C(n, k) = 1 - prod_{i = n-c+1}^{n} (1 - k / i)
+
+    The product form never builds a binomial, so it is exact to float64 for n in the thousands.
+    Python ints give a float; numpy arrays (broadcast together) give an array."""
+    if any(isinstance(x, np.ndarray) for x in (n, c, k)):
+        return np.vectorize(_pass_at_k, otypes=[np.float64])(n, c, k)
+    return _pass_at_k(int(n), int(c), int(k))
