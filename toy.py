@@ -1,0 +1,326 @@
+"""
+The built-in toy: a synthetic sum task with four solution paths, and a tiny model pretrained on it.
+
+    python toy.py          # rebuilds toy/ from seed 0 (a few minutes on 2 CPU cores)
+
+The task. A problem is the sum of three numbers in 10..99, written as the prompt the model continues:
+
+    Q: 23+48+17=?\nA: 
+
+and every solution ends with the answer in \\boxed{} (graded by verifier.verify), then EOS.
+Each problem can be solved four ways ("styles"); pretraining writes them with unequal frequencies:
+
+    style    share  example completion                        what it computes
+    left      55 %  23+48=71\n71+17=88\n\\boxed{88}            (a+b)+c, running sum from the left
+    right     25 %  48+17=65\n23+65=88\n\\boxed{88}            a+(b+c), running sum from the right
+    tens      13 %  20+40+10=70\n3+8+7=18\n70+18=88\n\\boxed{88} tens and ones apart, then combined
+    direct     7 %  \\boxed{88}                                 the answer with no work shown
+
+The styles are not equally reliable on every problem: left and right meet their carries in
+different places (a+b vs b+c), tens never carries until its last line, and direct has to do
+everything in one go. So sampling several styles can solve a problem that the favourite style
+keeps getting wrong, which is what pass@k at large k measures. The task was not tuned to make ARM
+(or anything) win; the shares above were fixed before any RL run.
+
+Choices, stated once:
+- Splits: a problem's split is a hash of its *sorted* numbers (1 in 8 held out), so a held-out
+  problem never appears in training, not even with its numbers in another order.
+- solution_path(text) reads the structure of a completion, never the arithmetic: the number of
+  lines and operands, and (left vs right) which operand of line 2 repeats line 1's result. A
+  wrong sum that is copied on, as models do, is still classified. It returns None for anything
+  else (garbage, a line 2 that repeats neither operand, ...).
+- Tokenizer: a word-level `tokenizers` model trained on the task's text; every digit and symbol is
+  its own token ("\\boxed{" is one token), so tokenising a prompt and a completion apart gives the
+  same ids as tokenising them together. EOS = "<|endoftext|>", pad = a separate "<|pad|>" (masks
+  never come from ids anyway).
+- Pretraining: plain next-token loss on prompt and completion (so prompt perplexity, ARM's c(q),
+  is that of a model that has seen such prompts), AdamW, warmup + cosine. We evaluate pass@1 on
+  held-out prompts at temperature 1 every `eval_every` steps and stop at the first check where it
+  reaches `stop_pass1`: the shipped model is deliberately half-trained, with room for RL.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import re
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from model import ModelConfig, Transformer, save_model
+from sampler import generate
+from verifier import verify
+
+TOY_DIR = Path(__file__).resolve().parent / "toy"
+
+N_TERMS = 3                      # numbers per problem
+LOW, HIGH = 10, 99               # each number is drawn uniformly from LOW..HIGH
+HELDOUT_EVERY = 8                # 1 in 8 problems (by hash of the sorted numbers) is held out
+STYLES = ("left", "right", "tens", "direct")
+STYLE_WEIGHTS = (0.55, 0.25, 0.13, 0.07)  # pretraining shares of the styles
+EOS, PAD, UNK = "<|endoftext|>", "<|pad|>", "<|unk|>"
+MAX_NEW_TOKENS = 48              # longest completion (tens style, 3 numbers) is 39 tokens incl. EOS
+
+# -----------------------------------------------------------------------------
+# the task
+
+
+def split_of(numbers: tuple[int, ...] | list[int]) -> str:
+    """'heldout' for 1 in HELDOUT_EVERY problems, chosen by a hash of the sorted numbers."""
+    key = "+".join(str(x) for x in sorted(numbers)).encode()
+    return "heldout" if hashlib.sha256(key).digest()[0] % HELDOUT_EVERY == 0 else "train"
+
+
+def format_prompt(numbers: tuple[int, ...] | list[int]) -> str:
+    """The exact text the model continues: 'Q: 23+48+17=?\\nA: '."""
+    return "Q: " + "+".join(str(x) for x in numbers) + "=?\nA: "
+
+
+def _sample_numbers(rng: random.Random, split: str) -> tuple[int, ...]:
+    while True:  # rejection sampling: keeps the numbers uniform within the split
+        numbers = tuple(rng.randint(LOW, HIGH) for _ in range(N_TERMS))
+        if split_of(numbers) == split:
+            return numbers
+
+
+def make_problems(n: int, seed: int, split: str = "train") -> list[dict]:
+    """n distinct problems of one split, the same for the same seed.
+
+    Each dict: "prompt" (the text the model continues), "answer" (gold string for verify),
+    "numbers" (the summands, a list of ints).
+    """
+    if split not in ("train", "heldout"):
+        raise ValueError(f"make_problems: split must be 'train' or 'heldout', got {split!r}")
+    total = (HIGH - LOW + 1) ** N_TERMS
+    if n < 0 or n > total // (2 * HELDOUT_EVERY):
+        raise ValueError(f"make_problems: n must be in 0..{total // (2 * HELDOUT_EVERY)}, got {n}")
+    rng = random.Random(f"toy-{seed}-{split}")
+    seen, problems = set(), []
+    while len(problems) < n:
+        numbers = _sample_numbers(rng, split)
+        if numbers in seen:
+            continue
+        seen.add(numbers)
+        problems.append({"prompt": format_prompt(numbers), "answer": str(sum(numbers)), "numbers": list(numbers)})
+    return problems
+
+
+def _line(operands: list[int]) -> str:
+    return "+".join(str(x) for x in operands) + f"={sum(operands)}"
+
+
+def solution(numbers: tuple[int, ...] | list[int], style: str) -> str:
+    """The reference completion (without EOS) of a problem in one style; see the table above."""
+    numbers = list(numbers)
+    if style == "left":  # (a+b)+c: line k adds the next number to the running sum
+        lines, acc = [], numbers[0]
+        for x in numbers[1:]:
+            lines.append(_line([acc, x]))
+            acc += x
+    elif style == "right":  # a+(b+c): line k adds the running sum to the previous number
+        lines, acc = [], numbers[-1]
+        for x in reversed(numbers[:-1]):
+            lines.append(_line([x, acc]))
+            acc += x
+    elif style == "tens":
+        tens, ones = [x - x % 10 for x in numbers], [x % 10 for x in numbers]
+        lines = [_line(tens), _line(ones), _line([sum(tens), sum(ones)])]
+    elif style == "direct":
+        lines = []
+    else:
+        raise ValueError(f"solution: style must be one of {STYLES}, got {style!r}")
+    return "".join(line + "\n" for line in lines) + "\\boxed{" + str(sum(numbers)) + "}"
+
+
+_EQUATION = re.compile(r"(\d+(?:\+\d+)+)=(\d+)")
+
+
+def solution_path(text: str) -> str | None:
+    """Which style a completion took: 'left', 'right', 'tens', 'direct', or None.
+
+    Reads only the shape of the work (lines of 'x+y=z' before the first non-equation line), never
+    whether the sums are right. Text that still holds the prompt is cut after its 'A: '.
+    """
+    if "\nA:" in text:
+        text = text.rsplit("\nA:", 1)[1]
+    text = text.lstrip(" ")
+    if text.startswith("\\boxed{"):
+        return "direct"
+    steps = []  # (operands, result) per line
+    for line in text.split("\n"):
+        m = _EQUATION.fullmatch(line.strip())
+        if m is None:
+            break
+        steps.append(([int(x) for x in m.group(1).split("+")], int(m.group(2))))
+    shape = [len(ops) for ops, _ in steps]
+    if shape == [N_TERMS, N_TERMS, 2]:
+        return "tens"
+    if shape != [2] * (N_TERMS - 1) or not steps:
+        return None
+    carried = [(ops[0] == prev, ops[1] == prev) for (ops, _), (_, prev) in zip(steps[1:], steps[:-1])]
+    if all(first for first, _ in carried):
+        return "left"
+    if all(second for _, second in carried):
+        return "right"
+    return None
+
+
+def pretraining_text(rng: random.Random) -> str:
+    """One pretraining document: a train-split prompt, a style drawn by STYLE_WEIGHTS, its solution."""
+    numbers = _sample_numbers(rng, "train")
+    style = rng.choices(STYLES, weights=STYLE_WEIGHTS)[0]
+    return format_prompt(numbers) + solution(numbers, style)
+
+
+# -----------------------------------------------------------------------------
+# the tokenizer
+
+
+def train_tokenizer(texts: list[str]) -> Tokenizer:
+    """A word-level tokenizer trained on the task's text: each digit and symbol is one token,
+    '\\boxed{' and words are one token each; ids 0, 1, 2 = EOS, pad, unk."""
+    tok = Tokenizer(models.WordLevel(unk_token=UNK))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"\\boxed\{|[A-Za-z]+|\d|[^A-Za-z\d]"), behavior="isolated")
+    tok.decoder = decoders.Fuse()  # decode = concatenate the tokens, nothing inserted
+    tok.train_from_iterator(texts, trainers.WordLevelTrainer(vocab_size=64, special_tokens=[EOS, PAD, UNK]))
+    return tok
+
+
+# -----------------------------------------------------------------------------
+# evaluation (held-out prompts, sampled with sampler.generate, graded with verifier.verify)
+
+
+def _pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples with c correct: 1 - C(n-c, k) / C(n, k)."""
+    return 1.0 if n - c < k else 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+@torch.no_grad()
+def evaluate(model, tokenizer: Tokenizer, problems: list[dict], n_samples: int, *, temperature: float = 1.0,
+             seed: int = 0, ks: tuple[int, ...] = (1, 8), chunk: int = 64) -> dict:
+    """Sample n_samples completions per problem; returns pass@k (unbiased, k <= n_samples), the
+    share of samples per style (None = unrecognised), each style's accuracy, and the share of
+    samples that ended with EOS."""
+    was_training = model.training
+    model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    eos = [tokenizer.token_to_id(EOS)]
+    n_correct, styles, style_ok, finished = [], {}, {}, 0
+    for i in range(0, len(problems), chunk):
+        part = problems[i:i + chunk]
+        out = generate(model, [tokenizer.encode(p["prompt"]).ids for p in part], MAX_NEW_TOKENS,
+                       temperature=temperature, eos_token_ids=eos, generator=gen, samples_per_prompt=n_samples)
+        finished += int(out.finished.sum())
+        lengths, ended = out.lengths.tolist(), out.finished.tolist()
+        for j, p in enumerate(part):
+            c = 0
+            for row in range(j * n_samples, (j + 1) * n_samples):
+                n_text = lengths[row] - int(ended[row])  # drop the EOS before decoding
+                text = tokenizer.decode(out.tokens[row, :n_text].tolist())
+                ok = verify(text, p["answer"])
+                style = solution_path(text)
+                c += ok
+                styles[style] = styles.get(style, 0) + 1
+                style_ok[style] = style_ok.get(style, 0) + ok
+            n_correct.append(c)
+    model.train(was_training)
+    total = n_samples * len(problems)
+    return {
+        **{f"pass@{k}": sum(_pass_at_k(n_samples, c, k) for c in n_correct) / len(problems) for k in ks if k <= n_samples},
+        "style_freq": {str(s): styles[s] / total for s in sorted(styles, key=str)},
+        "style_acc": {str(s): style_ok[s] / styles[s] for s in sorted(styles, key=str)},
+        "finished": finished / total,
+    }
+
+
+# -----------------------------------------------------------------------------
+# pretraining
+
+
+def _batch(rng: random.Random, tokenizer: Tokenizer, batch_size: int, eos_id: int, pad_id: int):
+    """batch_size fresh documents + EOS, right-padded: ids (B, T), loss mask (B, T-1) from lengths."""
+    seqs = [tokenizer.encode(pretraining_text(rng)).ids + [eos_id] for _ in range(batch_size)]
+    lengths = torch.tensor([len(s) for s in seqs])
+    T = int(lengths.max())
+    ids = torch.full((batch_size, T), pad_id, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, :len(s)] = torch.tensor(s)
+    mask = torch.arange(1, T)[None, :] < lengths[:, None]  # (B, T-1): target position t+1 is real
+    return ids, mask
+
+
+def build_toy(out_dir: str | Path = TOY_DIR, seed: int = 0, *,
+              hidden_size: int = 128, intermediate_size: int = 512, num_layers: int = 4, num_heads: int = 4,
+              num_kv_heads: int = 2, max_steps: int = 3000, batch_size: int = 64, lr: float = 3e-3,
+              warmup: int = 100, eval_every: int = 250, eval_prompts: int = 64, eval_samples: int = 4,
+              stop_pass1: float = 0.45, final_prompts: int = 128, final_samples: int = 16,
+              threads: int | None = None, log=print) -> dict:
+    """Train the tokenizer and a tiny Qwen2 from scratch, save them to out_dir, return the stats.
+
+    Pretraining stops at the first check (every eval_every steps, eval_prompts x eval_samples
+    held-out samples at T = 1) where pass@1 >= stop_pass1, or after max_steps. The final figures
+    use other held-out prompts (final_prompts x final_samples, T = 1) and go to out_dir/BUILD.json.
+    """
+    if threads is not None:
+        torch.set_num_threads(threads)
+    t0 = time.time()
+    torch.manual_seed(seed)
+    rng = random.Random(f"toy-pretrain-{seed}")
+    tokenizer = train_tokenizer([pretraining_text(rng) for _ in range(2000)])
+    eos_id, pad_id = tokenizer.token_to_id(EOS), tokenizer.token_to_id(PAD)
+    cfg = ModelConfig(model_type="qwen2", vocab_size=tokenizer.get_vocab_size(), hidden_size=hidden_size,
+                      intermediate_size=intermediate_size, num_hidden_layers=num_layers,
+                      num_attention_heads=num_heads, num_key_value_heads=num_kv_heads,
+                      max_position_embeddings=128, tie_word_embeddings=True,
+                      eos_token_id=eos_id, pad_token_id=pad_id)
+    model = Transformer(cfg)
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"toy: {n_params / 1e6:.2f}M parameters, vocab {cfg.vocab_size}, {torch.get_num_threads()} threads")
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
+    checks = make_problems(eval_prompts, seed, "heldout")
+    curve, step, loss_avg = [], 0, None
+    while step < max_steps:
+        step += 1
+        # linear warmup, then cosine decay to 0 at max_steps
+        for g in opt.param_groups:
+            g["lr"] = lr * min(1.0, step / warmup) * 0.5 * (1 + math.cos(math.pi * step / max_steps))
+        ids, mask = _batch(rng, tokenizer, batch_size, eos_id, pad_id)  # (B, T), (B, T-1)
+        logits = model(ids)[:, :-1]  # (B, T-1, V); right padding needs no attention mask (causal)
+        nll = torch.nn.functional.cross_entropy(logits.reshape(-1, cfg.vocab_size), ids[:, 1:].reshape(-1), reduction="none")
+        loss = (nll * mask.reshape(-1)).sum() / mask.sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        loss_avg = loss.item() if loss_avg is None else 0.95 * loss_avg + 0.05 * loss.item()
+        if step % eval_every == 0 or step == max_steps:
+            ev = evaluate(model, tokenizer, checks, eval_samples, seed=seed, ks=(1,))
+            curve.append({"step": step, "loss": round(loss_avg, 4), "pass@1": ev["pass@1"]})
+            log(f"step {step:5d} | loss {loss_avg:.4f} | held-out pass@1 {ev['pass@1']:.3f} | {time.time() - t0:.0f}s")
+            if ev["pass@1"] >= stop_pass1:
+                break
+    train_s = time.time() - t0
+    # final figures on prompts the stopping rule never saw
+    final = evaluate(model, tokenizer, make_problems(eval_prompts + final_prompts, seed, "heldout")[eval_prompts:],
+                     final_samples, seed=seed + 1, ks=(1, 8))
+    stats = {
+        "seed": seed, "parameters": n_params, "steps": step, "batch_size": batch_size, "lr": lr,
+        "threads": torch.get_num_threads(), "train_seconds": round(train_s, 1),
+        "build_seconds": round(time.time() - t0, 1), "final_loss": round(loss_avg, 4), "curve": curve,
+        "eval": {"prompts": final_prompts, "samples": final_samples, "temperature": 1.0, **final},
+    }
+    save_model(model, out_dir, tokenizer)
+    (Path(out_dir) / "BUILD.json").write_text(json.dumps(stats, indent=2) + "\n")
+    passes = " ".join(f"{k} {v:.3f}" for k, v in final.items() if k.startswith("pass@"))
+    log(f"toy: saved to {out_dir} | {step} steps, {stats['build_seconds']:.0f}s | {passes} | "
+        f"styles {json.dumps({k: round(v, 3) for k, v in final['style_freq'].items()})}")
+    return stats
+
+
+if __name__ == "__main__":
+    build_toy(TOY_DIR, seed=0, threads=int(sys.argv[1]) if len(sys.argv) > 1 else 2)
