@@ -549,7 +549,7 @@ def save_model(model: Transformer, path, tokenizer=None) -> None:
     cfg_dict = cfg.to_hf_dict()
     cfg_dict["torch_dtype"] = str(dtype).removeprefix("torch.")
     eos = list(getattr(model, "eos_token_ids", None) or _as_id_list(cfg.eos_token_id))
-    gen = {"eos_token_id": eos[0] if len(eos) == 1 else eos}
+    gen = {"eos_token_id": eos[0] if len(eos) == 1 else eos} if eos else {}
     if cfg.bos_token_id is not None:
         gen["bos_token_id"] = cfg.bos_token_id
     if cfg.pad_token_id is not None:

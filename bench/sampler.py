@@ -106,7 +106,7 @@ def main():
             def hf_generate():
                 with torch.no_grad():
                     out = hf.generate(prompt_ids, attention_mask=mask, do_sample=True, temperature=args.temperature,
-                                      top_k=None, top_p=None, max_new_tokens=N, min_new_tokens=N,
+                                      top_k=0, top_p=1.0, max_new_tokens=N, min_new_tokens=N,
                                       eos_token_id=None, pad_token_id=0)
                 assert out.shape == (B, L + N)
 
