@@ -325,7 +325,7 @@ def normalize(answer: str) -> str:
     Answers longer than MAX_ANSWER_CHARS are only stripped.
     """
     s = answer.strip()
-    if len(s) > MAX_ANSWER_CHARS:
+    if len(s) > MAX_ANSWER_CHARS or _PLAIN_NUMBER.fullmatch(s):
         return s
     if not (s.isascii() and s.isprintable()):  # the slow path only for unusual characters
         s = "".join(ch for ch in s if ch >= " " or ch in "\t\n")  # NUL and control chars
