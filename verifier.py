@@ -206,7 +206,8 @@ _DROP = [
     ("\\cfrac", "\\frac"), ("^{\\circ}", ""), ("^\\circ", ""), ("\\circ", ""),
     ("\\degree", ""), ("\\$", ""), ("$", ""), ("\\%", "%"), ("\\leq", "\\le"),
     ("\\geq", "\\ge"), ("\\neq", "\\ne"), ("\\lt", "<"), ("\\gt", ">"), ("\\infinity", "\\infty"),
-    ("\\tfrac", "\\frac"), ("\\dots", "\\ldots"), ("\\colon", ":"), ("\\langle", "("), ("\\rangle", ")"),
+    ("\\tfrac", "\\frac"), ("\\dots", "\\ldots"), ("\\colon", ":"),
+    ("\\langle", "("), ("\\rangle", ")"),
     (">=", "\\ge"), ("<=", "\\le"), ("!=", "\\ne"),
 ]
 _DROP_MAP = dict(_DROP)
@@ -223,7 +224,8 @@ _FRAC_SHORT = [
 ]
 _MIXED = re.compile(r"(?<![\d.}^_])(\d++)\s*\\frac\{(\d+)\}\{(\d+)\}")
 _LEADING_VAR = re.compile(
-    r"^\s*(?:\\[a-zA-Z]+|[a-zA-Z])(?:_\{?[a-zA-Z0-9]+\}?)?(?:\([a-z]\))?\s*(?:=|\\in(?![a-zA-Z]))\s*(?=\S)")
+    r"^\s*(?:\\[a-zA-Z]+|[a-zA-Z])(?:_\{?[a-zA-Z0-9]+\}?)?(?:\([a-z]\))?"  # x, \theta, x_1, f(x)
+    r"\s*(?:=|\\in(?![a-zA-Z]))\s*(?=\S)")
 _ONE_LETTER_UNITS = {"m", "g", "s", "h", "l", "L", "K", "J", "N", "W", "V"}
 _WORD_SEP = re.compile(r"(?:^|\s)(?:and|or)(?=\s|$)")
 
@@ -361,7 +363,11 @@ def normalize(answer: str) -> str:
 # ----------------------------------------------------------------------------- evaluator
 
 _COMMANDS = ("frac", "sqrt", "pi", "cdot", "times", "div", "infty", "ldots", "binom")
-_TOKEN_RE = re.compile(r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d{1,6}(?!\d))?|\\[a-zA-Z]+|[a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?|\S")
+_TOKEN_RE = re.compile(
+    r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d{1,6}(?!\d))?"  # 12, 1.5, .5, 1.2e5
+    r"|\\[a-zA-Z]+"  # commands
+    r"|[a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?"  # one-letter variables, x_1
+    r"|\S")
 
 
 def _tokenize(s: str) -> list[str]:
