@@ -947,10 +947,10 @@ def _check_pair(response: str, gold: str) -> int:
     ans = extract_answer(response)
     g = extract_answer(gold) or gold if ("\\boxed" in gold or "\\fbox" in gold) else gold
     ok = verify(response, gold)
-    print(f"extracted : {ans!r}")
-    print(f"normalized: {normalize(ans) if ans is not None else None!r}")
-    print(f"gold      : {normalize(g)!r}")
-    print(f"verdict   : {'CORRECT' if ok else 'WRONG'}")
+    print(f"extracted answer : {ans!r}")
+    print(f"normalized answer: {normalize(ans) if ans is not None else None!r}")
+    print(f"normalized gold  : {normalize(g)!r}")
+    print(f"verdict          : {'CORRECT' if ok else 'WRONG'}")
     return 0 if ok else 1
 
 
@@ -1000,9 +1000,13 @@ def main(argv: list[str] | None = None) -> int:
         prog="verifier.py",
         description="Grade a math answer: extract the final answer from a response and "
                     "compare it with a gold answer.",
-        epilog="exit status: 0 = correct (pair) / no malformed lines (--jsonl); "
-               "1 = wrong (pair) / some malformed lines; 2 = usage error or unreadable file.\n"
-               "example: python verifier.py 'so the answer is \\boxed{\\frac12}' '0.5'",
+        epilog="exit status:\n"
+               "  0  the answer is correct (pair mode) / no malformed lines (--jsonl)\n"
+               "  1  the answer is wrong (pair mode) / some malformed lines (--jsonl)\n"
+               "  2  usage error or unreadable file\n\n"
+               "examples:\n"
+               "  python verifier.py 'so the answer is \\boxed{\\frac12}' '0.5'\n"
+               "  python verifier.py --jsonl grades.jsonl",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("response", nargs="?", help="model response text (the last \\boxed{} counts)")
     p.add_argument("gold", nargs="?", help="reference answer, e.g. '\\frac{1}{2}' or '1,234'")
