@@ -15,9 +15,10 @@ Three stages, each a function:
 Choices where graders disagree (stated once, tested in tests/test_verifier*.py):
   - Percent: `x\\%` equals both `x` (the MATH grader strips \\%) and `x/100` (its value), so
     `28\\%` == `28` == `0.28`. Two percents compare as numbers: `50\\%` != `5\\%`.
-  - Tolerance: two exact rationals must be equal up to a relative 1e-6 (so `1/2^98` != `1/2^99`
-    and `9.1e-31` != `9.1e-30`); irrational values (pi, e, roots) use the same relative 1e-6.
-    Zero equals only an exact zero: no absolute tolerance anywhere.
+  - Tolerance: two exact rationals compare exactly (`1234567` != `1234568`, `1/2^98` !=
+    `1/2^99`), except a finite decimal against a repeating rational (`0.3333333` vs `1/3`),
+    which must agree to a relative 1e-6; irrational values (pi, e, roots) use the same relative
+    1e-6. Zero equals only an exact zero: no absolute tolerance anywhere.
   - Bare lists `1, 2` are unordered sets of solutions; `(1, 2)` and `[1, 2)` are ordered and
     their bracket types must match. `\\pm` expands to both signs. A 1-row or 1-column matrix
     equals the tuple with the same entries.
@@ -58,7 +59,7 @@ MAX_FACTORIAL = 300  # n! refused above this (1000! is refused)
 MAX_BINOM_N = 2000  # \binom{n}{k} refused above this n
 MAX_LITERAL_DIGITS = 600  # longest number literal we convert
 MAX_ITEMS = 32  # longest list / set / tuple we compare structurally
-REL_TOL = 1e-6  # relative tolerance for numeric comparison (exactly 10**-6 for rationals)
+REL_TOL = 1e-6  # relative tolerance when an exact comparison is impossible (see _num_equal)
 
 
 class _Refuse(Exception):
@@ -753,8 +754,22 @@ def _encloses(s: str) -> bool:
     return False
 
 
+def _terminates(q: Fraction) -> bool:
+    """Whether q has a finite decimal expansion (denominator 2^i 5^j)."""
+    d = q.denominator
+    d >>= (d & -d).bit_length() - 1  # drop the factors of 2
+    while d % 5 == 0:
+        d //= 5
+    return d == 1
+
+
 def _num_equal(a, b) -> bool:
-    """Exact when both are Fractions, else relative tolerance; zero equals only zero."""
+    """Whether two numbers are equal; zero equals only zero.
+
+    Two exact rationals compare exactly (1234567 != 1234568, 0.5 != 0.5000001), except a
+    finite decimal against a repeating rational (0.3333333 vs 1/3), which must agree to a
+    relative 1e-6. Anything involving an irrational (a float) uses the relative 1e-6.
+    """
     if a == b:
         return True
     if isinstance(a, float) and math.isinf(a) or isinstance(b, float) and math.isinf(b):
@@ -762,6 +777,8 @@ def _num_equal(a, b) -> bool:
     if a == 0 or b == 0:
         return False
     if isinstance(a, Fraction) and isinstance(b, Fraction):  # |a - b| <= 1e-6 max(|a|, |b|)
+        if _terminates(a) == _terminates(b):
+            return False
         an, ad, bn, bd = a.numerator, a.denominator, b.numerator, b.denominator
         return abs(an * bd - bn * ad) * 10**6 <= max(abs(an) * bd, abs(bn) * ad)
     a, b = float(a), float(b)
