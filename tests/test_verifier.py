@@ -70,6 +70,17 @@ def test_normalize_examples():
     assert normalize("\\left( 1, 2 \\right)") == "(1,2)"
 
 
+def test_standard_library_only():
+    import ast
+
+    tree = ast.parse((REPO / "verifier.py").read_text())
+    mods = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    mods |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert mods <= set(sys.stdlib_module_names) | {"__future__"}, mods
+    assert "eval(" not in (REPO / "verifier.py").read_text().replace(".eval(", "")
+    assert "exec(" not in (REPO / "verifier.py").read_text()
+
+
 def test_gold_with_box_uses_its_content():
     assert verify("The answer is 7.", "The gold is \\boxed{7}")
     assert not verify("The answer is 8.", "\\boxed{7}")

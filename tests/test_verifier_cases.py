@@ -349,6 +349,17 @@ RESPONSES = [
     ("Final answer: **73**", "73", True, "bold after a marker"),
     ("\\boxed{\x00}", "0", False, "NUL is not zero"),
     ("\\boxed{\ud800}", "1", False, "lone surrogate"),
+    ("The answer is $18.", "18", True, "currency dollar in an answer clause"),
+    ("**Answer:** 18", "18", True, "markdown answer label"),
+    ("The answer is not 5. Let me recheck", "5", False, "a negated clause is not the answer"),
+    ("\\boxed{5 \\text{ but maybe } 6}", "5", False, "hedging is not a unit"),
+    ("\\boxed{3 \\text{ or } 4}", "3", False, "two candidates are not one answer"),
+    ("\\boxed{1, 2, 3}", "3", False, "a list containing the answer is not the answer"),
+    ("\\boxed{\\pm 3}", "3", False, "both signs is not one root"),
+    ("\\boxed{2}\\sqrt{3}", "2\\sqrt3", False, "only the boxed part is the answer"),
+    ("\\boxed{\\frac{3}{2}} \\text{ hours}", "1.5", True, "unit outside the box"),
+    ("\\boxed{\\text{no solution}}", "\\text{No solution}", True, "text answer, case"),
+    ("\\boxed{4,00}", "400", False, "a malformed separator is a list"),
 ]
 
 # Inputs that must neither raise nor stall (each is verified against every ADVERSARIAL_GOLDS).
