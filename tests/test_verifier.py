@@ -74,8 +74,9 @@ def test_standard_library_only():
     import ast
 
     tree = ast.parse((REPO / "verifier.py").read_text())
-    mods = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    mods |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    nodes = list(ast.walk(tree))
+    mods = {a.name.split(".")[0] for n in nodes if isinstance(n, ast.Import) for a in n.names}
+    mods |= {n.module.split(".")[0] for n in nodes if isinstance(n, ast.ImportFrom)}
     assert mods <= set(sys.stdlib_module_names) | {"__future__"}, mods
     assert "eval(" not in (REPO / "verifier.py").read_text().replace(".eval(", "")
     assert "exec(" not in (REPO / "verifier.py").read_text()
@@ -144,7 +145,8 @@ def test_random_strings_never_raise(response, gold):
 
 
 @_bounded
-@given(st.lists(st.sampled_from(ATOMS), max_size=120), st.lists(st.sampled_from(ATOMS), max_size=40))
+@given(st.lists(st.sampled_from(ATOMS), max_size=120),
+       st.lists(st.sampled_from(ATOMS), max_size=40))
 def test_latexish_strings_never_raise_and_are_symmetric(r, g):
     a, b = "".join(r), "".join(g)
     assert _timed("\\boxed{" + a + "}", b) < GENEROUS_S
