@@ -114,7 +114,7 @@ class Config:
     out: str = ""  # output folder; "" = runs/<timestamp>
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "auto"  # auto (bf16 autocast on CUDA, float32 on CPU) | float32 | bfloat16
-    threads: int = 0  # CPU threads for torch (0 = torch's default)
+    threads: int = 1  # CPU threads for torch; 1 suits the toy's tiny matrices and shared machines (0 = torch's default)
 
 
 CHOICES = {
@@ -531,6 +531,7 @@ def policy_update(model, ref_model, optimizer, ro: Rollout, adv: torch.Tensor, c
                     raise NonFiniteError(f"step {step}: the loss is {loss.item()} (epoch {epoch}, mini-batch {m})")
                 (loss * w).backward()
                 tok = int(mask.sum())
+                stats = {k: v for k, v in stats.items() if k not in ("adv_abs_mean", "zero_adv_frac")}  # step_stats has them
                 for k, v in {"loss": loss.item(), **stats}.items():
                     sums[k] = sums.get(k, 0.0) + float(v) * tok
                 n_tok_seen += tok

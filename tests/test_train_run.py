@@ -70,7 +70,7 @@ def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(tiny, tmp_path, mi
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     ma, mb = metrics(a), metrics(b)
     assert len(ma) == 3 and ma == mb
-    assert any(m["grad_norm"] > 0 for m in ma) and any(m["clip_frac_low"] + m["clip_frac_high"] > 0 for m in ma)
+    assert any(m["grad_norm"] > 0 for m in ma) and any(m["clip_low_frac"] + m["clip_high_frac"] > 0 for m in ma)
     ea, eb = (a / "eval.jsonl").read_text(), (b / "eval.jsonl").read_text()
     assert ea == eb and len(ea.splitlines()) == 4  # before, after steps 1 and 2, and the final one
 
@@ -95,7 +95,7 @@ def test_outputs_of_a_run_and_its_config_reruns_it(tiny, tmp_path, mixed_rewards
     printed = capsys.readouterr().out
     assert "| pass@1 |" in printed and "| pass@4 |" in printed and "| entropy |" in printed
     m = metrics(out, drop=())
-    for key in ["step", "reward", "accuracy", "entropy", "response_len", "clip_frac_low", "clip_frac_high",
+    for key in ["step", "reward", "accuracy", "entropy", "response_len", "clip_low_frac", "clip_high_frac",
                 "arm_shift_mean", "conf_o_mean", "conf_o_std", "grad_norm", "adv_abs_mean", "zero_adv_frac",
                 "equal_reward_groups", "truncated", "empty", "time_s", "kl"]:
         assert key in m[0], key
