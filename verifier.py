@@ -845,6 +845,20 @@ def _exact_key(v):
     return None
 
 
+def _rel_interval(r):
+    """x < a -> (-inf, a); a <= x -> [a, inf); None unless one side is a lone variable."""
+    op, lhs, rhs = r[1], r[2], r[3]
+    if op == "\\ne":
+        return None
+    lone = [v[0] == "expr" and len(v[1]) == 1 for v in (lhs, rhs)]
+    inf = ("num", math.inf)
+    if lone[0] and rhs[0] == "num":
+        return ("seq", "(", ")" if op == "<" else "]", (("num", -math.inf), rhs))
+    if lone[1] and lhs[0] == "num":
+        return ("seq", "(" if op == "<" else "[", ")", (lhs, inf))
+    return None
+
+
 def _values_equal(x, y) -> bool:
     kx, ky = x[0], y[0]
     if kx in ("num", "expr") and ky in ("num", "expr"):
@@ -897,6 +911,10 @@ def _values_equal(x, y) -> bool:
         vector = len(m[1]) == 1 or all(len(r) == 1 for r in m[1])
         return vector and t[1] + t[2] in ("()", "[]") and len(flat) == len(t[3]) and all(
             _values_equal(a, b) for a, b in zip(flat, t[3]))
+    if {kx, ky} == {"rel", "seq"}:  # x > 3 is the interval (3, \infty)
+        r, t = (x, y) if kx == "rel" else (y, x)
+        iv = _rel_interval(r)
+        return iv is not None and _values_equal(iv, t)
     if kx == "rel" and ky == "rel":
         if x[1] != y[1]:
             return False
