@@ -177,6 +177,11 @@ PAIRS = [
     ("(-\\infty, 1) \\cup (2, \\infty)", "(2, \\infty) \\cup (-\\infty, 1)", True, "union order"),
     ("(-\\infty, 1) \\cup (2, \\infty)", "(-\\infty, 1] \\cup (2, \\infty)", False, "union brackets"),
     ("[\\frac{1}{2}, 1]", "[0.5, 1]", True, "interval endpoints compared as numbers"),
+    ("(3, \\infty)", "x > 3", True, "an inequality is its interval"),
+    ("[3, \\infty)", "x \\ge 3", True, "closed ray"),
+    ("(3, \\infty)", "x \\ge 3", False, "ray bracket vs non-strict inequality"),
+    ("(-\\infty, 2]", "2 \\ge x", True, "flipped inequality as a ray"),
+    ("(1, 3)", "x > 1", False, "a bounded interval is not a ray"),
     # --- unordered solution sets and \pm
     ("1, 2", "2, 1", True, "roots in any order"),
     ("1, 2", "1, 2, 3", False, "extra root"),
