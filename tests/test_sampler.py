@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from model import ModelConfig, Transformer, load_model
+from model import load_model
 from sampler import Generation, generate, logits_to_logprobs, logits_to_probs
 
 FIX = Path(__file__).parent / "fixtures"
