@@ -1,5 +1,14 @@
 """ARM-weighted GRPO, one readable loop.  `python train.py` trains the built-in toy on a CPU.
 
+    python train.py                                   # toy: eval, train with ARM, eval, before/after table
+    python train.py --algo grpo --steps 100           # plain GRPO (= --algo arm --alpha 0)
+    python train.py --model Qwen2.5-0.5B-Instruct --data gsm8k_train.jsonl --template qwen-chat --device cuda
+    python train.py --resume runs/20260101-120000     # continue from the last checkpoint
+    python train.py --config runs/.../config.json     # rerun a run (flags override the file)
+
+Outputs (runs/<timestamp>/ or --out): metrics.jsonl (one line per step), eval.jsonl (one line per
+evaluation), config.json, checkpoints/step_N/ and the final policy/ (a Hugging Face folder).
+
 One training step is five stages, each a function below (PAPER.md names the equations):
 
     1. rollout             G samples for each of P prompts (sampler.generate); pi_old log-probs of
@@ -58,7 +67,7 @@ from tqdm import tqdm
 
 import arm
 import verifier
-from model import load_model, load_tokenizer, save_model
+from model import ModelLoadError, load_model, load_tokenizer, save_model
 from sampler import Generation, generate, logits_to_logprobs
 
 DEFAULT_ALPHA = 1.0  # ARM strength when --algo arm and no --alpha is given
@@ -397,11 +406,13 @@ def load_problems(cfg: Config) -> tuple[list[dict], list[dict], callable]:
 def take_batch(problems: list[dict], pos: int, k: int, seed: int) -> list[dict]:
     """Problems pos .. pos+k-1 of an endless stream: the list shuffled anew each pass, by (seed, pass).
     Stateless, so a resumed run only needs `pos`."""
+    orders = {}  # pass -> permutation, for the one or two passes this batch touches
     out = []
     for i in range(pos, pos + k):
         epoch, j = divmod(i, len(problems))
-        order = np.random.default_rng([seed, epoch]).permutation(len(problems))
-        out.append(problems[order[j]])
+        if epoch not in orders:
+            orders[epoch] = np.random.default_rng([seed, epoch]).permutation(len(problems))
+        out.append(problems[orders[epoch][j]])
     return out
 
 
@@ -916,7 +927,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = parse_args(argv)
         t = time.time()
         res = train(cfg)
-    except (ConfigError, DataError) as e:
+    except (ConfigError, DataError, ModelLoadError) as e:
         print(f"train.py: error: {e}", file=sys.stderr)
         return 2
     except NonFiniteError as e:
