@@ -3,7 +3,7 @@ transformers' `generate` (same weights: save_model, then load both), when transf
 importable. Not a test. Timings are noisy on shared machines, so we print ratios measured
 in the same process, best of --repeats.
 
-    python bench/sampler.py                       # ~1M-parameter Llama, CPU, B=64, prompt 32, 128 new
+    python bench/sampler.py                       # ~1M-parameter Llama, CPU (1 thread), B=64, prompt 32, 128 new
     python bench/sampler.py --size 5m --device cuda --dtype bfloat16
 """
 import argparse
@@ -65,7 +65,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--threads", type=int, default=1,  # on a shared machine 2+ OpenMP threads make timings chaotic
+                    help="torch CPU threads")
     ap.add_argument("--skip-no-cache", action="store_true")
     ap.add_argument("--skip-hf", action="store_true")
     args = ap.parse_args()
