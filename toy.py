@@ -1,20 +1,20 @@
-"""
+r"""
 The built-in toy: a synthetic sum task with four solution paths, and a tiny model pretrained on it.
 
-    python toy.py          # rebuilds toy/ from seed 0 (a few minutes on 2 CPU cores)
+    python toy.py [THREADS]    # rebuilds toy/ from seed 0 (THREADS = torch threads, default 1)
 
-The task. A problem is the sum of three numbers in 10..99, written as the prompt the model continues:
+The task. A problem is the sum of three numbers in 10..99; the prompt the model continues is
 
-    Q: 23+48+17=?\nA: 
+    "Q: 23+48+17=?\nA: "
 
-and every solution ends with the answer in \\boxed{} (graded by verifier.verify), then EOS.
+and every solution ends with the answer in \boxed{} (graded by verifier.verify), then EOS.
 Each problem can be solved four ways ("styles"); pretraining writes them with unequal frequencies:
 
-    style    share  example completion                        what it computes
-    left      55 %  23+48=71\n71+17=88\n\\boxed{88}            (a+b)+c, running sum from the left
-    right     25 %  48+17=65\n23+65=88\n\\boxed{88}            a+(b+c), running sum from the right
-    tens      13 %  20+40+10=70\n3+8+7=18\n70+18=88\n\\boxed{88} tens and ones apart, then combined
-    direct     7 %  \\boxed{88}                                 the answer with no work shown
+    style    share  completion (newlines as \n)              what it computes
+    left      55 %  23+48=71\n71+17=88\n\boxed{88}           (a+b)+c, running sum from the left
+    right     25 %  48+17=65\n23+65=88\n\boxed{88}           a+(b+c), running sum from the right
+    tens      13 %  20+40+10=70\n3+8+7=18\n70+18=88\n\boxed{88}   tens and ones apart, then combined
+    direct     7 %  \boxed{88}                               the answer with no work shown
 
 The styles are not equally reliable on every problem: left and right meet their carries in
 different places (a+b vs b+c), tens never carries until its last line, and direct has to do
@@ -30,13 +30,24 @@ Choices, stated once:
   wrong sum that is copied on, as models do, is still classified. It returns None for anything
   else (garbage, a line 2 that repeats neither operand, ...).
 - Tokenizer: a word-level `tokenizers` model trained on the task's text; every digit and symbol is
-  its own token ("\\boxed{" is one token), so tokenising a prompt and a completion apart gives the
-  same ids as tokenising them together. EOS = "<|endoftext|>", pad = a separate "<|pad|>" (masks
-  never come from ids anyway).
+  its own token ("\boxed{" is one token), so tokenising a prompt and a completion apart gives the
+  same ids as tokenising them together. 23 tokens; EOS = "<|endoftext|>", pad = a separate
+  "<|pad|>" (masks never come from ids anyway). Completions are at most 39 tokens with EOS.
 - Pretraining: plain next-token loss on prompt and completion (so prompt perplexity, ARM's c(q),
   is that of a model that has seen such prompts), AdamW, warmup + cosine. We evaluate pass@1 on
   held-out prompts at temperature 1 every `eval_every` steps and stop at the first check where it
   reaches `stop_pass1`: the shipped model is deliberately half-trained, with room for RL.
+- Model: Qwen2 layout (model.Transformer), hidden 96, 3 layers, 4 heads, 2 kv heads, MLP 256,
+  tied embeddings: 0.31M parameters. A 0.79M model (hidden 128, 4 layers, MLP 384) learnt more
+  slowly per step (pass@1 0.22 after 2000 steps, twice the time), so we ship the smaller one.
+- Threads: one by default. The weights are bit-reproducible from the seed at a fixed thread
+  count; on our shared 2-core machine, one thread was also much faster than two.
+
+The shipped toy/ (toy/BUILD.json has every figure; measured on a 2-core machine shared with other
+jobs, 1 thread): 1500 steps of 32 documents,
+129 s wall (124 CPU s). On 128 held-out prompts x 16 samples at temperature 1: pass@1 0.379,
+pass@8 0.907; samples by style left 51.8 %, right 22.7 %, tens 15.1 %, direct 6.2 %, None 4.3 %,
+with accuracy per style 0.55 / 0.25 / 0.21 / 0.06 (None 0.09). A rebuild gave identical weights.
 """
 from __future__ import annotations
 
@@ -52,6 +63,7 @@ from pathlib import Path
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from arm import pass_at_k
 from model import ModelConfig, Transformer, save_model
 from sampler import generate
 from verifier import verify
@@ -195,15 +207,10 @@ def train_tokenizer(texts: list[str]) -> Tokenizer:
 # evaluation (held-out prompts, sampled with sampler.generate, graded with verifier.verify)
 
 
-def _pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k from n samples with c correct: 1 - C(n-c, k) / C(n, k)."""
-    return 1.0 if n - c < k else 1.0 - math.comb(n - c, k) / math.comb(n, k)
-
-
 @torch.no_grad()
 def evaluate(model, tokenizer: Tokenizer, problems: list[dict], n_samples: int, *, temperature: float = 1.0,
              seed: int = 0, ks: tuple[int, ...] = (1, 8), chunk: int = 64) -> dict:
-    """Sample n_samples completions per problem; returns pass@k (unbiased, k <= n_samples), the
+    """Sample n_samples completions per problem; returns pass@k (arm.pass_at_k, k <= n_samples), the
     share of samples per style (None = unrecognised), each style's accuracy, and the share of
     samples that ended with EOS."""
     was_training = model.training
@@ -231,7 +238,7 @@ def evaluate(model, tokenizer: Tokenizer, problems: list[dict], n_samples: int, 
     model.train(was_training)
     total = n_samples * len(problems)
     return {
-        **{f"pass@{k}": sum(_pass_at_k(n_samples, c, k) for c in n_correct) / len(problems) for k in ks if k <= n_samples},
+        **{f"pass@{k}": sum(pass_at_k(n_samples, c, k) for c in n_correct) / len(problems) for k in ks if k <= n_samples},
         "style_freq": {str(s): styles[s] / total for s in sorted(styles, key=str)},
         "style_acc": {str(s): style_ok[s] / styles[s] for s in sorted(styles, key=str)},
         "finished": finished / total,
@@ -255,10 +262,10 @@ def _batch(rng: random.Random, tokenizer: Tokenizer, batch_size: int, eos_id: in
 
 
 def build_toy(out_dir: str | Path = TOY_DIR, seed: int = 0, *,
-              hidden_size: int = 128, intermediate_size: int = 512, num_layers: int = 4, num_heads: int = 4,
-              num_kv_heads: int = 2, max_steps: int = 3000, batch_size: int = 64, lr: float = 3e-3,
-              warmup: int = 100, eval_every: int = 250, eval_prompts: int = 64, eval_samples: int = 4,
-              stop_pass1: float = 0.45, final_prompts: int = 128, final_samples: int = 16,
+              hidden_size: int = 96, intermediate_size: int = 256, num_layers: int = 3, num_heads: int = 4,
+              num_kv_heads: int = 2, max_steps: int = 2000, batch_size: int = 32, lr: float = 3e-3,
+              warmup: int = 100, eval_every: int = 100, eval_prompts: int = 64, eval_samples: int = 4,
+              stop_pass1: float = 0.4, final_prompts: int = 128, final_samples: int = 16,
               threads: int | None = None, log=print) -> dict:
     """Train the tokenizer and a tiny Qwen2 from scratch, save them to out_dir, return the stats.
 
@@ -268,7 +275,7 @@ def build_toy(out_dir: str | Path = TOY_DIR, seed: int = 0, *,
     """
     if threads is not None:
         torch.set_num_threads(threads)
-    t0 = time.time()
+    t0, cpu0 = time.time(), time.process_time()
     torch.manual_seed(seed)
     rng = random.Random(f"toy-pretrain-{seed}")
     tokenizer = train_tokenizer([pretraining_text(rng) for _ in range(2000)])
@@ -311,7 +318,8 @@ def build_toy(out_dir: str | Path = TOY_DIR, seed: int = 0, *,
     stats = {
         "seed": seed, "parameters": n_params, "steps": step, "batch_size": batch_size, "lr": lr,
         "threads": torch.get_num_threads(), "train_seconds": round(train_s, 1),
-        "build_seconds": round(time.time() - t0, 1), "final_loss": round(loss_avg, 4), "curve": curve,
+        "build_seconds": round(time.time() - t0, 1), "build_cpu_seconds": round(time.process_time() - cpu0, 1),
+        "final_loss": round(loss_avg, 4), "curve": curve,
         "eval": {"prompts": final_prompts, "samples": final_samples, "temperature": 1.0, **final},
     }
     save_model(model, out_dir, tokenizer)
@@ -323,4 +331,4 @@ def build_toy(out_dir: str | Path = TOY_DIR, seed: int = 0, *,
 
 
 if __name__ == "__main__":
-    build_toy(TOY_DIR, seed=0, threads=int(sys.argv[1]) if len(sys.argv) > 1 else 2)
+    build_toy(TOY_DIR, seed=0, threads=int(sys.argv[1]) if len(sys.argv) > 1 else 1)
