@@ -95,7 +95,7 @@ class Config:
     eps_high: float = 0.28  # clip ratio above at 1 + eps_high
     kl_coef: float = 0.0  # k3 KL to the frozen initial model; 0 = no reference model loaded
     # rollout
-    steps: int = 40  # training steps (one rollout batch each)
+    steps: int = 200  # training steps (one rollout batch each)
     prompts_per_step: int = 16  # P distinct prompts per step
     group_size: int = 8  # G responses per prompt
     max_new_tokens: int = 48  # longest response; longer ones are cut and counted as truncated
@@ -111,13 +111,13 @@ class Config:
     micro_batch: int = 32  # rows per forward/backward pass: bounds memory, not the result
     # evaluation
     eval_every: int = 0  # evaluate every N steps (0 = only before and after training)
-    eval_prompts: int = 64  # held-out prompts per evaluation (0 = no evaluation)
-    eval_n: int = 16  # samples per held-out prompt (pass@k for k = 1, 2, 4, ..., n)
+    eval_prompts: int = 128  # held-out prompts per evaluation (0 = no evaluation)
+    eval_n: int = 32  # samples per held-out prompt (pass@k for k = 1, 2, 4, ..., n)
     eval_seed: int = 1234  # fixes the held-out prompts and the eval samples (same for every run)
     eval_before: bool = True  # evaluate the initial model before training
     # run
     seed: int = 0  # data order, sampling, everything
-    save_every: int = 10  # checkpoint every N steps (0 = only at the end / on Ctrl-C)
+    save_every: int = 50  # checkpoint every N steps (0 = only at the end / on Ctrl-C)
     keep_checkpoints: int = 2  # checkpoints kept (0 = all)
     resume: str = ""  # run folder or checkpoint folder to continue from
     out: str = ""  # output folder; "" = runs/<timestamp>

@@ -168,3 +168,16 @@ def test_real_model_path_gsm8k_jsonl_with_the_qwen_chat_template(tiny, tmp_path,
     assert cfg["template"] == "qwen-chat" and cfg["algo"] == "arm"
     ev = [json.loads(l) for l in (out / "eval.jsonl").read_text().splitlines()]
     assert [e["prompts"] for e in ev] == [2, 2] and "distinct_correct" in ev[0]
+
+
+def test_main_job_path_on_the_shipped_toy(tmp_path, capsys):
+    """`python train.py` in miniature: the toy model and task, distinct solution paths from toy.solution_path."""
+    out = tmp_path / "run"
+    assert train.main(["--steps", "1", "--prompts-per-step", "2", "--group-size", "4", "--micro-batch", "8",
+                       "--eval-prompts", "4", "--eval-n", "4", "--out", str(out), "--threads", "1"]) == 0
+    ev = [json.loads(l) for l in (out / "eval.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in ev] == [0, 1] and ev[0]["truncated"] == 0  # the toy always ends its answers
+    assert ev[0]["accuracy"] > 0 and 1 <= ev[0]["distinct_correct"] <= 4  # four styles at most
+    m = metrics(out)[0]
+    assert m["conf_q_mean"] > 0 and m["response_len"] > 3
+    assert "| pass@4 |" in capsys.readouterr().out
