@@ -108,7 +108,7 @@ def make_problems(n: int, seed: int, split: str = "train") -> list[dict]:
     """
     if split not in ("train", "heldout"):
         raise ValueError(f"make_problems: split must be 'train' or 'heldout', got {split!r}")
-    total = (HIGH - LOW + 1) ** N_TERMS
+    total = (HIGH - LOW + 1) ** N_TERMS  # at most half the held-out pool, so drawing distinct ones stays quick
     if n < 0 or n > total // (2 * HELDOUT_EVERY):
         raise ValueError(f"make_problems: n must be in 0..{total // (2 * HELDOUT_EVERY)}, got {n}")
     rng = random.Random(f"toy-{seed}-{split}")
@@ -172,7 +172,7 @@ def solution_path(text: str) -> str | None:
     shape = [len(ops) for ops, _ in steps]
     if shape == [N_TERMS, N_TERMS, 2]:
         return "tens"
-    if shape != [2] * (N_TERMS - 1) or not steps:
+    if shape != [2] * (N_TERMS - 1):
         return None
     carried = [(ops[0] == prev, ops[1] == prev) for (ops, _), (_, prev) in zip(steps[1:], steps[:-1])]
     if all(first for first, _ in carried):
