@@ -58,6 +58,7 @@ def generate_no_cache(model, prompt_ids, max_new_tokens, temperature, generator)
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", default="1m", choices=sorted(SIZES))
+    ap.add_argument("--model", default=None, help="a Hugging Face model folder (e.g. toy) instead of --size")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--prompt-len", type=int, default=32)
     ap.add_argument("--new-tokens", type=int, default=128)
@@ -74,16 +75,20 @@ def main():
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
 
     torch.manual_seed(0)
-    cfg = ModelConfig(model_type="llama", max_position_embeddings=args.prompt_len + args.new_tokens, **SIZES[args.size])
-    tmp = tempfile.mkdtemp(prefix="bench-sampler-")
-    save_model(Transformer(cfg), tmp)
+    if args.model:
+        tmp = args.model
+    else:
+        cfg = ModelConfig(model_type="llama", max_position_embeddings=args.prompt_len + args.new_tokens, **SIZES[args.size])
+        tmp = tempfile.mkdtemp(prefix="bench-sampler-")
+        save_model(Transformer(cfg), tmp)
     model = load_model(tmp, device=device, dtype=dtype)
+    cfg = model.config
     n_params = sum(p.numel() for p in model.parameters())
     B, L, N = args.batch, args.prompt_len, args.new_tokens
     prompt_ids = torch.randint(3, cfg.vocab_size, (B, L), device=device)
     prompts = prompt_ids.tolist()
     gen = torch.Generator(device=device).manual_seed(0)
-    print(f"model: llama {args.size} ({n_params / 1e6:.2f}M params), {device} {args.dtype}, "
+    print(f"model: {args.model or 'llama ' + args.size} {cfg.model_type} ({n_params / 1e6:.2f}M params), {device} {args.dtype}, "
           f"{torch.get_num_threads()} threads; batch {B}, prompt {L}, {N} new tokens, T={args.temperature}, best of {args.repeats}")
 
     def ours():
