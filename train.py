@@ -21,12 +21,14 @@ One training step is five stages, each a function below (PAPER.md names the equa
     5. policy_update       clipped surrogate with A~ (PAPER.md 5), AdamW, then log one line
 
 How this loop departs from textbook GRPO (DeepSeekMath), and which PAPER.md choice it takes:
-- Advantages are ARM's A~ (alpha > 0). `--algo grpo` sets alpha = 0, which is GRPO bit for bit.
+- Advantages are ARM's A~ with alpha = 1.0 by default (the paper tunes alpha by hand; ours was
+  fixed before any sweep). `--algo grpo` sets alpha = 0, which is GRPO bit for bit.
   ARM's shift is applied to every response of a group with at least one correct answer, wrong
   ones and all-correct groups included, as the formula is written (`--all-correct grpo`: not
   to all-correct groups). Groups with no correct answer keep GRPO's A (= 0 for binary rewards).
-- A = (r - mean r) / (std r + 1e-6) with arm.grpo_advantages's std; `--adv-scale none` is
-  Dr.GRPO's r - mean r.
+- A = (r - mean r) / (std r + 1e-6) with the population std (arm.grpo_advantages); groups whose
+  rewards are all equal get exactly 0 and are counted (`equal_reward_groups`). `--adv-scale none`
+  is Dr.GRPO's r - mean r.
 - c(q) is inverse prompt perplexity at the sampling temperature (the paper's exact form is not
   public), read off the sampler's prefill: no extra forward pass. c(o|q) uses the rollout's
   log-probs (pi_old, constants), low_frac = 0.2 (`--low-frac`; 1.0 = plain length-normalised).
@@ -35,12 +37,17 @@ How this loop departs from textbook GRPO (DeepSeekMath), and which PAPER.md choi
   a frozen copy of the initial model, loaded only then). `--loss-agg seq-mean-token-mean` is the
   original GRPO, `--loss-agg constant` is Dr.GRPO (divided by --max-new-tokens).
 - One policy update per rollout by default (`--epochs 1 --mini-batches 1`): the ratio is then 1
-  and the clip never fires; the surrogate's *value* is ~0 (advantages sum to ~0 per group) but its
-  gradient is not. What carries the signal is logged: grad_norm, adv_abs_mean, zero_adv_frac.
+  and the clip never fires; the surrogate's *value* is then just minus the token-mean advantage
+  (~0 under GRPO: advantages sum to 0 per group) while its gradient is not. What carries the
+  signal is logged: grad_norm, adv_abs_mean, zero_adv_frac. AdamW, global-norm clipping at 1.0,
+  linear warm-up then a constant learning rate.
 - Rewards are binary (verifier.verify), no format or length reward. Responses cut at
   --max-new-tokens keep their reward (almost always 0: no answer) and are counted (`truncated`).
 - Training log-probs are recomputed with sampler.logits_to_logprobs at the sampling temperature,
   from full logits (before top-p), exactly as sampled; masks come from lengths, never token ids.
+- Evaluation samples at the training temperature with its own seeded generator (`--eval-seed`):
+  the same held-out prompts and the same random stream for every run, and the training RNG
+  never moves, so evaluating does not change training.
 - Full-batch equivalence: micro-batches are weighted so that the gradient of a mini-batch equals
   the gradient of its loss computed in one piece (`test_micro_batching_equals_full_batch`).
 """
@@ -71,6 +78,7 @@ from model import ModelLoadError, load_model, load_tokenizer, save_model
 from sampler import Generation, generate, logits_to_logprobs
 
 DEFAULT_ALPHA = 1.0  # ARM strength when --algo arm and no --alpha is given
+TOY_TRAIN_PROBLEMS = 10000  # the toy's training pool (a step uses --prompts-per-step of them)
 
 # ----------------------------------------------------------------------------------------------
 # configuration: one dataclass, flags and --config JSON both land here, validated before any work
@@ -387,8 +395,7 @@ def load_problems(cfg: Config) -> tuple[list[dict], list[dict], callable]:
     if not cfg.data:
         import toy
 
-        n_train = min(max(cfg.steps * cfg.prompts_per_step, 1), 20000)
-        train = toy.make_problems(n_train, cfg.seed, "train")
+        train = toy.make_problems(TOY_TRAIN_PROBLEMS, cfg.seed, "train")  # fixed size: --steps never changes the order
         held = toy.make_problems(cfg.eval_prompts, cfg.eval_seed, "heldout") if cfg.eval_prompts else []
         return train, held, toy.solution_path
     records = read_jsonl(cfg.data, strict=cfg.strict)
