@@ -11,16 +11,6 @@ from sampler import generate
 from verifier import extract_answer, verify
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Models this small gain nothing from a second thread, and on a busy 2-core machine the
-    thread pool's waiting made a 4-prompt generate 100x slower (6 s vs 0.06 s, measured)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_make_problems_is_deterministic_by_seed():
     a = toy.make_problems(200, seed=3)
     assert a == toy.make_problems(200, seed=3)
