@@ -65,7 +65,7 @@ import sys
 import tempfile
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -574,7 +574,7 @@ class NonFiniteError(RuntimeError):
 
 def step_stats(ro: Rollout, rewards: torch.Tensor, c_q, c_o: torch.Tensor, adv: torch.Tensor, cfg: Config) -> dict:
     """Everything about a rollout worth a line in metrics.jsonl (before the update)."""
-    g, G = ro.gen, cfg.group_size
+    g = ro.gen
     lengths = g.lengths.float().cpu()
     correct = rewards > 0.5  # (P, G)
     base = arm.grpo_advantages(rewards, scale=cfg.adv_scale)
