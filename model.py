@@ -536,11 +536,21 @@ def load_tokenizer(path):
         raise ModelLoadError(f"{f}: cannot parse tokenizer ({str(e).splitlines()[0]})") from None
 
 
+def _normal_permissions(folder: Path) -> None:
+    """chmod a checkpoint folder to 0777 and its files to 0666, less the umask (0755/0644 with the usual 022)."""
+    umask = os.umask(0o022)  # the only way to read the umask is to set it; put it back at once
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for f in folder.iterdir():
+        f.chmod(0o666 & ~umask)
+
+
 def save_model(model: Transformer, path, tokenizer=None) -> None:
     """Write config.json, generation_config.json, model.safetensors (and tokenizer.json) atomically.
 
     Everything is written to a temporary folder next to `path`, which then replaces `path` by
-    rename; if anything fails, an existing `path` is left exactly as it was.
+    rename; if anything fails, an existing `path` is left exactly as it was. The folder and
+    files get the usual permissions (0755/0644 under umask 022), not mkdtemp's private 0700.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -564,6 +574,7 @@ def save_model(model: Transformer, path, tokenizer=None) -> None:
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         if tokenizer is not None:
             tokenizer.save(str(tmp / "tokenizer.json"))
+        _normal_permissions(tmp)  # mkdtemp makes 0700 and safetensors writes 0600
         if not path.exists():
             os.replace(tmp, path)
             return

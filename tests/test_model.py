@@ -262,6 +262,21 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ["ckpt"]
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_saved_checkpoint_has_normal_permissions(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        save_model(tiny_model(), tmp_path / "ckpt", tokenizer=word_tokenizer())
+        save_model(tiny_model(seed=1), tmp_path / "ckpt")  # replacing an existing folder too
+    finally:
+        os.umask(old)
+    assert (tmp_path / "ckpt").stat().st_mode & 0o777 == 0o777 & ~umask
+    files = sorted(f.name for f in (tmp_path / "ckpt").iterdir())
+    assert files == ["config.json", "generation_config.json", "model.safetensors"]
+    for f in (tmp_path / "ckpt").iterdir():
+        assert f.stat().st_mode & 0o777 == 0o666 & ~umask, f.name
+
+
 def test_load_dtype_and_device():
     m = load_model(FIX / "qwen3", device="cpu", dtype=torch.bfloat16)
     assert all(p.dtype == torch.bfloat16 for p in m.parameters())
