@@ -341,7 +341,7 @@ class Transformer(nn.Module):
         if cfg.tie_word_embeddings:
             self.lm_head.weight = self.embed_tokens.weight
         self.eos_token_ids: list[int] = _as_id_list(cfg.eos_token_id)
-        self._inv_freq: torch.Tensor | None = None  # float32, recomputed per device (never cast to bf16)
+        self._rope_table: torch.Tensor | None = None  # float32 (max_pos, hd) angles, per device (never cast to bf16)
         if not any(p.is_meta for p in self.parameters()):
             self.apply(self._init_weights)
 
@@ -352,13 +352,18 @@ class Transformer(nn.Module):
             if getattr(m, "bias", None) is not None:
                 nn.init.zeros_(m.bias)
 
-    def rope(self, positions: torch.Tensor, dtype: torch.dtype):
-        """cos, sin (B, 1, T, head_dim) for integer positions (B, T); angles in float32."""
-        if self._inv_freq is None or self._inv_freq.device != positions.device:
-            self._inv_freq = rope_inv_freq(self.config).to(positions.device)
-        freqs = positions.float()[..., None] * self._inv_freq  # (B, T, hd/2)
-        emb = torch.cat((freqs, freqs), dim=-1)[:, None]  # (B, 1, T, hd)
-        return emb.cos().to(dtype), emb.sin().to(dtype)
+    def rope(self, positions: torch.Tensor, dtype: torch.dtype, n_pos: int):
+        """cos, sin (B, 1, T, head_dim) for integer positions (B, T) < n_pos; angles in float32.
+        cos/sin of pos * inv_freq are tabled once per device (for max(n_pos, max_position_embeddings)
+        positions), so a decode step only indexes the table."""
+        table = self._rope_table
+        if table is None or table.device != positions.device or table.shape[1] < n_pos:
+            pos = torch.arange(max(n_pos, self.config.max_position_embeddings), device=positions.device).float()
+            freqs = pos[:, None] * rope_inv_freq(self.config).to(positions.device)  # (n, hd/2)
+            angles = torch.cat((freqs, freqs), dim=-1)  # (n, hd)
+            table = self._rope_table = torch.stack((angles.cos(), angles.sin()))  # (2, n, hd)
+        cos, sin = table[:, positions].unsqueeze(2).to(dtype)  # each (B, 1, T, hd)
+        return cos, sin
 
     def forward(
         self,
@@ -388,7 +393,7 @@ class Transformer(nn.Module):
         rep = self.config.num_attention_heads // self.config.num_key_value_heads
         x = self.embed_tokens(input_ids)  # (B, T, C)
         attn_bias = attention_bias(attention_mask, B, start, T, rep, x.dtype, x.device)  # (B, 1, rep*T, S) | None
-        cos, sin = self.rope(positions, x.dtype)
+        cos, sin = self.rope(positions, x.dtype, S)
         for i, layer in enumerate(self.layers):
             x = layer(x, cos, sin, attn_bias, cache, i, start)
         if last_only:
