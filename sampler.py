@@ -69,8 +69,9 @@ def sample(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, g
     cdf = probs.cumsum(-1)  # (B, V)
     total = cdf[:, -1:]  # (B, 1), ~1
     u = torch.rand(probs.shape[0], 1, generator=generator, device=probs.device) * total
-    tok = torch.searchsorted(cdf, u, right=True)  # first index with cdf > u: never a zero-probability token
-    return torch.minimum(tok, (cdf < total).sum(-1, keepdim=True)).squeeze(-1)  # u rounded up to total: last allowed token
+    u = torch.minimum(u, torch.nextafter(total, torch.zeros_like(total)))  # u < total even if rand * total rounds up
+    # the first index with cdf > u exists (cdf[-1] = total > u) and has cdf[i-1] <= u < cdf[i]: probability > 0
+    return torch.searchsorted(cdf, u, right=True).squeeze(-1)
 
 
 def _check_inputs(model, prompts, max_new_tokens, samples_per_prompt, temperature, top_p, top_k):

@@ -141,6 +141,15 @@ def test_logits_to_probs_filters():
     assert torch.allclose(logits_to_logprobs(logits, 0.0), torch.log_softmax(logits, -1))
 
 
+def test_inverse_cdf_draw_never_picks_a_zero_probability_token(monkeypatch):
+    from sampler import sample
+    logits = torch.tensor([[0.0, 1.0, -float("inf"), -float("inf")], [2.0, -float("inf"), 0.5, -float("inf")]])
+    monkeypatch.setattr(torch, "rand", lambda *shape, **kw: torch.ones(*shape))  # the top of [0, 1]
+    assert sample(logits, 1.0, 0, 1.0).tolist() == [1, 2]  # the last token with probability > 0
+    monkeypatch.setattr(torch, "rand", lambda *shape, **kw: torch.zeros(*shape))
+    assert sample(logits, 1.0, 0, 1.0).tolist() == [0, 0]
+
+
 def test_top_k_sampling_stays_in_top_k(llama):
     out = generate(llama, PROMPTS, 10, top_k=1, generator=torch.Generator().manual_seed(0))
     greedy = generate(llama, PROMPTS, 10, temperature=0)
