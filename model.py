@@ -343,7 +343,7 @@ class Transformer(nn.Module):
         if cfg.tie_word_embeddings:
             self.lm_head.weight = self.embed_tokens.weight
         self.eos_token_ids: list[int] = _as_id_list(cfg.eos_token_id)
-        self._rope_table: torch.Tensor | None = None  # float32 (max_pos, hd) angles, per device (never cast to bf16)
+        self._rope_table: torch.Tensor | None = None  # float32 cos/sin (2, max_pos, hd), per device (never cast to bf16)
         if not any(p.is_meta for p in self.parameters()):
             self.apply(self._init_weights)
 
