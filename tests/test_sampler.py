@@ -11,13 +11,6 @@ FIX = Path(__file__).parent / "fixtures"
 FAMILIES = ["qwen2", "llama", "qwen3"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one thread is as fast and immune to oversubscription on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 PROMPTS = [[1, 5, 9], [1, 40, 41, 42, 43, 44, 45], [1, 100, 7, 7, 30]]
 
 
