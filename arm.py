@@ -5,6 +5,7 @@ The definitions are numbered as in PAPER.md:
     2. answer_confidence   c(o|q) = exp(mean of the ceil(0.2 |o|) lowest token log-probs)
     3. prompt_confidence   c(q) = exp(mean_t log pi(q_t | q_<t)) = 1 / PPL(q)
     4. arm_advantages      A~_i = A_i + alpha (c(q) - c(o_i|q)) in groups with a correct answer
+                           (options shift_rows / shift_center take its two parts apart: our ablations)
     5. policy_loss         the clipped surrogate with A~, token-mean over the batch (DAPO)
 plus token_entropy and pass_at_k for evaluation.
 
@@ -87,9 +88,14 @@ def prompt_confidence(logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tenso
     return (total / mask.sum(dim=1).clamp(min=1)).exp()
 
 
-def arm_advantages(rewards: torch.Tensor, prompt_conf: torch.Tensor, answer_conf: torch.Tensor, *,
-                   alpha: float, eps: float = 1e-6, scale: str = "std", all_correct: str = "arm") -> torch.Tensor:
-    """PAPER.md definition 4 (Eq. ARM), with A_i from grpo_advantages:
+SHIFT_ROWS = ("group", "correct")  # who gets the shift: paper = "group"
+SHIFT_CENTER = ("prompt", "correct-mean")  # what c(o|q) is compared with: paper = "prompt" (c(q))
+
+
+def arm_advantages(rewards: torch.Tensor, prompt_conf: torch.Tensor | None, answer_conf: torch.Tensor, *,
+                   alpha: float, eps: float = 1e-6, scale: str = "std", all_correct: str = "arm",
+                   shift_rows: str = "group", shift_center: str = "prompt") -> torch.Tensor:
+    """PAPER.md definition 4 (Eq. ARM), with A_i from grpo_advantages. The defaults are the paper:
 
         A~_i = A_i                                  if no r_k > 0 in the group
         A~_i = A_i + alpha * (c(q) - c(o_i|q))      otherwise
@@ -98,22 +104,40 @@ def arm_advantages(rewards: torch.Tensor, prompt_conf: torch.Tensor, answer_conf
     Within a group the more confident correct answer gets the smaller advantage, which is what
     stops GRPO's rich-get-richer drift; c(q) shifts the whole group by the same amount.
     all_correct="grpo" also leaves groups where every r_k > 0 at A_i. alpha = 0 gives
-    grpo_advantages bit for bit."""
+    grpo_advantages bit for bit, whatever the options.
+
+    The formula mixes a re-weighting among correct answers with an offset alpha (c(q) - mean c(o|q))
+    that also reaches wrong answers. Two options take it apart (our ablations, not the paper's):
+      shift_rows    "group"   (paper) every response of a group with a correct answer
+                    "correct" only the correct responses; wrong ones keep A_i
+      shift_center  "prompt"        (paper) c(o_i|q) is compared with c(q)
+                    "correct-mean"  ... with cbar = the mean c(o|q) of the group's correct responses;
+                                    prompt_conf is then not needed (None is accepted)
+    shift_rows="correct" with shift_center="correct-mean" is a pure re-weighting among the correct
+    answers: alpha (cbar - c(o_i|q)) sums to zero over them, and the group's total is GRPO's."""
     _check(all_correct in ("arm", "grpo"), f"all_correct must be 'arm' or 'grpo', got {all_correct!r}")
+    _check(shift_rows in SHIFT_ROWS, f"shift_rows must be one of {SHIFT_ROWS}, got {shift_rows!r}")
+    _check(shift_center in SHIFT_CENTER, f"shift_center must be one of {SHIFT_CENTER}, got {shift_center!r}")
     A = grpo_advantages(rewards, eps=eps, scale=scale)  # (P, G)
     P, G = A.shape
-    _check(tuple(prompt_conf.shape) == (P,), f"prompt_conf must be ({P},), got {tuple(prompt_conf.shape)}")
     _check(tuple(answer_conf.shape) == (P, G), f"answer_conf must be ({P}, {G}), got {tuple(answer_conf.shape)}")
-    c_q = prompt_conf.detach().float().to(A.device)
     c_o = answer_conf.detach().float().to(A.device)
+    correct = rewards.detach().to(A.device) > 0  # (P, G)
+    if shift_center == "prompt":
+        _check(prompt_conf is not None and tuple(prompt_conf.shape) == (P,),
+               f"prompt_conf must be ({P},), got {None if prompt_conf is None else tuple(prompt_conf.shape)}")
+        center = prompt_conf.detach().float().to(A.device)[:, None]  # (P, 1) c(q)
+    else:  # the mean c(o|q) over the group's correct responses (groups with none are left alone below)
+        center = (c_o * correct).sum(1, keepdim=True) / correct.sum(1, keepdim=True).clamp(min=1)  # (P, 1)
     # note: a CPU-GPU sync point, once per batch; NaN fails this check too
-    _check(bool(((c_q >= 0) & (c_q <= 1)).all() and ((c_o >= 0) & (c_o <= 1)).all()),
+    _check(bool(((center >= 0) & (center <= 1)).all() and ((c_o >= 0) & (c_o <= 1)).all()),
            "confidences must lie in [0, 1]")
-    correct = rewards.detach() > 0  # (P, G)
-    on = correct.any(dim=1, keepdim=True)  # (P, 1)
+    on = correct.any(dim=1, keepdim=True).expand(P, G)  # (P, G) groups with a correct answer
     if all_correct == "grpo":
-        on &= ~correct.all(dim=1, keepdim=True)
-    shift = alpha * (c_q[:, None] - c_o)  # (P, G)
+        on = on & ~correct.all(dim=1, keepdim=True)
+    if shift_rows == "correct":
+        on = on & correct
+    shift = alpha * (center - c_o)  # (P, G)
     return torch.where(on, A + shift, A)
 
 

@@ -450,3 +450,99 @@ def test_pass_at_k_edges_and_arrays():
         arm.pass_at_k(4, 5, 1)
     with pytest.raises(ValueError, match="pass_at_k"):
         arm.pass_at_k(4, 1, 5)
+
+
+# ---------------------------------------------------------------- ARM's two parts taken apart (our ablations)
+
+VARIANTS = list(itertools.product(arm.SHIFT_ROWS, arm.SHIFT_CENTER))  # ("group", "prompt") is the paper
+
+
+def test_variants_by_hand():
+    # the group of test_group_of_four_by_hand: rewards 1, 0, 1, 0, c(o|q) = 0.8, 0.3, 0.2, 0.6, c(q) = 0.5
+    r, c_q, c_o = torch.tensor([[1.0, 0.0, 1.0, 0.0]]), torch.tensor([0.5]), torch.tensor([[0.8, 0.3, 0.2, 0.6]])
+    a = 0.5 / 0.500001
+    A = torch.tensor([[a, -a, a, -a]])
+    shift = lambda center: 0.5 * (center - c_o)  # alpha 0.5
+    cbar = (0.8 + 0.2) / 2  # mean c(o|q) of the correct ones
+    cases = {
+        ("group", "prompt"): A + shift(0.5),  # the paper: everyone in the group
+        ("correct", "prompt"): A + shift(0.5) * torch.tensor([[1.0, 0, 1, 0]]),  # wrong ones keep A
+        ("group", "correct-mean"): A + shift(cbar),
+        ("correct", "correct-mean"): A + torch.tensor([[0.5 * (cbar - 0.8), 0, 0.5 * (cbar - 0.2), 0]]),
+    }
+    for (rows, center), expected in cases.items():
+        out = arm.arm_advantages(r, c_q, c_o, alpha=0.5, shift_rows=rows, shift_center=center)
+        torch.testing.assert_close(out, expected, rtol=0, atol=1e-6, msg=f"{rows}, {center}")
+    # the defaults are the paper's formula
+    assert torch.equal(arm.arm_advantages(r, c_q, c_o, alpha=0.5),
+                       arm.arm_advantages(r, c_q, c_o, alpha=0.5, shift_rows="group", shift_center="prompt"))
+
+
+@FEW
+@given(groups(), st.sampled_from(["std", "none"]), st.sampled_from(["arm", "grpo"]), st.sampled_from(VARIANTS))
+def test_alpha_zero_is_grpo_bit_for_bit_in_every_variant(g, scale, all_correct, variant):
+    r, c_q, c_o, _ = g
+    out = arm.arm_advantages(r, c_q, c_o, alpha=0.0, scale=scale, all_correct=all_correct,
+                             shift_rows=variant[0], shift_center=variant[1])
+    assert torch.equal(out, arm.grpo_advantages(r, scale=scale))
+
+
+@FEW
+@given(groups(), st.sampled_from(["std", "none"]))
+def test_centred_correct_only_shift_sums_to_zero_over_the_correct_answers(g, scale):
+    r, c_q, c_o, alpha = g
+    out = arm.arm_advantages(r, None, c_o, alpha=alpha, scale=scale, shift_rows="correct", shift_center="correct-mean")
+    base = arm.grpo_advantages(r, scale=scale)
+    shift = out - base
+    correct = r > 0
+    assert (shift[~correct] == 0).all()  # wrong answers keep GRPO's advantage exactly
+    torch.testing.assert_close(shift.sum(1), torch.zeros(r.shape[0]), rtol=0, atol=1e-5 * (1 + alpha))
+    torch.testing.assert_close(out.sum(1), base.sum(1), rtol=0, atol=1e-5 * (1 + alpha))  # GRPO's group total
+
+
+@FEW
+@given(groups(), st.sampled_from(VARIANTS))
+def test_every_variant_leaves_groups_without_a_correct_answer_alone(g, variant):
+    r, c_q, c_o, alpha = g
+    out = arm.arm_advantages(r, c_q, c_o, alpha=alpha, shift_rows=variant[0], shift_center=variant[1])
+    none_correct = (r == 0).all(dim=1)
+    assert torch.equal(out[none_correct], arm.grpo_advantages(r)[none_correct])
+
+
+@FEW
+@given(groups(), st.sampled_from(VARIANTS))
+def test_every_variant_lowers_the_more_confident_correct_answer(g, variant):
+    r, c_q, c_o, alpha = g
+    out = arm.arm_advantages(r, c_q, c_o, alpha=alpha, shift_rows=variant[0], shift_center=variant[1])
+    for p in range(r.shape[0]):
+        for i, j in itertools.permutations(range(r.shape[1]), 2):
+            if r[p, i] > 0 and r[p, j] > 0 and c_o[p, i] >= c_o[p, j]:
+                assert out[p, i] <= out[p, j] + 1e-6
+
+
+def test_correct_only_wrong_answers_keep_grpo_and_correct_mean_ignores_c_q():
+    r = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]])
+    c_o = torch.tensor([[0.9, 0.05, 0.5], [0.7, 0.3, 0.1]])
+    base = arm.grpo_advantages(r)
+    out = arm.arm_advantages(r, torch.tensor([0.4, 0.4]), c_o, alpha=2.0, shift_rows="correct")
+    assert torch.equal(out[r == 0], base[r == 0])
+    # the paper's form pays the unlikely wrong answer (c = 0.05): 2 * (0.4 - 0.05) = +0.7 on top of A
+    paper = arm.arm_advantages(r, torch.tensor([0.4, 0.4]), c_o, alpha=2.0)
+    torch.testing.assert_close(paper[0, 1] - base[0, 1], torch.tensor(0.7))
+    a = arm.arm_advantages(r, torch.tensor([0.4, 0.4]), c_o, alpha=2.0, shift_center="correct-mean")
+    b = arm.arm_advantages(r, torch.tensor([0.9, 0.1]), c_o, alpha=2.0, shift_center="correct-mean")
+    assert torch.equal(a, b)
+
+
+def test_variant_options_are_checked():
+    r, c_q, c_o = torch.tensor([[1.0, 0.0]]), torch.tensor([0.5]), torch.tensor([[0.5, 0.5]])
+    with pytest.raises(ValueError, match="shift_rows must be one of"):
+        arm.arm_advantages(r, c_q, c_o, alpha=1.0, shift_rows="wrong")
+    with pytest.raises(ValueError, match="shift_center must be one of"):
+        arm.arm_advantages(r, c_q, c_o, alpha=1.0, shift_center="mean")
+    with pytest.raises(ValueError, match="prompt_conf must be"):
+        arm.arm_advantages(r, None, c_o, alpha=1.0)  # the paper's centre needs c(q)
+    with pytest.raises(ValueError, match="answer_conf must be"):
+        arm.arm_advantages(r, None, c_o[:, :1], alpha=1.0, shift_center="correct-mean")
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        arm.arm_advantages(r, None, torch.tensor([[1.5, 0.5]]), alpha=1.0, shift_center="correct-mean")

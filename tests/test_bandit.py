@@ -25,15 +25,16 @@ CORRECT = REWARDS[0] > 0
 STEPS, LR = 300, 1.0
 
 
-def train_bandit(alpha: float) -> dict[str, list[float]]:
-    """Run STEPS exact policy-gradient steps; return per-step summaries of pi before each step."""
+def train_bandit(alpha: float, **variant) -> dict[str, list[float]]:
+    """Run STEPS exact policy-gradient steps; return per-step summaries of pi before each step.
+    variant: arm_advantages' shift_rows / shift_center (the paper's formula by default)."""
     z = P0.log().clone()  # logits
     ratio, entropy, p_wrong = [], [], []
     for _ in range(STEPS):
         pi = z.softmax(0)  # (6,)
         c_o = pi.float()[None]  # answer confidence of each response = its probability
         c_q = torch.tensor([0.5])  # any constant: it shifts the group uniformly and cancels below
-        A = arm.arm_advantages(REWARDS, c_q, c_o, alpha=alpha)[0].double()  # alpha = 0: exactly GRPO
+        A = arm.arm_advantages(REWARDS, c_q, c_o, alpha=alpha, **variant)[0].double()  # alpha = 0: exactly GRPO
         z = z + LR * pi * (A - (pi * A).sum())  # the exact expected policy gradient
         good = pi[CORRECT]
         q = good / good.sum()  # the policy restricted to the correct responses
@@ -66,3 +67,52 @@ def test_grpo_rich_get_richer_arm_stays_balanced():
 
     # both still learn the task: the wrong responses' probability falls from 0.25 to ~0
     assert grpo["p_wrong"][-1] < 0.01 and armed["p_wrong"][-1] < 0.01
+
+
+# ARM's two parts taken apart (arm.py's shift_rows / shift_center; our ablations, not the paper's)
+VARIANTS = [dict(shift_rows=r, shift_center=c) for r in arm.SHIFT_ROWS for c in arm.SHIFT_CENTER]
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: f"{v['shift_rows']}-{v['shift_center']}")
+def test_every_variant_stops_the_rich_get_richer_drift(variant):
+    """The re-weighting among correct answers is what balances them: every variant has it. In this
+    exact bandit a shift common to the whole group cancels against the policy-weighted mean, so the
+    two "group" variants run identically; "correct" changes the path, not the end point."""
+    grpo, armed = train_bandit(alpha=0.0, **variant), train_bandit(alpha=1.0, **variant)
+    assert grpo["ratio"] == train_bandit(alpha=0.0)["ratio"]  # alpha = 0 is GRPO whatever the variant
+    a = armed["ratio"]
+    assert max(a) < 2 * a[0] and a[-1] < 1.01
+    assert armed["entropy"][-1] > math.log(4) - 1e-3
+    assert armed["p_wrong"][-1] < 0.01
+
+
+# The offset. Confidences fixed at the first toy's measured means (README): a correct confident answer
+# c(o|q) = 0.80, a wrong answer 0.55, a wrong unsure guess 0.08, c(q) = 0.43; one prompt, G = 3.
+OFFSET_P0 = torch.tensor([0.5, 0.4, 0.1], dtype=torch.float64)
+OFFSET_REWARDS = torch.tensor([[1.0, 0.0, 0.0]])
+OFFSET_C_O, OFFSET_C_Q = torch.tensor([[0.80, 0.55, 0.08]]), torch.tensor([0.43])
+
+
+def train_offset_bandit(alpha: float, **variant) -> tuple[torch.Tensor, list[float]]:
+    z = OFFSET_P0.log().clone()
+    A = arm.arm_advantages(OFFSET_REWARDS, OFFSET_C_Q, OFFSET_C_O, alpha=alpha, **variant)[0].double()
+    for _ in range(STEPS):
+        pi = z.softmax(0)
+        z = z + LR * pi * (A - (pi * A).sum())
+    return A, z.softmax(0).tolist()
+
+
+def test_the_paper_form_pays_an_unsure_wrong_guess_the_correct_only_form_does_not():
+    # alpha = 3 (the first toy's failing sweep point): the paper's formula gives the wrong unsure guess
+    # (r = 0, c = 0.08) a larger advantage than the correct answer: -0.71 + 3 (0.43 - 0.08) = +0.34 > 0.30
+    A, pi = train_offset_bandit(3.0)
+    assert A[2] > A[0] > 0 > A[1]
+    # so the policy keeps paying for it: it settles at ~2 % instead of vanishing
+    assert pi[2] > 0.01
+    # correct-only: wrong answers keep GRPO's -0.71 and the guess dies out; the correct answer takes ~all
+    A_c, pi_c = train_offset_bandit(3.0, shift_rows="correct")
+    assert A_c[1] == A_c[2] < 0 < A_c[0]
+    assert pi_c[2] < 0.1 * pi[2] and pi_c[0] > 0.99
+    # at alpha = 1 the paper's form still ranks every correct answer above every wrong one
+    A_1, pi_1 = train_offset_bandit(1.0)
+    assert A_1[0] > max(A_1[1], A_1[2]) and pi_1[0] > 0.99
