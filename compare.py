@@ -1,32 +1,38 @@
-"""GRPO vs ARM side by side on the toy: the paper's claims (PAPER.md), measured over seeds.
+"""GRPO vs ARM and ARM's parts, side by side on both toy regimes, over seeds (PAPER.md's claims).
 
-    python compare.py                      # 3 seeds: base, GRPO, ARM (alpha 1) + alpha sweep 0.1,0.3,1,3 (~20 min)
-    python compare.py --quick              # a first look: fewer steps, no sweep (~2 min)
-    python compare.py --workers 2          # runs in 2 processes: same numbers, ~1.3x faster on 2 busy cores
-    python compare.py --alphas ""          # GRPO vs ARM only
-    python compare.py --seeds 5 --low-frac 1.0   # any train.py flag is passed on to every run
+    python compare.py --workers 2                   # the full comparison: both regimes x 5 methods x 6 seeds
+    python compare.py --quick                       # a first look: 1 seed, short runs (~3 min)
+    python compare.py --regime equal-paths --method arm --seed 3    # rerun one cell, beside the stored one
+    python compare.py --regime original --method grpo,arm --seeds 3 --out /tmp/cmp  # any subset
+    python compare.py --plot results/equal-paths/results.json       # redraw the figure and the tables
 
-Every run starts from the same checkpoint (the toy, or --model) with the same hyper-parameters;
-runs of one seed share the training prompts, their order and the sampling seed, and differ only in
-alpha (GRPO is alpha = 0, bit for bit). Every policy, the starting one included, is evaluated on
-the same held-out prompts with the same sampling seed, n samples each (default 32).
+The methods (every ARM variant with the same alpha, fixed before any run; PAPER.md definition 4):
 
-Reported per method, as mean +- std over seeds (train.evaluate gives the per-run numbers):
-  pass@k, k = 1, 2, 4, ..., n     unbiased estimator 1 - C(n-c, k) / C(n, k)   (arm.pass_at_k)
-  entropy                         mean token entropy of the final policy on its held-out samples
-  distinct correct                distinct solution paths (toy.solution_path) among a prompt's
-                                  correct samples, averaged over prompts
-  c(o|q) std, correct             std of c(o|q) over a prompt's correct samples (prompts with >= 2)
-  curves                          training-rollout token entropy and accuracy at every step
-and ARM - GRPO as a paired difference (same seed), mean +- std over seeds.
+    grpo                       A_i                                              (alpha = 0)
+    arm                        A_i + alpha (c(q) - c(o_i|q)), every response of a group with a correct
+                               answer                                            (the paper, as written)
+    arm-correct-only           the same shift on correct responses only          (our ablation)
+    arm-centred                c(o_i|q) compared with cbar, the mean c(o|q) of the group's correct
+                               responses, instead of c(q)                        (our ablation)
+    arm-centred-correct-only   both: a pure re-weighting among the correct answers, zero-sum over them
+                               (our ablation)
 
-Choices, stated once:
-- std over seeds is the sample std (ddof = 1); with one seed it is reported as null.
-- The starting checkpoint ("base") is one model: it is evaluated once, so it has no seed spread.
-  The held-out sampling noise is the same for every method (same prompts, same eval seed).
-- Outputs: <out>/results.json (every number, the per-run values and the exact settings),
-  <out>/compare.png when matplotlib is importable (pip install -r requirements-plot.txt), and a
-  markdown table on stdout. Run folders (metrics.jsonl, eval.jsonl, policy/) go to <runs>/.
+All four ARM variants share the re-weighting among correct answers, alpha (cbar - c(o_i|q)); they
+differ only in the offset alpha (c(q) - cbar) and in whether wrong answers get a shift at all.
+
+Every run of a regime starts from that regime's shipped toy with the same settings; runs of one seed
+share the training prompts, their order and the sampling seed and differ only in the advantage.
+Every policy, the starting one ("base") included, is evaluated on the same held-out prompts with
+the same sampling seed, n samples each (32). Reported per regime and method, mean +- sample std
+(ddof 1) over seeds: pass@k for k = 1..n (arm.pass_at_k on the per-prompt counts), token entropy,
+distinct correct paths per prompt (toy.solution_path), the spread of c(o|q) over correct samples,
+the share of correct samples per path, and the training curves (entropy, accuracy). Each method is
+compared with GRPO seed by seed: mean paired difference and its 95 % t-interval over seeds.
+
+Outputs: <out>/<regime>/results.json (every number, per-run values, the exact settings) and
+<out>/<regime>/compare.png (when matplotlib is importable: pip install -r requirements-plot.txt),
+and markdown tables on stdout. Run folders go to --runs (default runs/compare-<time>/).
+With --seed (one seed), nothing is written to <out>: the cells are printed beside the stored ones.
 """
 from __future__ import annotations
 
@@ -45,14 +51,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import arm
+import toy
 import train
 
-# defaults: what one `python compare.py` runs (sized to finish within 30 minutes on 2 CPU cores)
-SEEDS = 3  # training seeds 0 .. SEEDS-1, the same for every method
-ALPHA = train.DEFAULT_ALPHA  # the ARM column of the table
-ALPHAS = "0.1,0.3,1,3"  # the alpha sweep ("" = none)
+ROOT = Path(__file__).resolve().parent
+REGIMES = tuple(toy.REGIMES)  # ("original", "equal-paths")
+ALPHA = 1.0  # every ARM variant: the same re-weighting strength (fixed before any run)
+METHODS = {  # name -> (shift_rows, shift_center); grpo is alpha = 0
+    "grpo": None,
+    "arm": ("group", "prompt"),
+    "arm-correct-only": ("correct", "prompt"),
+    "arm-centred": ("group", "correct-mean"),
+    "arm-centred-correct-only": ("correct", "correct-mean"),
+}
+SEEDS = 6  # training seeds 0 .. SEEDS-1, the same for every method and regime
 RUN = dict(  # train.py settings shared by every run (any train.py flag overrides them)
-    steps=120,  # training steps per run
+    steps=100,  # training steps per run
     prompts_per_step=16,  # P prompts per step
     group_size=8,  # G responses per prompt
     eval_prompts=64,  # held-out prompts
@@ -60,10 +75,12 @@ RUN = dict(  # train.py settings shared by every run (any train.py flag override
     save_every=0,  # one checkpoint at the end of each run
     keep_checkpoints=1,
 )
-QUICK = dict(steps=40, eval_prompts=32)  # --quick: a first look within 5 minutes, no sweep
-FIXED = ("algo", "alpha", "seed", "out", "resume", "eval_before", "config")  # set by compare.py per run
+QUICK = dict(steps=15, prompts_per_step=8, eval_prompts=16, eval_n=16)  # --quick: 1 seed, a first look
+FIXED = ("algo", "alpha", "seed", "out", "resume", "eval_before", "config", "toy", "shift_rows", "shift_center")
 SCALARS = ("accuracy", "entropy", "distinct_correct", "conf_o_std_correct", "response_len")
 CURVES = ("entropy", "accuracy")  # per training step, from metrics.jsonl
+T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
 
 
 class CompareError(ValueError):
@@ -78,13 +95,16 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]
     """compare.py's own flags, plus train.py flags (passed on to every run) -> (args, run values)."""
     ap = argparse.ArgumentParser(prog="compare.py", description=__doc__.split("\n")[0], allow_abbrev=False,
                                  epilog="Any other train.py flag (e.g. --lr, --low-frac, --model) is passed on to every run.")
-    ap.add_argument("--seeds", type=int, default=SEEDS, help=f"number of training seeds, 0..N-1 (default {SEEDS})")
-    ap.add_argument("--alpha", type=float, default=ALPHA, help=f"ARM strength of the main comparison (default {ALPHA})")
-    ap.add_argument("--alphas", default=None, help=f"comma-separated alpha sweep, '' = none (default {ALPHAS}; "
-                                                   "none with --quick)")
-    ap.add_argument("--quick", action="store_true", help=f"a first look: {QUICK} and no sweep, unless given")
-    ap.add_argument("--out", default=None, help="folder for results.json and compare.png "
-                                                "(default results/toy, or results/toy-quick with --quick)")
+    ap.add_argument("--regime", default=",".join(REGIMES), help=f"comma-separated toy regimes (default {','.join(REGIMES)})")
+    ap.add_argument("--method", default=",".join(METHODS), help=f"comma-separated methods (default all: {','.join(METHODS)})")
+    ap.add_argument("--seeds", type=int, default=SEEDS, help=f"number of training seeds, 0..N-1 (default {SEEDS}; 1 with --quick)")
+    ap.add_argument("--seed", type=int, default=None, help="rerun this one seed only and print it beside the stored results")
+    ap.add_argument("--alpha", type=float, default=ALPHA, help=f"ARM strength of every ARM variant (default {ALPHA:g})")
+    ap.add_argument("--alphas", default="", help="comma-separated extra alphas for the paper's form, as methods arm@A "
+                                                 "(default none)")
+    ap.add_argument("--quick", action="store_true", help=f"a first look: {QUICK}, 1 seed, unless given")
+    ap.add_argument("--out", default=None, help="folder for <regime>/results.json and compare.png "
+                                                "(default results, or runs/compare-quick with --quick)")
     ap.add_argument("--runs", default="", help="folder for the run folders (default runs/compare-<time>)")
     ap.add_argument("--workers", type=int, default=1, help="runs in parallel processes (1 thread each)")
     ap.add_argument("--plot", metavar="RESULTS_JSON", help="only redraw compare.png (beside it) and reprint the tables")
@@ -93,22 +113,42 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]
     for k in FIXED:
         if k in given:
             raise CompareError(f"--{k.replace('_', '-')}: set by compare.py for each run; not allowed here")
-    if args.seeds < 1:
-        raise CompareError(f"--seeds: need at least 1, got {args.seeds}")
+    args.regimes = parse_list(args.regime, "--regime", REGIMES)
+    args.alphas = parse_alphas(args.alphas)
+    args.methods = parse_list(args.method, "--method", tuple(METHODS) + tuple(method_name(a) for a in args.alphas))
+    if args.seed is not None:
+        if args.seed < 0:
+            raise CompareError(f"--seed: need a seed >= 0, got {args.seed}")
+        args.seed_list = [args.seed]
+    else:
+        if args.seeds < 1:
+            raise CompareError(f"--seeds: need at least 1, got {args.seeds}")
+        n = 1 if args.quick and "--seeds" not in (argv if argv is not None else sys.argv[1:]) else args.seeds
+        args.seed_list = list(range(n))
     if args.workers < 1:
         raise CompareError(f"--workers: need at least 1, got {args.workers}")
     if not (math.isfinite(args.alpha) and args.alpha > 0):
         raise CompareError(f"--alpha: ARM needs a finite alpha > 0, got {args.alpha}")
-    args.out = args.out or ("results/toy-quick" if args.quick else "results/toy")
-    args.alphas = parse_alphas(args.alphas if args.alphas is not None else "" if args.quick else ALPHAS)
+    args.methods = list(dict.fromkeys(["grpo"] + args.methods)) if args.seed is None else args.methods
+    args.out = args.out or ("runs/compare-quick" if args.quick else "results")
     values = {**RUN, **(QUICK if args.quick else {}), **given}
     if values.get("eval_prompts", 1) < 1:
         raise CompareError("--eval-prompts: the comparison needs held-out prompts (>= 1)")
     return args, values
 
 
+def parse_list(text: str, flag: str, known: tuple[str, ...]) -> list[str]:
+    out = [p.strip() for p in text.split(",") if p.strip()]
+    for p in out:
+        if p not in known:
+            raise CompareError(f"{flag}: {p!r} is not one of {', '.join(known)}")
+    if not out:
+        raise CompareError(f"{flag}: name at least one of {', '.join(known)}")
+    return list(dict.fromkeys(out))
+
+
 def parse_alphas(text: str) -> list[float]:
-    """'0.1,0.3,1,3' -> [0.1, 0.3, 1.0, 3.0]; each alpha must be a finite number > 0."""
+    """'0.3,3' -> [0.3, 3.0]; each alpha must be a finite number > 0."""
     out = []
     for part in (p.strip() for p in text.split(",")):
         if not part:
@@ -124,23 +164,31 @@ def parse_alphas(text: str) -> list[float]:
 
 
 def method_name(alpha: float) -> str:
-    return "grpo" if alpha == 0 else f"arm@{alpha:g}"
+    """The name of a sweep point of the paper's form: arm@0.3."""
+    return f"arm@{alpha:g}"
+
+
+def method_values(method: str, alpha: float) -> dict:
+    """The train.py config keys that make a run this method."""
+    if method == "grpo":
+        return {"algo": "grpo"}
+    if method.startswith("arm@"):
+        return {"algo": "arm", "alpha": float(method[4:]), "shift_rows": "group", "shift_center": "prompt"}
+    rows, center = METHODS[method]
+    return {"algo": "arm", "alpha": alpha, "shift_rows": rows, "shift_center": center}
 
 
 def plan_runs(args: argparse.Namespace, values: dict, runs_dir: Path) -> list[dict]:
-    """One spec per (method, seed): the train.py config values of that run. Validated up front, so a
-    bad flag fails in one line before any training."""
-    alphas = [0.0] + sorted(set([args.alpha] + args.alphas))
+    """One spec per (regime, method, seed): the train.py config values of that run. Validated up
+    front, so a bad flag fails in one line before any training."""
     specs = []
-    for alpha in alphas:
-        for seed in range(args.seeds):
-            name = method_name(alpha)
-            v = {**values, "algo": "grpo" if alpha == 0 else "arm", "seed": seed, "eval_before": False,
-                 "out": str(runs_dir / f"{name}-seed{seed}")}
-            if alpha:
-                v["alpha"] = alpha
-            train.make_config(v)  # raises train.ConfigError naming the key
-            specs.append({"method": name, "alpha": alpha, "seed": seed, "values": v})
+    for regime in args.regimes:
+        for method in args.methods:
+            for seed in args.seed_list:
+                v = {**values, **method_values(method, args.alpha), "toy": regime, "seed": seed, "eval_before": False,
+                     "out": str(runs_dir / regime / f"{method}-seed{seed}")}
+                train.make_config(v)  # raises train.ConfigError naming the key
+                specs.append({"regime": regime, "method": method, "alpha": v.get("alpha", 0.0), "seed": seed, "values": v})
     return specs
 
 
@@ -152,8 +200,14 @@ def prompts_digest(prompts: list[str]) -> str:
     return hashlib.sha256("\n\0".join(prompts).encode()).hexdigest()[:16]
 
 
+def repo_relative(path: str | Path) -> str:
+    """A path inside the repository as a relative path (nothing committed names this machine's folders)."""
+    p = Path(path).resolve()
+    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(path)
+
+
 def run_one(spec: dict) -> dict:
-    """Train one (method, seed) with train.train and keep what the comparison needs."""
+    """Train one (regime, method, seed) with train.train and keep what the comparison needs."""
     cfg = train.make_config(spec["values"])
     _, held, _ = train.load_problems(cfg)  # the very list train() evaluates on (deterministic in cfg)
     t = time.time()
@@ -162,31 +216,31 @@ def run_one(spec: dict) -> dict:
         raise KeyboardInterrupt
     metrics = res["metrics"]
     return {
-        "method": spec["method"], "alpha": spec["alpha"], "seed": spec["seed"], "out": res["out"],
-        "wall_s": round(time.time() - t, 1),
+        "regime": spec["regime"], "method": spec["method"], "alpha": spec["alpha"], "seed": spec["seed"],
+        "out": repo_relative(res["out"]), "wall_s": round(time.time() - t, 1),
         "eval_prompts_digest": prompts_digest([p["prompt"] for p in held]),
         "final": res["after"],
-        "evals": res["evals"],  # more than the final one with --eval-every
-        "curve": {"step": [m["step"] for m in metrics], **{k: [m[k] for m in metrics] for k in CURVES}},
+        "curve": {"step": [m["step"] for m in metrics], **{k: [m[k] for m in metrics] for k in CURVES},
+                  "conf_q_mean": [m["conf_q_mean"] for m in metrics]},
     }
 
 
-def evaluate_base(values: dict) -> dict:
-    """The starting checkpoint on the held-out prompts: the same call train() makes after training."""
-    cfg = train.make_config({**values, "seed": 0})
+def evaluate_base(values: dict, regime: str) -> dict:
+    """A regime's starting checkpoint on the held-out prompts: the same call train() makes after training."""
+    cfg = train.make_config({**values, "seed": 0, "toy": regime})
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = train.resolve_device(cfg)
-    path = cfg.model or str(train.toy_dir())
+    path = cfg.model or str(train.toy_dir(regime))
     tokenizer = train.load_tokenizer(path)
     model = train.load_model(path, device=device, dtype=torch.float32)
     eos_ids = train.chat_eos_ids(model, tokenizer, cfg)
     _, held, path_fn = train.load_problems(cfg)
     t = time.time()
     e = {"step": 0, **train.evaluate(model, tokenizer, held, cfg, path_fn=path_fn, eos_ids=eos_ids)}
-    return {"method": "base", "alpha": None, "seed": None, "out": path, "wall_s": round(time.time() - t, 1),
-            "eval_prompts_digest": prompts_digest([p["prompt"] for p in held]), "final": e, "evals": [e],
-            "eval_prompts": [p["prompt"] for p in held]}
+    return {"regime": regime, "method": "base", "alpha": None, "seed": None, "out": repo_relative(path),
+            "wall_s": round(time.time() - t, 1), "eval_prompts_digest": prompts_digest([p["prompt"] for p in held]),
+            "final": e, "eval_prompts": [p["prompt"] for p in held]}
 
 
 def run_all(specs: list[dict], workers: int, log=print) -> list[dict]:
@@ -194,7 +248,7 @@ def run_all(specs: list[dict], workers: int, log=print) -> list[dict]:
     if workers == 1:
         out = []
         for i, s in enumerate(specs):
-            log(f"[{i + 1}/{len(specs)}] {s['method']} seed {s['seed']}")
+            log(f"[{i + 1}/{len(specs)}] {s['regime']} {s['method']} seed {s['seed']}")
             out.append(run_one(s))
             log(run_line(out[-1]))
         return out
@@ -214,8 +268,8 @@ def run_all(specs: list[dict], workers: int, log=print) -> list[dict]:
 def run_line(r: dict) -> str:
     e = r["final"]
     ks = list(e["pass@k"])
-    return (f"  {r['method']} seed {r['seed']}: pass@1 {e['pass@k']['1']:.3f} pass@{ks[-1]} {e['pass@k'][ks[-1]]:.3f} "
-            f"entropy {e['entropy']:.3f} distinct {e['distinct_correct']:.2f} ({r['wall_s']:.0f} s)")
+    return (f"  {r['regime']} {r['method']} seed {r['seed']}: pass@1 {e['pass@k']['1']:.3f} pass@{ks[-1]} "
+            f"{e['pass@k'][ks[-1]]:.3f} entropy {e['entropy']:.3f} distinct {e['distinct_correct']:.2f} ({r['wall_s']:.0f} s)")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -223,59 +277,84 @@ def run_line(r: dict) -> str:
 
 
 def mean_std(xs: list[float | None]) -> dict:
-    """{"mean", "std" (sample, ddof 1; None for one value), "n"} over the values that are not None."""
+    """{"mean", "std" (sample, ddof 1; None for one value), "ci95" (half-width of the 95 % t-interval
+    of the mean; None for one value), "n"} over the values that are not None."""
     v = np.array([x for x in xs if x is not None], dtype=np.float64)
     if len(v) == 0:
-        return {"mean": None, "std": None, "n": 0}
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else None, "n": int(len(v))}
+        return {"mean": None, "std": None, "ci95": None, "n": 0}
+    if len(v) == 1:
+        return {"mean": float(v[0]), "std": None, "ci95": None, "n": 1}
+    sd = float(v.std(ddof=1))
+    t = T975[len(v) - 2] if len(v) - 1 <= len(T975) else 1.96
+    return {"mean": float(v.mean()), "std": sd, "ci95": t * sd / math.sqrt(len(v)), "n": int(len(v))}
+
+
+def all_pass_at_k(e: dict) -> dict[str, float]:
+    """pass@k for every k = 1..n from the per-prompt correct counts (arm.pass_at_k)."""
+    n, counts = e["n"], np.array(e["n_correct"])
+    return {str(k): float(np.mean(arm.pass_at_k(np.full_like(counts, n), counts, np.full_like(counts, k))))
+            for k in range(1, n + 1)}
+
+
+def path_shares(e: dict) -> dict[str, float]:
+    """Share of the correct samples taken by each solution path (None = unrecognised)."""
+    total = sum(s["correct"] for s in e["paths"].values())
+    return {p: s["correct"] / total if total else 0.0 for p, s in e["paths"].items()}
+
+
+def finals(r: dict) -> dict:
+    """One run's final numbers, flat: pass@k for every k, the scalars, the correct-path shares."""
+    e = r["final"]
+    return {**{f"pass@{k}": v for k, v in all_pass_at_k(e).items()}, **{k: e.get(k) for k in SCALARS},
+            **{f"share:{p}": v for p, v in path_shares(e).items()}}
 
 
 def summarize(runs: list[dict]) -> dict:
     """Mean +- std over a method's runs of every final number, and of the curves step by step."""
-    finals = [r["final"] for r in runs]
-    out = {"pass@k": {k: mean_std([e["pass@k"][k] for e in finals]) for k in finals[0]["pass@k"]},
-           **{k: mean_std([e.get(k) for e in finals]) for k in SCALARS}}
+    flat = [finals(r) for r in runs]
+    keys = list(dict.fromkeys(k for f in flat for k in f))
+    out = {k: mean_std([f.get(k, 0.0 if k.startswith("share:") else None) for f in flat]) for k in keys}
     if all("curve" in r for r in runs):
         n = min(len(r["curve"]["step"]) for r in runs)
         out["curve"] = {"step": runs[0]["curve"]["step"][:n]}
         for k in CURVES:
             rows = np.array([r["curve"][k][:n] for r in runs], dtype=np.float64)  # (seeds, steps)
-            out["curve"][k] = {"mean": rows.mean(0).tolist(),
-                               "std": rows.std(0, ddof=1).tolist() if len(runs) > 1 else None}
+            out["curve"][k] = {"mean": rows.mean(0).tolist(), "std": rows.std(0, ddof=1).tolist() if len(runs) > 1 else None}
     return out
 
 
 def paired_diff(a: list[dict], b: list[dict]) -> dict:
-    """a - b seed by seed (same seed = same prompts and sampling seed), mean +- std over seeds."""
-    by_seed = {r["seed"]: r["final"] for r in b}
-    pairs = [(r["final"], by_seed[r["seed"]]) for r in a if r["seed"] in by_seed]
-    d = {"pass@k": {k: mean_std([x["pass@k"][k] - y["pass@k"][k] for x, y in pairs]) for k in a[0]["final"]["pass@k"]}}
-    for k in SCALARS:
-        d[k] = mean_std([x[k] - y[k] for x, y in pairs if x.get(k) is not None and y.get(k) is not None])
-    return d
+    """a - b seed by seed (same seed = same prompts and sampling seed): mean, std, 95 % interval."""
+    by_seed = {r["seed"]: finals(r) for r in b}
+    pairs = [(finals(r), by_seed[r["seed"]]) for r in a if r["seed"] in by_seed]
+    keys = [k for k in pairs[0][0] if not k.startswith("share:")] if pairs else []
+    return {k: mean_std([x[k] - y[k] for x, y in pairs if x.get(k) is not None and y.get(k) is not None]) for k in keys}
 
 
-def collect(base: dict, runs: list[dict], args: argparse.Namespace, values: dict, wall_s: float, command: str) -> dict:
-    """Everything into one JSON-able dict (results.json)."""
+def collect(regime: str, base: dict, runs: list[dict], args: argparse.Namespace, values: dict, wall_s: float,
+            command: str) -> dict:
+    """One regime's results into one JSON-able dict (results.json)."""
     methods = {"base": {"alpha": None, "runs": [base], "summary": summarize([base])}}
     for r in runs:
         methods.setdefault(r["method"], {"alpha": r["alpha"], "runs": []})["runs"].append(r)
     for name, m in methods.items():
         if name != "base":
             m["summary"] = summarize(m["runs"])
-    main = method_name(args.alpha)
+            m["variant"] = method_values(name, args.alpha)
+    settings = dataclasses.asdict(train.make_config({**values, "toy": regime}))
     return {
+        "regime": regime,
         "command": command,
         "wall_s": round(wall_s, 1),
-        "seeds": list(range(args.seeds)),
-        "main": {"grpo": "grpo", "arm": main},
-        "alphas": sorted({0.0, args.alpha, *args.alphas}),
-        "settings": {k: v for k, v in dataclasses.asdict(train.make_config(values)).items() if k not in FIXED},
+        "seeds": args.seed_list,
+        "settings": {k: v for k, v in settings.items() if k not in FIXED},
         "eval": {"prompts": base.pop("eval_prompts"), "digest": base["eval_prompts_digest"],
-                 "n": base["final"]["n"], "seed": train.make_config(values).eval_seed},
+                 "n": base["final"]["n"], "seed": settings["eval_seed"]},
         "methods": methods,
-        "arm_minus_grpo": paired_diff(methods[main]["runs"], methods["grpo"]["runs"]),
-        "std": "sample std over seeds (ddof 1); base is one model evaluated once (no seed spread)",
+        "minus_grpo": {name: paired_diff(m["runs"], methods["grpo"]["runs"])
+                       for name, m in methods.items() if name not in ("base", "grpo")},
+        "std": "sample std over seeds (ddof 1); ci95 = half-width of the 95 % t-interval of the mean over seeds; "
+               "base is one model evaluated once (no seed spread)",
     }
 
 
@@ -283,56 +362,65 @@ def collect(base: dict, runs: list[dict], args: argparse.Namespace, values: dict
 # reporting: markdown tables and the figure
 
 
-def fmt(s: dict, digits: int = 3, sign: bool = False) -> str:
-    if s["mean"] is None:
+def fmt(s: dict | None, digits: int = 3, sign: bool = False, spread: str = "std") -> str:
+    if not s or s["mean"] is None:
         return "-"
     m = f"{s['mean']:+.{digits}f}" if sign else f"{s['mean']:.{digits}f}"
-    return m if s["std"] is None else f"{m} ± {s['std']:.{digits}f}"
+    if s.get(spread) is None:
+        return m
+    return f"{m} ± {s[spread]:.{digits}f}" if spread == "std" else \
+        f"{m} [{s['mean'] - s[spread]:+.{digits}f}, {s['mean'] + s[spread]:+.{digits}f}]"
 
 
 ROWS = [("entropy", "token entropy (final)"), ("distinct_correct", "distinct correct paths / prompt"),
-        ("conf_o_std_correct", "std c(o|q), correct samples"), ("accuracy", "held-out accuracy"),
-        ("response_len", "response length (tokens)")]
+        ("conf_o_std_correct", "std c(o|q), correct samples"), ("response_len", "response length (tokens)")]
 
 
 def format_tables(res: dict) -> str:
-    """Main table (base, GRPO, ARM, paired ARM - GRPO), the alpha sweep, and the training curves."""
+    """Per regime: the methods (mean ± std), their paired differences to GRPO (mean [95 % interval]),
+    the correct-path shares, and the training curves."""
     ms = res["methods"]
-    g, a = ms["grpo"]["summary"], ms[res["main"]["arm"]]["summary"]
-    b, d = ms["base"]["summary"], res["arm_minus_grpo"]
-    alpha = ms[res["main"]["arm"]]["alpha"]
-    lines = [f"| metric (mean ± std, {len(res['seeds'])} seeds) | base | GRPO | ARM α={alpha:g} | ARM − GRPO (paired) |",
-             "|---|---|---|---|---|"]
-    for k in g["pass@k"]:
-        lines.append(f"| pass@{k} | {fmt(b['pass@k'][k])} | {fmt(g['pass@k'][k])} | {fmt(a['pass@k'][k])} | "
-                     f"{fmt(d['pass@k'][k], sign=True)} |")
-    for k, label in ROWS:
-        digits = 1 if k == "response_len" else 3
-        lines.append(f"| {label} | {fmt(b[k], digits)} | {fmt(g[k], digits)} | {fmt(a[k], digits)} | "
-                     f"{fmt(d[k], digits, sign=True)} |")
-    if len(res["alphas"]) > 2:
-        ks = list(g["pass@k"])
-        show = [k for k in ("1", "8", ks[-1]) if k in ks]
-        lines += ["", "| α | " + " | ".join(f"pass@{k}" for k in show) + " | entropy | distinct correct |",
-                  "|---" * (len(show) + 3) + "|"]
-        for al in res["alphas"]:
-            s = ms[method_name(al)]["summary"]
-            lines.append(f"| {al:g}{' (GRPO)' if al == 0 else ''} | " + " | ".join(fmt(s["pass@k"][k]) for k in show)
-                         + f" | {fmt(s['entropy'])} | {fmt(s['distinct_correct'])} |")
-    steps = g["curve"]["step"]
+    names = [m for m in ms if m != "base"]
+    n = res["eval"]["n"]
+    ks = [k for k in (1, 2, 4, 8, 16, 32) if k <= n] + ([n] if n not in (1, 2, 4, 8, 16, 32) else [])
+    rows = [(f"pass@{k}", f"pass@{k}", 3) for k in ks] + [(k, label, 1 if k == "response_len" else 3) for k, label in ROWS]
+    head = f"regime {res['regime']}, mean ± std over {len(res['seeds'])} seeds"
+    lines = [f"| {head} | base | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
+    for key, label, digits in rows:
+        lines.append(f"| {label} | {fmt(ms['base']['summary'].get(key), digits)} | "
+                     + " | ".join(fmt(ms[m]['summary'].get(key), digits) for m in names) + " |")
+    diffs = [m for m in names if m in res["minus_grpo"]]
+    if diffs:
+        lines += ["", "| method − GRPO, paired: mean [95 % interval] | " + " | ".join(diffs) + " |",
+                  "|---" * (len(diffs) + 1) + "|"]
+        for key, label, digits in rows:
+            lines.append(f"| {label} | " + " | ".join(fmt(res["minus_grpo"][m].get(key), digits, True, "ci95")
+                                                      for m in diffs) + " |")
+    paths = sorted({k[6:] for m in ms.values() for k in m["summary"] if k.startswith("share:")})
+    if paths:
+        lines += ["", "| share of correct samples per path | base | " + " | ".join(names) + " |",
+                  "|---" * (len(names) + 2) + "|"]
+        for p in paths:
+            lines.append(f"| {p} | " + " | ".join(fmt(ms[m]["summary"].get(f"share:{p}")) for m in ["base"] + names) + " |")
+    steps = ms[names[0]]["summary"]["curve"]["step"] if names else []
     if steps:
         at = sorted({steps[0], *(steps[int(len(steps) * f) - 1] for f in (0.25, 0.5, 0.75, 1.0))})
         lines += ["", "| training rollouts (mean over seeds) | " + " | ".join(f"step {s}" for s in at) + " |",
                   "|---" * (len(at) + 1) + "|"]
-        for name in [m for m in ms if m != "base"]:
+        for name in names:
             c = ms[name]["summary"]["curve"]
             for k in CURVES:
                 lines.append(f"| {name} {k} | " + " | ".join(f"{c[k]['mean'][steps.index(s)]:.3f}" for s in at) + " |")
     return "\n".join(lines)
 
 
+COLORS = {"base": "black", "grpo": "tab:blue", "arm": "tab:red", "arm-correct-only": "tab:orange",
+          "arm-centred": "tab:green", "arm-centred-correct-only": "tab:purple"}
+
+
 def plot(res: dict, path: Path) -> bool:
-    """Entropy and accuracy vs step, pass@k vs k, and the alpha sweep; False if matplotlib is missing."""
+    """Entropy and accuracy over training, pass@k vs k, and each method's paired pass@k gain over
+    GRPO vs k with its 95 % interval; False if matplotlib is missing."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -340,53 +428,43 @@ def plot(res: dict, path: Path) -> bool:
     except ImportError:
         return False
     ms = res["methods"]
-    names = ["grpo", res["main"]["arm"]] + [method_name(a) for a in res["alphas"] if method_name(a) not in
-                                             ("grpo", res["main"]["arm"])]
-    colors = {n: c for n, c in zip(names, ["tab:blue", "tab:red", "tab:green", "tab:orange", "tab:purple",
-                                           "tab:brown", "tab:pink", "tab:olive"])}
-    main = set(names[:2])
+    names = [m for m in ms if m != "base"]
+    color = lambda m: COLORS.get(m, None)
     fig, ax = plt.subplots(2, 2, figsize=(11, 8))
     for col, k in enumerate(CURVES):
-        for n in names:
-            c = ms[n]["summary"]["curve"]
-            x, m = np.array(c["step"]), np.array(c[k]["mean"])
-            ax[0, col].plot(x, m, color=colors[n], lw=2 if n in main else 0.8, label=n)
-            if c[k]["std"] is not None and n in main:
+        for m in names:
+            c = ms[m]["summary"]["curve"]
+            x, y = np.array(c["step"]), np.array(c[k]["mean"])
+            ax[0, col].plot(x, y, color=color(m), lw=2 if m in ("grpo", "arm") else 1, label=m)
+            if c[k]["std"] is not None and m in ("grpo", "arm"):
                 s = np.array(c[k]["std"])
-                ax[0, col].fill_between(x, m - s, m + s, color=colors[n], alpha=0.15)
+                ax[0, col].fill_between(x, y - s, y + s, color=color(m), alpha=0.15)
         ax[0, col].set(xlabel="training step", ylabel=f"{k} (training rollouts)", title=f"{k} over training")
-        ax[0, col].legend(fontsize=8)
-    ks = [int(k) for k in ms["grpo"]["summary"]["pass@k"]]
-    for n in ["base"] + names:
-        p = ms[n]["summary"]["pass@k"]
-        m = [p[str(k)]["mean"] for k in ks]
-        e = [p[str(k)]["std"] or 0.0 for k in ks]
-        ax[1, 0].errorbar(ks, m, yerr=e, marker="o", ms=3, capsize=2, label=n,
-                          color="black" if n == "base" else colors[n], lw=2 if n in main else 0.8)
+        ax[0, col].legend(fontsize=7)
+    ks = list(range(1, res["eval"]["n"] + 1))
+    for m in ["base"] + names:
+        s = ms[m]["summary"]
+        ax[1, 0].plot(ks, [s[f"pass@{k}"]["mean"] for k in ks], color=color(m), lw=2 if m in ("grpo", "arm") else 1,
+                      ls="--" if m == "base" else "-", label=m)
     ax[1, 0].set_xscale("log", base=2)
-    ax[1, 0].set(xlabel="k", ylabel="pass@k (held-out)", title="pass@k vs k")
-    ax[1, 0].legend(fontsize=8)
-    if len(res["alphas"]) > 2:
-        al = [a for a in res["alphas"] if a > 0]
-        for k, style in (("1", "-o"), (str(ks[-1]), "--s")):
-            m = [ms[method_name(a)]["summary"]["pass@k"][k]["mean"] for a in al]
-            e = [ms[method_name(a)]["summary"]["pass@k"][k]["std"] or 0.0 for a in al]
-            line = ax[1, 1].errorbar(al, m, yerr=e, fmt=style, capsize=2, label=f"ARM pass@{k}")
-            ax[1, 1].axhline(ms["grpo"]["summary"]["pass@k"][k]["mean"], color=line[0].get_color(), ls=":",
-                             label=f"GRPO pass@{k}")
-        ax[1, 1].set_xscale("log")
-        ax[1, 1].set(xlabel="alpha", ylabel="pass@k (held-out)", title="alpha sweep")
-        ax[1, 1].legend(fontsize=8)
-    else:
-        ax[1, 1].axis("off")
-    fig.suptitle(f"GRPO vs ARM, mean ± std over {len(res['seeds'])} seeds; held-out n = {res['eval']['n']}")
+    ax[1, 0].set(xlabel="k", ylabel="pass@k (held-out)", title="pass@k vs k (mean over seeds)")
+    ax[1, 0].legend(fontsize=7)
+    for m in res["minus_grpo"]:
+        d = res["minus_grpo"][m]
+        y = np.array([d[f"pass@{k}"]["mean"] for k in ks])
+        h = np.array([d[f"pass@{k}"]["ci95"] or 0.0 for k in ks])
+        ax[1, 1].plot(ks, y, color=color(m), label=m)
+        ax[1, 1].fill_between(ks, y - h, y + h, color=color(m), alpha=0.12)
+    ax[1, 1].axhline(0, color="black", lw=0.8)
+    ax[1, 1].set_xscale("log", base=2)
+    ax[1, 1].set(xlabel="k", ylabel="pass@k − GRPO's (paired)", title="gain over GRPO, 95 % interval over seeds")
+    ax[1, 1].legend(fontsize=7)
+    fig.suptitle(f"regime {res['regime']}: {len(res['seeds'])} seeds; held-out {len(res['eval']['prompts'])} prompts "
+                 f"x {res['eval']['n']} samples")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return True
-
-
-# ----------------------------------------------------------------------------------------------
 
 
 def report(res: dict, out: Path) -> None:
@@ -402,6 +480,26 @@ def report(res: dict, out: Path) -> None:
               f"`python compare.py --plot {out / 'results.json'}` draws it from the results (no retraining)")
 
 
+def beside_stored(runs: list[dict], out_root: Path) -> str:
+    """The rerun cells next to the stored cells of the same (regime, method, seed)."""
+    lines = ["| regime | method | seed | metric | this run | stored | stored mean ± std over seeds |", "|---" * 7 + "|"]
+    for r in runs:
+        path = out_root / r["regime"] / "results.json"
+        stored = json.loads(path.read_text()) if path.is_file() else {"methods": {}}
+        m = stored["methods"].get(r["method"], {"runs": [], "summary": {}})
+        cell = next((finals(s) for s in m["runs"] if s["seed"] == r["seed"]), {})
+        mine = finals(r)
+        for key in ("pass@1", "pass@8", "pass@32", "entropy", "distinct_correct"):
+            if key in mine:
+                v = cell.get(key)
+                lines.append(f"| {r['regime']} | {r['method']} | {r['seed']} | {key} | {mine[key]:.3f} | "
+                             f"{'-' if v is None else f'{v:.3f}'} | {fmt(m['summary'].get(key))} |")
+    return "\n".join(lines) + f"\n(stored: {out_root}/<regime>/results.json; CPU numbers differ between processors)"
+
+
+# ----------------------------------------------------------------------------------------------
+
+
 def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     command = "python compare.py" + "".join(f" {a}" for a in (sys.argv[1:] if argv is None else argv))
@@ -409,17 +507,18 @@ def main(argv: list[str] | None = None) -> int:
         args, values = parse_args(argv)
         if args.plot:
             res = train.read_json_object(args.plot, "--plot")
-            if "methods" not in res:
-                raise CompareError(f"--plot: {args.plot}: not a compare.py results.json (no 'methods')")
+            if "methods" not in res or "regime" not in res:
+                raise CompareError(f"--plot: {args.plot}: not a compare.py results.json (no 'methods' / 'regime')")
             report(res, Path(args.plot).parent)
             return 0
         runs_dir = Path(args.runs) if args.runs else Path("runs") / time.strftime("compare-%Y%m%d-%H%M%S")
         specs = plan_runs(args, values, runs_dir)
-        print(f"{len(specs)} runs ({len(specs) // args.seeds} methods x {args.seeds} seeds), "
-              f"{values['steps']} steps each; run folders in {runs_dir}/")
-        base = evaluate_base(values)
-        print(f"base: pass@1 {base['final']['pass@k']['1']:.3f}, entropy {base['final']['entropy']:.3f} "
-              f"({base['wall_s']:.0f} s to evaluate)")
+        print(f"{len(specs)} runs ({len(args.regimes)} regimes x {len(args.methods)} methods x {len(args.seed_list)} "
+              f"seeds), {values['steps']} steps each; run folders in {runs_dir}/")
+        bases = {} if args.seed is not None else {g: evaluate_base(values, g) for g in args.regimes}
+        for g, b in bases.items():
+            print(f"base {g}: pass@1 {b['final']['pass@k']['1']:.3f}, entropy {b['final']['entropy']:.3f} "
+                  f"({b['wall_s']:.0f} s to evaluate)")
         runs = run_all(specs, args.workers)
     except (CompareError, train.ConfigError, train.DataError, train.ModelLoadError) as e:
         print(f"compare.py: error: {e}", file=sys.stderr)
@@ -427,13 +526,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("compare.py: interrupted; finished runs are in their run folders, no results.json written", file=sys.stderr)
         return 130
-    res = collect(base, runs, args, values, time.time() - t0, command)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "results.json.tmp"
-    tmp.write_text(json.dumps(res, indent=1) + "\n")
-    os.replace(tmp, out / "results.json")
-    report(res, out)
+    if args.seed is not None:
+        print()
+        print(beside_stored(runs, Path(args.out)))
+        return 0
+    for regime in args.regimes:
+        res = collect(regime, bases[regime], [r for r in runs if r["regime"] == regime], args, values,
+                      time.time() - t0, command)
+        out = Path(args.out) / regime
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = out / "results.json.tmp"
+        tmp.write_text(json.dumps(res, indent=1) + "\n")
+        os.replace(tmp, out / "results.json")
+        report(res, out)
     return 0
 
 

@@ -68,15 +68,40 @@ from model import ModelConfig, Transformer, save_model
 from sampler import generate
 from verifier import verify
 
-TOY_DIR = Path(__file__).resolve().parent / "toy"
+ROOT = Path(__file__).resolve().parent
 
 N_TERMS = 3                      # numbers per problem
-LOW, HIGH = 10, 99               # each number is drawn uniformly from LOW..HIGH
 HELDOUT_EVERY = 8                # 1 in 8 problems (by hash of the sorted numbers) is held out
-STYLES = ("left", "right", "tens", "direct")
-STYLE_WEIGHTS = (0.55, 0.25, 0.13, 0.07)  # pretraining shares of the styles
 EOS, PAD, UNK = "<|endoftext|>", "<|pad|>", "<|unk|>"
 MAX_NEW_TOKENS = 48              # longest completion (tens style, 3 numbers) is 39 tokens incl. EOS
+
+# The two regimes (`--toy NAME` in train.py and compare.py). "paths" are the solution paths, "shares"
+# how often pretraining makes the model choose each, "low".."high" the range of the numbers.
+REGIMES = {
+    # four styles of unequal reliability; the favourite is also the most accurate
+    "original": dict(folder="toy", low=10, high=99, paths=("left", "right", "tens", "direct"),
+                     shares=(0.55, 0.25, 0.13, 0.07), tagged=False),
+    # three paths executed equally well (pretrained on equal shares), chosen 60 / 30 / 10 %
+    "equal-paths": dict(folder="toy-equal-paths", low=100, high=999, paths=("ab", "bc", "ac"),
+                        shares=(0.6, 0.3, 0.1), tagged=True),
+}
+STYLES = REGIMES["original"]["paths"]
+STYLE_WEIGHTS = REGIMES["original"]["shares"]  # pretraining shares of the original styles
+PAIRS = {"ab": (0, 1, 2), "bc": (1, 2, 0), "ac": (0, 2, 1)}  # equal-paths: (first, second, added last)
+
+
+def regime_of(name: str) -> dict:
+    if name not in REGIMES:
+        raise ValueError(f"toy: unknown regime {name!r} (known: {', '.join(REGIMES)})")
+    return REGIMES[name]
+
+
+def toy_dir(regime: str = "original") -> Path:
+    """The shipped model folder of a regime: toy/ (original) or toy-equal-paths/."""
+    return ROOT / regime_of(regime)["folder"]
+
+
+TOY_DIR = toy_dir("original")
 
 # -----------------------------------------------------------------------------
 # the task
@@ -93,28 +118,30 @@ def format_prompt(numbers: tuple[int, ...] | list[int]) -> str:
     return "Q: " + "+".join(str(x) for x in numbers) + "=?\nA: "
 
 
-def _sample_numbers(rng: random.Random, split: str) -> tuple[int, ...]:
+def _sample_numbers(rng: random.Random, split: str, regime: str = "original") -> tuple[int, ...]:
+    low, high = regime_of(regime)["low"], regime_of(regime)["high"]
     while True:  # rejection sampling: keeps the numbers uniform within the split
-        numbers = tuple(rng.randint(LOW, HIGH) for _ in range(N_TERMS))
+        numbers = tuple(rng.randint(low, high) for _ in range(N_TERMS))
         if split_of(numbers) == split:
             return numbers
 
 
-def make_problems(n: int, seed: int, split: str = "train") -> list[dict]:
-    """n distinct problems of one split, the same for the same seed.
+def make_problems(n: int, seed: int, split: str = "train", regime: str = "original") -> list[dict]:
+    """n distinct problems of one split (and regime), the same for the same seed.
 
     Each dict: "prompt" (the text the model continues), "answer" (gold string for verify),
     "numbers" (the summands, a list of ints).
     """
     if split not in ("train", "heldout"):
         raise ValueError(f"make_problems: split must be 'train' or 'heldout', got {split!r}")
-    total = (HIGH - LOW + 1) ** N_TERMS  # at most half the held-out pool, so drawing distinct ones stays quick
+    r = regime_of(regime)
+    total = (r["high"] - r["low"] + 1) ** N_TERMS  # at most half the held-out pool, so drawing distinct ones stays quick
     if n < 0 or n > total // (2 * HELDOUT_EVERY):
         raise ValueError(f"make_problems: n must be in 0..{total // (2 * HELDOUT_EVERY)}, got {n}")
-    rng = random.Random(f"toy-{seed}-{split}")
+    rng = random.Random(f"toy-{seed}-{split}" if regime == "original" else f"toy-{regime}-{seed}-{split}")
     seen, problems = set(), []
     while len(problems) < n:
-        numbers = _sample_numbers(rng, split)
+        numbers = _sample_numbers(rng, split, regime)
         if numbers in seen:
             continue
         seen.add(numbers)
@@ -127,8 +154,12 @@ def _line(operands: list[int]) -> str:
 
 
 def solution(numbers: tuple[int, ...] | list[int], style: str) -> str:
-    """The reference completion (without EOS) of a problem in one style; see the table above."""
+    """The reference completion (without EOS) of a problem in one style; see the tables above."""
     numbers = list(numbers)
+    if style in PAIRS:  # equal-paths: the path's name, then the same two-line shape for every path
+        i, j, k = PAIRS[style]
+        first = numbers[i] + numbers[j]
+        return f"{style}\n{_line([numbers[i], numbers[j]])}\n{_line([first, numbers[k]])}\n\\boxed{{{sum(numbers)}}}"
     if style == "left":  # (a+b)+c: line k adds the next number to the running sum
         lines, acc = [], numbers[0]
         for x in numbers[1:]:
@@ -145,7 +176,7 @@ def solution(numbers: tuple[int, ...] | list[int], style: str) -> str:
     elif style == "direct":
         lines = []
     else:
-        raise ValueError(f"solution: style must be one of {STYLES}, got {style!r}")
+        raise ValueError(f"solution: style must be one of {STYLES + tuple(PAIRS)}, got {style!r}")
     return "".join(line + "\n" for line in lines) + "\\boxed{" + str(sum(numbers)) + "}"
 
 
@@ -161,6 +192,8 @@ def solution_path(text: str) -> str | None:
     if "\nA:" in text:
         text = text.rsplit("\nA:", 1)[1]
     text = text.lstrip(" ")
+    if text.split("\n", 1)[0] in PAIRS:  # equal-paths: the named path, if the work has its shape
+        return _named_path(text)
     if text.startswith("\\boxed{"):
         return "direct"
     steps = []  # (operands, result) per line
@@ -182,10 +215,26 @@ def solution_path(text: str) -> str | None:
     return None
 
 
-def pretraining_text(rng: random.Random) -> str:
-    """One pretraining document: a train-split prompt, a style drawn by STYLE_WEIGHTS, its solution."""
-    numbers = _sample_numbers(rng, "train")
-    style = rng.choices(STYLES, weights=STYLE_WEIGHTS)[0]
+def _named_path(text: str) -> str | None:
+    """equal-paths: 'ab' / 'bc' / 'ac' when the name is followed by two lines 'x+y=s', 's+z=t' (the
+    second adds to the first's result, right or wrong) and the boxed answer; None otherwise."""
+    lines = text.split("\n")
+    if len(lines) != 4 or not lines[3].startswith("\\boxed{"):
+        return None
+    m1, m2 = _EQUATION.fullmatch(lines[1].strip()), _EQUATION.fullmatch(lines[2].strip())
+    if m1 is None or m2 is None or m1.group(1).count("+") != 1 or m2.group(1).count("+") != 1:
+        return None
+    return lines[0] if m2.group(1).split("+")[0] == m1.group(2) else None
+
+
+def pretraining_text(rng: random.Random, regime: str = "original", practice: list[float] | None = None) -> str:
+    """One pretraining document: a train-split prompt, a path, its solution. The original regime
+    draws the style by its shares; equal-paths draws the path by `practice` (equal by default; the
+    choice of path is trained apart, see build_toy)."""
+    r = regime_of(regime)
+    numbers = _sample_numbers(rng, "train", regime)
+    weights = r["shares"] if not r["tagged"] else practice or [1.0] * len(r["paths"])
+    style = rng.choices(r["paths"], weights=weights)[0]
     return format_prompt(numbers) + solution(numbers, style)
 
 
@@ -249,37 +298,83 @@ def evaluate(model, tokenizer: Tokenizer, problems: list[dict], n_samples: int, 
 # pretraining
 
 
-def _batch(rng: random.Random, tokenizer: Tokenizer, batch_size: int, eos_id: int, pad_id: int):
-    """batch_size fresh documents + EOS, right-padded: ids (B, T), loss mask (B, T-1) from lengths."""
-    seqs = [tokenizer.encode(pretraining_text(rng)).ids + [eos_id] for _ in range(batch_size)]
+def _batch(rng: random.Random, tokenizer: Tokenizer, batch_size: int, eos_id: int, pad_id: int,
+           regime: str = "original", practice: list[float] | None = None):
+    """batch_size fresh documents + EOS, right-padded: ids (B, T), loss mask (B, T-1) from lengths, and
+    choice (B,): the position in the mask (= in the logits) that predicts the path's name under
+    equal-paths, -1 elsewhere."""
+    texts = [pretraining_text(rng, regime, practice) for _ in range(batch_size)]
+    seqs = [tokenizer.encode(t).ids + [eos_id] for t in texts]
     lengths = torch.tensor([len(s) for s in seqs])
     T = int(lengths.max())
     ids = torch.full((batch_size, T), pad_id, dtype=torch.long)
     for i, s in enumerate(seqs):
         ids[i, :len(s)] = torch.tensor(s)
     mask = torch.arange(1, T)[None, :] < lengths[:, None]  # (B, T-1): target position t+1 is real
-    return ids, mask
+    choice = torch.full((batch_size,), -1, dtype=torch.long)
+    if regime_of(regime)["tagged"]:  # the name is the first completion token; logits at t - 1 predict it
+        choice = torch.tensor([len(tokenizer.encode(t.rsplit("A: ", 1)[0] + "A: ").ids) - 1 for t in texts])
+    return ids, mask, choice
 
 
-def build_toy(out_dir: str | Path = TOY_DIR, seed: int = 0, *,
+def path_accuracy(model, tokenizer: Tokenizer, problems: list[dict], n_samples: int, regime: str, *,
+                  seed: int = 0, chunk: int = 64) -> dict[str, list[float]]:
+    """equal-paths: how well the model *executes* each path, whatever it would choose. For each path,
+    the prompt is followed by the path's name and n_samples completions are sampled at T = 1.
+    Returns path -> per-problem accuracy (a list over problems)."""
+    model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    eos = [tokenizer.token_to_id(EOS)]
+    out = {}
+    for path in regime_of(regime)["paths"]:
+        accs = []
+        for i in range(0, len(problems), chunk):
+            part = problems[i:i + chunk]
+            prefix = [p["prompt"] + path + "\n" for p in part]
+            g = generate(model, [tokenizer.encode(t).ids for t in prefix], MAX_NEW_TOKENS, temperature=1.0,
+                         eos_token_ids=eos, generator=gen, samples_per_prompt=n_samples)
+            lengths, ended = g.lengths.tolist(), g.finished.tolist()
+            for j, p in enumerate(part):
+                rows = range(j * n_samples, (j + 1) * n_samples)
+                texts = [tokenizer.decode(g.tokens[r, :lengths[r] - int(ended[r])].tolist()) for r in rows]
+                accs.append(sum(verify(t, p["answer"]) for t in texts) / n_samples)
+        out[path] = accs
+    return out
+
+
+def build_toy(out_dir: str | Path | None = None, seed: int = 0, *, regime: str = "original",
               hidden_size: int = 96, intermediate_size: int = 256, num_layers: int = 3, num_heads: int = 4,
               num_kv_heads: int = 2, max_steps: int = 2000, batch_size: int = 32, lr: float = 3e-3,
               warmup: int = 100, eval_every: int = 100, eval_prompts: int = 64, eval_samples: int = 4,
-              stop_pass1: float = 0.4, final_prompts: int = 128, final_samples: int = 16,
+              stop_k: int = 1, stop_at: float = 0.4, stop_spread: float = 1.0, check_path_samples: int = 8,
+              final_prompts: int = 128, final_samples: int = 16,
               threads: int | None = None, log=print) -> dict:
     """Train the tokenizer and a tiny Qwen2 from scratch, save them to out_dir, return the stats.
 
     Pretraining stops at the first check (every eval_every steps, eval_prompts x eval_samples
-    held-out samples at T = 1) where pass@1 >= stop_pass1, or after max_steps. The final figures
+    held-out samples at T = 1) where pass@stop_k >= stop_at, or after max_steps. The final figures
     use other held-out prompts (final_prompts x final_samples, T = 1) and go to out_dir/BUILD.json.
+
+    equal-paths: every document executes a path drawn uniformly, so the three paths get the same
+    training; the token that names the path is trained apart, towards the regime's shares, with a
+    soft-label cross-entropy -sum_s share_s log p(name_s | prompt) in place of its usual loss.
+    Equal practice need not give equal skill, so at every check the build measures how well each path
+    is executed (path_accuracy, check_path_samples per prompt) and steers the next documents'
+    practice towards the paths that lag (steer_practice). It stops at the first check that also has
+    the paths' accuracies within stop_spread of each other. The final figures include each path's
+    execution accuracy on the final prompts.
     """
+    r = regime_of(regime)
+    out_dir = toy_dir(regime) if out_dir is None else out_dir
     if threads is not None:
         torch.set_num_threads(threads)
     t0, cpu0 = time.time(), time.process_time()
     torch.manual_seed(seed)
-    rng = random.Random(f"toy-pretrain-{seed}")
-    tokenizer = train_tokenizer([pretraining_text(rng) for _ in range(2000)])
+    rng = random.Random(f"toy-pretrain-{seed}" if regime == "original" else f"toy-{regime}-pretrain-{seed}")
+    tokenizer = train_tokenizer([pretraining_text(rng, regime) for _ in range(2000)])
     eos_id, pad_id = tokenizer.token_to_id(EOS), tokenizer.token_to_id(PAD)
+    name_ids = torch.tensor([tokenizer.token_to_id(p) for p in r["paths"]]) if r["tagged"] else None
+    shares = torch.tensor(r["shares"])
     cfg = ModelConfig(model_type="qwen2", vocab_size=tokenizer.get_vocab_size(), hidden_size=hidden_size,
                       intermediate_size=intermediate_size, num_hidden_layers=num_layers,
                       num_attention_heads=num_heads, num_key_value_heads=num_kv_heads,
@@ -287,48 +382,106 @@ def build_toy(out_dir: str | Path = TOY_DIR, seed: int = 0, *,
                       eos_token_id=eos_id, pad_token_id=pad_id)
     model = Transformer(cfg)
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"toy: {n_params / 1e6:.2f}M parameters, vocab {cfg.vocab_size}, {torch.get_num_threads()} threads")
+    log(f"toy ({regime}): {n_params / 1e6:.2f}M parameters, vocab {cfg.vocab_size}, {torch.get_num_threads()} threads")
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
-    checks = make_problems(eval_prompts, seed, "heldout")
+    checks = make_problems(eval_prompts, seed, "heldout", regime)
+    stop_key = f"pass@{stop_k}"
     curve, step, loss_avg = [], 0, None
+    practice = [1.0] * len(r["paths"]) if r["tagged"] else None  # equal-paths: documents per path, relative
     while step < max_steps:
         step += 1
         # linear warmup, then cosine decay to 0 at max_steps
         for g in opt.param_groups:
             g["lr"] = lr * min(1.0, step / warmup) * 0.5 * (1 + math.cos(math.pi * step / max_steps))
-        ids, mask = _batch(rng, tokenizer, batch_size, eos_id, pad_id)  # (B, T), (B, T-1)
+        ids, mask, choice = _batch(rng, tokenizer, batch_size, eos_id, pad_id, regime, practice)  # (B, T), (B, T-1), (B,)
         logits = model(ids)[:, :-1]  # (B, T-1, V); right padding needs no attention mask (causal)
+        if r["tagged"]:
+            rows = torch.arange(batch_size)
+            mask[rows, choice] = False  # the path's name: not its sampled value, but the shares below
+            logp_names = logits[rows, choice].log_softmax(-1)[:, name_ids]  # (B, paths)
+            choice_nll = -(logp_names * shares).sum(-1)  # (B,) soft-label cross-entropy
         nll = torch.nn.functional.cross_entropy(logits.reshape(-1, cfg.vocab_size), ids[:, 1:].reshape(-1), reduction="none")
-        loss = (nll * mask.reshape(-1)).sum() / mask.sum()
+        loss = (nll * mask.reshape(-1)).sum()
+        if r["tagged"]:
+            loss = loss + choice_nll.sum()
+        loss = loss / (mask.sum() + (batch_size if r["tagged"] else 0))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         loss_avg = loss.item() if loss_avg is None else 0.95 * loss_avg + 0.05 * loss.item()
         if step % eval_every == 0 or step == max_steps:
-            ev = evaluate(model, tokenizer, checks, eval_samples, seed=seed, ks=(1,))
-            curve.append({"step": step, "loss": round(loss_avg, 4), "pass@1": ev["pass@1"]})
-            log(f"step {step:5d} | loss {loss_avg:.4f} | held-out pass@1 {ev['pass@1']:.3f} | {time.time() - t0:.0f}s")
-            if ev["pass@1"] >= stop_pass1:
+            ev = evaluate(model, tokenizer, checks, eval_samples, seed=seed, ks=tuple(sorted({1, stop_k})))
+            point = {"step": step, "loss": round(loss_avg, 4), **{k: ev[k] for k in ev if k.startswith("pass@")}}
+            spread = 0.0
+            if r["tagged"]:
+                acc = {p: sum(a) / len(a) for p, a in
+                       path_accuracy(model, tokenizer, checks, check_path_samples, regime, seed=seed).items()}
+                spread = max(acc.values()) - min(acc.values())
+                point.update(path_accuracy={p: round(a, 4) for p, a in acc.items()}, practice=[round(w, 3) for w in practice])
+                practice = steer_practice(list(acc.values()))
+            curve.append(point)
+            log(f"step {step:5d} | loss {loss_avg:.4f} | held-out " +
+                " ".join(f"{k} {ev[k]:.3f}" for k in ev if k.startswith("pass@")) +
+                (f" | paths {json.dumps(point['path_accuracy'])}" if r["tagged"] else "") + f" | {time.time() - t0:.0f}s")
+            if ev[stop_key] >= stop_at and spread <= stop_spread:
                 break
     train_s = time.time() - t0
     # final figures on prompts the stopping rule never saw
-    final = evaluate(model, tokenizer, make_problems(eval_prompts + final_prompts, seed, "heldout")[eval_prompts:],
-                     final_samples, seed=seed + 1, ks=(1, 8))
+    final_set = make_problems(eval_prompts + final_prompts, seed, "heldout", regime)[eval_prompts:]
+    ks = tuple(k for k in (1, 2, 4, 8, 16, 32) if k <= final_samples)
+    final = evaluate(model, tokenizer, final_set, final_samples, seed=seed + 1, ks=ks)
     stats = {
+        "regime": regime, "paths": list(r["paths"]), "pretraining_shares": list(r["shares"]),
+        "numbers": [r["low"], r["high"]],
         "seed": seed, "parameters": n_params, "steps": step, "batch_size": batch_size, "lr": lr,
         "threads": torch.get_num_threads(), "train_seconds": round(train_s, 1),
-        "build_seconds": round(time.time() - t0, 1), "build_cpu_seconds": round(time.process_time() - cpu0, 1),
         "final_loss": round(loss_avg, 4), "curve": curve,
         "eval": {"prompts": final_prompts, "samples": final_samples, "temperature": 1.0, **final},
     }
+    if r["tagged"]:
+        acc = path_accuracy(model, tokenizer, final_set, final_samples, regime, seed=seed + 2)
+        fav, others = r["paths"][0], r["paths"][1:]
+        stats["path_execution"] = {
+            "samples_per_path": final_samples,
+            "accuracy": {p: sum(a) / len(a) for p, a in acc.items()},
+            # problems the favourite path rarely solves (<= 10 %) but another path often does (>= 30 %)
+            "favourite_rarely_another_often": sum(
+                1 for i in range(len(final_set)) if acc[fav][i] <= 0.1 and max(acc[o][i] for o in others) >= 0.3),
+            "unsolved_by_every_path": sum(1 for i in range(len(final_set)) if max(acc[p][i] for p in acc) == 0),
+            "problems": len(final_set),
+        }
+    stats["build_seconds"] = round(time.time() - t0, 1)
+    stats["build_cpu_seconds"] = round(time.process_time() - cpu0, 1)
     save_model(model, out_dir, tokenizer)
     (Path(out_dir) / "BUILD.json").write_text(json.dumps(stats, indent=2) + "\n")
     passes = " ".join(f"{k} {v:.3f}" for k, v in final.items() if k.startswith("pass@"))
     log(f"toy: saved to {out_dir} | {step} steps, {stats['build_seconds']:.0f}s | {passes} | "
         f"styles {json.dumps({k: round(v, 3) for k, v in final['style_freq'].items()})}")
+    if "path_execution" in stats:
+        log(f"toy: path execution accuracy {json.dumps({k: round(v, 3) for k, v in stats['path_execution']['accuracy'].items()})}")
     return stats
 
 
+def steer_practice(acc: list[float]) -> list[float]:
+    """Relative practice per path for the next documents: more for a path executed below the mean,
+    less above it: w_p = clip(1 + 4 (mean - acc_p) / max(mean, 0.02), 0.2, 3)."""
+    mean = sum(acc) / len(acc)
+    return [min(3.0, max(0.2, 1 + 4 * (mean - a) / max(mean, 0.02))) for a in acc]
+
+
+BUILDS = {  # the settings of the shipped builds
+    "original": dict(),
+    "equal-paths": dict(eval_every=250, eval_prompts=64, eval_samples=32, stop_k=32, stop_at=0.75, stop_spread=0.03,
+                        max_steps=6000, final_prompts=128, final_samples=32),
+}
+
+
 if __name__ == "__main__":
-    build_toy(TOY_DIR, seed=0, threads=int(sys.argv[1]) if len(sys.argv) > 1 else 1)
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Rebuild a built-in toy from seed 0.")
+    ap.add_argument("threads", nargs="?", type=int, default=1, help="torch threads (default 1)")
+    ap.add_argument("--toy", default="original", choices=list(REGIMES), help="which regime (default original)")
+    a = ap.parse_args()
+    build_toy(seed=0, regime=a.toy, threads=a.threads, **BUILDS[a.toy])

@@ -26,6 +26,10 @@ How this loop departs from textbook GRPO (DeepSeekMath), and which PAPER.md choi
   ARM's shift is applied to every response of a group with at least one correct answer, wrong
   ones and all-correct groups included, as the formula is written (`--all-correct grpo`: not
   to all-correct groups). Groups with no correct answer keep GRPO's A (= 0 for binary rewards).
+  Our ablations take the formula's two parts apart: `--shift-rows correct` shifts correct
+  responses only; `--shift-center correct-mean` compares c(o|q) with the mean c(o|q) of the
+  group's correct responses instead of c(q) (both together: a zero-sum re-weighting among them).
+- `--toy equal-paths` selects the second built-in toy (toy.py): paths executed equally well.
 - A = (r - mean r) / (std r + 1e-6) with the population std (arm.grpo_advantages); groups whose
   rewards are all equal get exactly 0 and are counted (`equal_reward_groups`). `--adv-scale none`
   is Dr.GRPO's r - mean r.
@@ -87,8 +91,9 @@ TOY_TRAIN_PROBLEMS = 10000  # the toy's training pool (a step uses --prompts-per
 @dataclass
 class Config:
     # model and data
-    model: str = ""  # Hugging Face folder; "" = the built-in toy (toy/)
+    model: str = ""  # Hugging Face folder; "" = the built-in toy of --toy
     data: str = ""  # training JSONL (GSM8K, MATH or prompt/answer); "" = the toy's generator
+    toy: str = "original"  # built-in toy regime: original (toy/) | equal-paths (toy-equal-paths/)
     eval_data: str = ""  # held-out JSONL; "" = toy held-out split, or the first --eval-prompts lines of --data
     template: str = "plain"  # plain (text as is) | qwen-chat (<|im_start|> markers, boxed instruction)
     strict: bool = False  # refuse a data file with any malformed line instead of skipping the line
@@ -98,6 +103,8 @@ class Config:
     low_frac: float = 0.2  # fraction of lowest-probability tokens in c(o|q)
     adv_scale: str = "std"  # std (GRPO) | none (Dr.GRPO)
     all_correct: str = "arm"  # arm: ARM shift also in all-correct groups | grpo: not there
+    shift_rows: str = "group"  # who gets ARM's shift: group (paper: all of a group with a correct answer) | correct (ablation)
+    shift_center: str = "prompt"  # c(o|q) compared with: prompt (paper: c(q)) | correct-mean (ablation: mean c(o|q) of the correct)
     loss_agg: str = "token-mean"  # token-mean (DAPO) | seq-mean-token-mean (GRPO) | constant (Dr.GRPO)
     eps_low: float = 0.2  # clip ratio below at 1 - eps_low
     eps_high: float = 0.28  # clip ratio above at 1 + eps_high
@@ -139,6 +146,9 @@ CHOICES = {
     "algo": ("arm", "grpo"),
     "adv_scale": ("std", "none"),
     "all_correct": ("arm", "grpo"),
+    "shift_rows": ("group", "correct"),
+    "shift_center": ("prompt", "correct-mean"),
+    "toy": ("original", "equal-paths"),
     "loss_agg": ("token-mean", "seq-mean-token-mean", "constant"),
     "dtype": ("auto", "float32", "bfloat16"),
 }
@@ -395,8 +405,8 @@ def load_problems(cfg: Config) -> tuple[list[dict], list[dict], callable]:
     if not cfg.data:
         import toy
 
-        train = toy.make_problems(TOY_TRAIN_PROBLEMS, cfg.seed, "train")  # fixed size: --steps never changes the order
-        held = toy.make_problems(cfg.eval_prompts, cfg.eval_seed, "heldout") if cfg.eval_prompts else []
+        train = toy.make_problems(TOY_TRAIN_PROBLEMS, cfg.seed, "train", cfg.toy)  # fixed size: --steps never changes the order
+        held = toy.make_problems(cfg.eval_prompts, cfg.eval_seed, "heldout", cfg.toy) if cfg.eval_prompts else []
         return train, held, toy.solution_path
     records = read_jsonl(cfg.data, strict=cfg.strict)
     if cfg.eval_data:
@@ -489,7 +499,8 @@ def compute_advantages(rewards: torch.Tensor, c_q: torch.Tensor | None, c_o: tor
     if cfg.alpha == 0:
         return arm.grpo_advantages(rewards, scale=cfg.adv_scale)
     return arm.arm_advantages(rewards, c_q.to(rewards.device), c_o.to(rewards.device), alpha=cfg.alpha,
-                              scale=cfg.adv_scale, all_correct=cfg.all_correct)
+                              scale=cfg.adv_scale, all_correct=cfg.all_correct,
+                              shift_rows=cfg.shift_rows, shift_center=cfg.shift_center)
 
 
 def autocast(cfg: Config, device: torch.device):
@@ -642,7 +653,7 @@ def evaluate(model, tokenizer, problems: list[dict], cfg: Config, *, n: int | No
     """n samples per held-out problem (at the training temperature/top-p) ->
     pass@k (unbiased, arm.pass_at_k) for k = 1, 2, 4, ..., n; mean token entropy of the policy
     over the sampled tokens; distinct correct solutions per problem (path_fn of the correct
-    ones); std of c(o|q) over correct samples (mean over problems with >= 2); mean length.
+    ones); std of c(o|q) over correct samples (mean over problems with >= 2); mean length; on the toy, per solution path: samples correct and wrong, and their mean c(o|q).
     Uses its own generator (seeded by `seed`), so evaluating never moves the training RNG."""
     n = n or cfg.eval_n
     seed = cfg.eval_seed if seed is None else seed
@@ -653,6 +664,7 @@ def evaluate(model, tokenizer, problems: list[dict], cfg: Config, *, n: int | No
     model.eval()
     chunk = max(1, (cfg.prompts_per_step * cfg.group_size) // n)  # rows per generate call ~ the rollout's
     n_correct, distinct, spreads, lengths, ent_num, ent_den, truncated = [], [], [], [], 0.0, 0, 0
+    by_path = {}  # path -> [n correct, n wrong, sum c(o|q) correct, sum c(o|q) wrong]
     for i in range(0, len(problems), chunk):
         probs = problems[i: i + chunk]
         ro = rollout(model, tokenizer, probs, cfg, gen_rng, eos_ids, G=n, prompt_logprobs=False)
@@ -661,8 +673,12 @@ def evaluate(model, tokenizer, problems: list[dict], cfg: Config, *, n: int | No
         for p in range(len(probs)):
             ok = rewards[p] > 0.5
             n_correct.append(int(ok.sum()))
-            paths = {path_fn(ro.texts[p * n + j]) for j in range(n) if ok[j]} if path_fn else set()
-            distinct.append(len(paths - {None}))
+            named = [path_fn(ro.texts[p * n + j]) for j in range(n)] if path_fn else [None] * n
+            distinct.append(len({named[j] for j in range(n) if ok[j]} - {None}))
+            for j in range(n if not cfg.data else 0):  # the toy's few named paths (real data: every text differs)
+                s = by_path.setdefault(str(named[j]), [0, 0, 0.0, 0.0])
+                s[0 if ok[j] else 1] += 1
+                s[2 if ok[j] else 3] += float(c_o[p, j])
             if ok.sum() >= 2:
                 spreads.append(float(c_o[p][ok].std(unbiased=False)))
         lengths += ro.gen.lengths.tolist()
@@ -690,6 +706,9 @@ def evaluate(model, tokenizer, problems: list[dict], cfg: Config, *, n: int | No
         "prompts": P,
         "n": n,
         "n_correct": n_correct,
+        # per solution path (path_fn; "None" = unrecognised): samples correct / wrong, mean c(o|q) of each
+        "paths": {k: {"correct": s[0], "wrong": s[1], "conf_correct": s[2] / s[0] if s[0] else None,
+                      "conf_wrong": s[3] / s[1] if s[1] else None} for k, s in sorted(by_path.items())},
     }
 
 
@@ -760,10 +779,10 @@ def find_checkpoint(path: str | Path) -> Path:
 # the run
 
 
-def toy_dir() -> Path:
+def toy_dir(regime: str = "original") -> Path:
     import toy
 
-    return toy.TOY_DIR
+    return toy.toy_dir(regime)
 
 
 def lr_lambda(warmup: int):
@@ -811,7 +830,7 @@ def train(cfg: Config, log=print) -> dict:
     out = Path(cfg.out) if cfg.out else (ckpt.parent.parent if ckpt else new_out_dir(cfg))
     out.mkdir(parents=True, exist_ok=True)
 
-    base_model_path = cfg.model or str(toy_dir())
+    base_model_path = cfg.model or str(toy_dir(cfg.toy))
     tokenizer = load_tokenizer(base_model_path)
     model = load_model(ckpt / "policy" if ckpt else base_model_path, device=device, dtype=torch.float32)
     eos_ids = chat_eos_ids(model, tokenizer, cfg)

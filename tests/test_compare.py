@@ -1,33 +1,28 @@
-"""compare.py end to end on a tiny random model: the structure and arithmetic of results.json."""
+"""compare.py end to end on a tiny random model and on the toys: the structure and arithmetic of results.json."""
 import json
 
 import numpy as np
 import pytest
-import torch
 
+import arm
 import compare
-import train
 import verifier
 from train_helpers import plain_data, tiny_model_dir
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+METHODS = ["grpo", "arm", "arm-centred-correct-only"]
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    """2 seeds x (GRPO, ARM alpha 1, ARM alpha 0.5), 2 steps each. A random model never answers right,
-    so rewards are 'the response has an even number of characters': every statistic is non-trivial."""
+    """2 seeds x (GRPO, ARM as written, the centred correct-only ablation, ARM alpha 0.5), 2 steps each.
+    A random model never answers right, so rewards are 'the response has an even number of
+    characters': every statistic is non-trivial."""
     d = tmp_path_factory.mktemp("compare")
     model, data = tiny_model_dir(d / "model"), plain_data(d / "data.jsonl")
     mp = pytest.MonkeyPatch()
     mp.setattr(verifier, "verify", lambda response, gold: len(response) % 2 == 0)
-    argv = ["--model", str(model), "--data", str(data), "--seeds", "2", "--alphas", "0.5", "--steps", "2",
+    argv = ["--regime", "original", "--method", ",".join(METHODS + ["arm@0.5"]), "--alphas", "0.5",
+            "--model", str(model), "--data", str(data), "--seeds", "2", "--steps", "2",
             "--prompts-per-step", "3", "--group-size", "4", "--max-new-tokens", "6", "--micro-batch", "12",
             "--eval-prompts", "3", "--eval-n", "8", "--lr", "3e-3", "--warmup-steps", "1", "--threads", "1",
             "--out", str(d / "out"), "--runs", str(d / "runs")]
@@ -35,20 +30,22 @@ def results(tmp_path_factory):
         assert compare.main(argv) == 0
     finally:
         mp.undo()
-    return json.loads((d / "out" / "results.json").read_text()), d
+    return json.loads((d / "out" / "original" / "results.json").read_text()), d
 
 
 def test_every_method_and_seed_is_there(results):
     res, _ = results
-    assert set(res["methods"]) == {"base", "grpo", "arm@0.5", "arm@1"}
-    assert res["main"] == {"grpo": "grpo", "arm": "arm@1"}
-    assert res["alphas"] == [0.0, 0.5, 1.0]
+    assert res["regime"] == "original"
+    assert list(res["methods"]) == ["base"] + METHODS + ["arm@0.5"]
+    assert set(res["minus_grpo"]) == {"arm", "arm-centred-correct-only", "arm@0.5"}
     assert len(res["methods"]["base"]["runs"]) == 1
-    for name in ("grpo", "arm@0.5", "arm@1"):
+    for name in METHODS + ["arm@0.5"]:
         runs = res["methods"][name]["runs"]
         assert [r["seed"] for r in runs] == [0, 1]
-        assert all(r["alpha"] == res["methods"][name]["alpha"] for r in runs)
         assert all(len(r["curve"]["step"]) == 2 and r["final"]["step"] == 2 for r in runs)
+    assert res["methods"]["arm"]["variant"] == {"algo": "arm", "alpha": 1.0, "shift_rows": "group", "shift_center": "prompt"}
+    assert res["methods"]["arm-centred-correct-only"]["variant"]["shift_rows"] == "correct"
+    assert res["methods"]["arm@0.5"]["variant"]["alpha"] == 0.5
 
 
 def test_same_eval_prompts_and_settings_for_every_method(results):
@@ -59,70 +56,100 @@ def test_same_eval_prompts_and_settings_for_every_method(results):
         for r in m["runs"]:
             assert r["eval_prompts_digest"] == digest
             assert r["final"]["prompts"] == 3 and r["final"]["n"] == 8
-    # the run configs differ in alpha (and algo) only, per seed
-    cfgs = {(n, r["seed"]): json.loads((d / "runs" / f"{n}-seed{r['seed']}" / "config.json").read_text())
-            for n in ("grpo", "arm@0.5", "arm@1") for r in res["methods"][n]["runs"]}
+    # the run configs differ only in the advantage's settings, per seed
+    advantage = ("alpha", "algo", "out", "shift_rows", "shift_center")
+    cfgs = {(n, r["seed"]): json.loads((d / "runs" / "original" / f"{n}-seed{r['seed']}" / "config.json").read_text())
+            for n in METHODS for r in res["methods"][n]["runs"]}
     for (n, seed), c in cfgs.items():
+        assert {k: c[k] for k in ("shift_rows", "shift_center")} == \
+               {k: res["methods"][n]["variant"].get(k, "group" if k == "shift_rows" else "prompt") for k in ("shift_rows", "shift_center")}
         ref = cfgs[("grpo", seed)]
-        assert c["alpha"] == res["methods"][n]["alpha"]
-        assert {k: v for k, v in c.items() if k not in ("alpha", "algo", "out")} == \
-               {k: v for k, v in ref.items() if k not in ("alpha", "algo", "out")}
+        assert {k: v for k, v in c.items() if k not in advantage} == {k: v for k, v in ref.items() if k not in advantage}
 
 
-def test_pass_at_k_is_monotone_and_matches_the_counts(results):
+def test_pass_at_k_for_every_k_matches_the_counts(results):
     res, _ = results
     for m in res["methods"].values():
         for r in m["runs"]:
-            e = r["final"]
-            ks = [int(k) for k in e["pass@k"]]
-            assert ks == [1, 2, 4, 8]
-            vals = [e["pass@k"][str(k)] for k in ks]
+            e, f = r["final"], compare.finals(r)
+            vals = [f[f"pass@{k}"] for k in range(1, 9)]
             assert all(a <= b + 1e-12 for a, b in zip(vals, vals[1:]))
             assert vals[0] == pytest.approx(sum(e["n_correct"]) / (8 * 3))  # pass@1 = accuracy
             assert vals[-1] == pytest.approx(np.mean([c > 0 for c in e["n_correct"]]))  # pass@n: any correct
-            assert e["accuracy"] == pytest.approx(vals[0])
+            for k in e["pass@k"]:  # train.evaluate's powers of two agree
+                assert f[f"pass@{k}"] == pytest.approx(e["pass@k"][k])
+            assert f["pass@3"] == pytest.approx(np.mean([arm.pass_at_k(8, c, 3) for c in e["n_correct"]]))
     assert any(0 < r["final"]["pass@k"]["1"] < 1 for m in res["methods"].values() for r in m["runs"])
 
 
-def test_means_and_stds_over_seeds(results):
+def test_means_stds_and_paired_intervals_over_seeds(results):
     res, _ = results
-    for name in ("grpo", "arm@0.5", "arm@1"):
+    for name in METHODS:
         runs, s = res["methods"][name]["runs"], res["methods"][name]["summary"]
-        for k in s["pass@k"]:
-            v = [r["final"]["pass@k"][k] for r in runs]
-            assert s["pass@k"][k]["mean"] == pytest.approx(np.mean(v))
-            assert s["pass@k"][k]["std"] == pytest.approx(abs(v[0] - v[1]) / np.sqrt(2))  # ddof 1, two seeds
-        for k in ("entropy", "distinct_correct", "accuracy"):
-            v = [r["final"][k] for r in runs]
-            assert s[k]["mean"] == pytest.approx(np.mean(v)) and s[k]["std"] == pytest.approx(np.std(v, ddof=1))
+        for k in ("pass@1", "pass@5", "entropy", "distinct_correct", "accuracy"):
+            v = [compare.finals(r)[k] for r in runs]
+            assert s[k]["mean"] == pytest.approx(np.mean(v))
+            assert s[k]["std"] == pytest.approx(np.std(v, ddof=1))
+            assert s[k]["ci95"] == pytest.approx(12.706 * np.std(v, ddof=1) / np.sqrt(2))  # t(0.975, 1 df)
         for k in compare.CURVES:
             rows = np.array([r["curve"][k] for r in runs])
             assert s["curve"][k]["mean"] == pytest.approx(rows.mean(0).tolist())
-            assert s["curve"][k]["std"] == pytest.approx(rows.std(0, ddof=1).tolist())
     base = res["methods"]["base"]["summary"]
-    assert base["pass@k"]["1"]["std"] is None and base["pass@k"]["1"]["n"] == 1
-    # paired difference, seed by seed
-    d = res["arm_minus_grpo"]["pass@k"]["1"]
-    arm, grpo = res["methods"]["arm@1"]["runs"], res["methods"]["grpo"]["runs"]
-    diffs = [a["final"]["pass@k"]["1"] - g["final"]["pass@k"]["1"] for a, g in zip(arm, grpo)]
+    assert base["pass@1"]["std"] is None and base["pass@1"]["n"] == 1
+    d = res["minus_grpo"]["arm"]["pass@1"]
+    a, g = res["methods"]["arm"]["runs"], res["methods"]["grpo"]["runs"]
+    diffs = [x["final"]["pass@k"]["1"] - y["final"]["pass@k"]["1"] for x, y in zip(a, g)]
     assert d["mean"] == pytest.approx(np.mean(diffs)) and d["std"] == pytest.approx(np.std(diffs, ddof=1))
 
 
-def test_tables_and_plot_only_mode(results, capsys):
+def test_tables_plot_only_mode_and_relative_paths(results, capsys):
     res, d = results
     table = compare.format_tables(res)
-    assert "| pass@8 |" in table and "ARM − GRPO" in table and "| 0.5 |" in table
-    assert compare.main(["--plot", str(d / "out" / "results.json")]) == 0
+    assert "| pass@8 |" in table and "method − GRPO" in table and "arm-centred-correct-only" in table
+    assert compare.main(["--plot", str(d / "out" / "original" / "results.json")]) == 0
     assert "| pass@1 |" in capsys.readouterr().out
+    assert compare.repo_relative(compare.ROOT / "toy") == "toy"
+
+
+def test_one_cell_reruns_beside_the_stored_one(results, capsys, monkeypatch):
+    res, d = results
+    monkeypatch.setattr(verifier, "verify", lambda response, gold: len(response) % 2 == 0)
+    argv = ["--regime", "original", "--method", "arm", "--seed", "1", "--model", str(d / "model"),
+            "--data", str(d / "data.jsonl"), "--steps", "2", "--prompts-per-step", "3", "--group-size", "4",
+            "--max-new-tokens", "6", "--micro-batch", "12", "--eval-prompts", "3", "--eval-n", "8", "--lr", "3e-3",
+            "--warmup-steps", "1", "--threads", "1", "--out", str(d / "out"), "--runs", str(d / "rerun")]
+    assert compare.main(argv) == 0
+    out = capsys.readouterr().out
+    stored = next(r for r in res["methods"]["arm"]["runs"] if r["seed"] == 1)["final"]["pass@k"]["1"]
+    row = next(line for line in out.splitlines() if line.startswith("| original | arm | 1 | pass@1 |"))
+    this, before = (float(x) for x in row.split("|")[5:7])
+    assert before == pytest.approx(stored, abs=5e-4)
+    assert this == pytest.approx(stored, abs=5e-4)  # same machine, same code: the same numbers
+    assert json.loads((d / "out" / "original" / "results.json").read_text()) == res  # nothing overwritten
+
+
+def test_toy_regimes_record_path_shares(tmp_path):
+    argv = ["--method", "grpo,arm-centred", "--seeds", "1", "--steps", "1", "--prompts-per-step", "2",
+            "--group-size", "2", "--eval-prompts", "2", "--eval-n", "4", "--out", str(tmp_path / "out"),
+            "--runs", str(tmp_path / "runs")]
+    assert compare.main(argv) == 0
+    for regime in compare.REGIMES:
+        res = json.loads((tmp_path / "out" / regime / "results.json").read_text())
+        paths = res["methods"]["base"]["runs"][0]["final"]["paths"]
+        assert sum(s["correct"] + s["wrong"] for s in paths.values()) == 2 * 4
+        shares = {k: v["mean"] for k, v in res["methods"]["grpo"]["summary"].items() if k.startswith("share:")}
+        assert not shares or sum(shares.values()) == pytest.approx(1.0)
+        assert res["methods"]["base"]["runs"][0]["out"] == compare.toy.REGIMES[regime]["folder"]
 
 
 def test_mean_std_edge_cases():
-    assert compare.mean_std([]) == {"mean": None, "std": None, "n": 0}
-    assert compare.mean_std([0.5, None]) == {"mean": 0.5, "std": None, "n": 1}
-    assert compare.mean_std([1.0, 2.0, 3.0])["std"] == pytest.approx(1.0)
+    assert compare.mean_std([]) == {"mean": None, "std": None, "ci95": None, "n": 0}
+    assert compare.mean_std([0.5, None]) == {"mean": 0.5, "std": None, "ci95": None, "n": 1}
+    s = compare.mean_std([1.0, 2.0, 3.0])
+    assert s["std"] == pytest.approx(1.0) and s["ci95"] == pytest.approx(4.303 / np.sqrt(3))
 
 
-def no_runs(values):
+def no_runs(*a):
     raise AssertionError("a bad flag got as far as the runs")
 
 
@@ -131,11 +158,17 @@ def no_runs(values):
     (["--alphas", "0.1,x"], "--alphas"),
     (["--alphas", "-1"], "--alphas"),
     (["--alpha", "0"], "--alpha"),
-    (["--seed", "3"], "--seed: set by compare.py"),  # not an abbreviation of --seeds
+    (["--regime", "big"], "--regime: 'big' is not one of"),
+    (["--method", "ppo"], "--method: 'ppo' is not one of"),
+    (["--method", "arm@0.3"], "--method: 'arm@0.3' is not one of"),  # a sweep point needs --alphas
+    (["--seed", "-1"], "--seed"),
+    (["--toy", "original"], "--toy: set by compare.py"),
+    (["--shift-rows", "correct"], "--shift-rows: set by compare.py"),
     (["--algo", "grpo"], "--algo: set by compare.py"),
 ])
 def test_bad_flags_are_one_line_errors(argv, msg, capsys, monkeypatch):
     monkeypatch.setattr(compare, "evaluate_base", no_runs)  # a flag that slipped through fails here, fast
+    monkeypatch.setattr(compare, "run_all", no_runs)
     assert compare.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("compare.py: error:") and msg in err and "\n" not in err
