@@ -11,6 +11,7 @@ Three stages, each a function:
   3. answers_equal(a, b): equal strings, else both sides parsed into values (numbers, tuples,
      intervals, sets, matrices, equations, option letters, text) and compared structurally;
      numbers are exact Fractions where possible, else floats with a relative tolerance.
+     Arithmetic goes through evaluator.py, a bounded parser with no eval.
 
 Choices where graders disagree (stated once, tested in tests/test_verifier*.py):
   - Percent: `x\\%` equals both `x` (the MATH grader strips \\%) and `x/100` (its value), so
@@ -49,21 +50,13 @@ import sys
 import unicodedata
 from fractions import Fraction
 
+from evaluator import Parser, Refuse, expr_value, number, points
+
 MAX_ANSWER_CHARS = 1000  # longer answers are compared as exact strings only
 MAX_BOX_SCAN = 4000  # a \boxed{ that does not close within this many chars is ignored
 MAX_BOX_TRIES = 8  # how many \boxed occurrences (from the end) we try before giving up
-MAX_DEPTH = 60  # parser recursion cap (nested brackets / fractions)
-MAX_BITS = 8192  # largest numerator/denominator bit length we compute with
-MAX_EXPONENT = 4096  # largest |integer exponent| for exact powers
-MAX_FACTORIAL = 300  # n! refused above this (1000! is refused)
-MAX_BINOM_N = 2000  # \binom{n}{k} refused above this n
-MAX_LITERAL_DIGITS = 600  # longest number literal we convert
 MAX_ITEMS = 32  # longest list / set / tuple we compare structurally
 REL_TOL = 1e-6  # relative tolerance when an exact comparison is impossible (see _num_equal)
-
-
-class _Refuse(Exception):
-    """Internal: the answer is not something we can evaluate (or too big to)."""
 
 
 # ----------------------------------------------------------------------------- extraction
@@ -361,288 +354,6 @@ def normalize(answer: str) -> str:
     return out.replace("\x01", "\\{").replace("\x02", "\\}").replace("\x03", "\\\\")
 
 
-# ----------------------------------------------------------------------------- evaluator
-
-_COMMANDS = ("frac", "sqrt", "pi", "cdot", "times", "div", "infty", "ldots", "binom")
-_TOKEN_RE = re.compile(
-    r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d{1,6}(?!\d))?"  # 12, 1.5, .5, 1.2e5
-    r"|\\[a-zA-Z]+"  # commands
-    r"|[a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?"  # one-letter variables, x_1
-    r"|\S")
-
-
-def _tokenize(s: str) -> list[str]:
-    toks: list[str] = []
-    for m in _TOKEN_RE.finditer(s):
-        t = m.group(0)
-        if t.startswith("\\") and len(t) > 1 and t[1].isalpha():
-            name = t[1:]
-            while name not in _COMMANDS:  # `\pix` (spaces removed) is \pi x
-                for c in sorted(_COMMANDS, key=len, reverse=True):
-                    if name.startswith(c):
-                        toks.append("\\" + c)
-                        name = name[len(c) :]
-                        break
-                else:
-                    raise _Refuse(t)
-                if not name:
-                    break
-                if not name.startswith(_COMMANDS):
-                    toks.extend(name)  # trailing letters are variables
-                    name = ""
-                    break
-            if name:
-                toks.append("\\" + name)
-            continue
-        toks.append(t)
-    return toks
-
-
-def _number(tok: str, exp: int = 0) -> Fraction:
-    """Exact value of a decimal literal times 10^exp (digits bounded before int())."""
-    if len(tok) > MAX_LITERAL_DIGITS or abs(exp) > MAX_EXPONENT:
-        raise _Refuse("literal too long")
-    ip, _, fp = tok.partition(".")
-    value = Fraction(int((ip or "0") + fp), 10 ** len(fp)) if fp else Fraction(int(ip or "0"))
-    return value * Fraction(10) ** exp if exp else value
-
-
-def _check(x):
-    if isinstance(x, Fraction):
-        if x.numerator.bit_length() > MAX_BITS or x.denominator.bit_length() > MAX_BITS:
-            raise _Refuse("too big")
-    elif isinstance(x, float):
-        if x != x:
-            raise _Refuse("nan")
-    else:
-        raise _Refuse("complex")
-    return x
-
-
-def _exact_root(x: Fraction, n: int) -> Fraction | None:
-    """x^(1/n) when it is rational, else None (x >= 0)."""
-    out = []
-    for v in (x.numerator, x.denominator):
-        r = round(v ** (1.0 / n)) if v.bit_length() < 1000 else None
-        if r is None:
-            return None
-        for c in (r - 1, r, r + 1):
-            if c >= 0 and c**n == v:
-                out.append(c)
-                break
-        else:
-            return None
-    return Fraction(out[0], out[1])
-
-
-def _root(x, n):
-    if isinstance(n, Fraction) and n.denominator == 1 and 1 <= n <= 64:
-        n = int(n)
-    else:
-        raise _Refuse("root index")
-    if x < 0:
-        if n % 2 == 0:
-            raise _Refuse("even root of a negative")
-        return -_root(-x, Fraction(n))
-    if isinstance(x, Fraction):
-        r = _exact_root(x, n)
-        if r is not None:
-            return r
-    return float(x) ** (1.0 / n)
-
-
-def _pow(b, e):
-    if isinstance(e, Fraction) and e.denominator == 1:
-        k = int(e) if abs(e.numerator) <= MAX_EXPONENT else None
-        if isinstance(b, Fraction):
-            if b in (0, 1) or k is not None and b == -1:
-                return b**k if k is not None else (b if e > 0 else Fraction(1) / b)
-            if k is None:
-                raise _Refuse("exponent too large")
-            bits = max(b.numerator.bit_length(), b.denominator.bit_length())
-            if bits * abs(k) > MAX_BITS:
-                raise _Refuse("power too large")
-            return b**k
-        if k is None:
-            raise _Refuse("exponent too large")
-        return math.pow(b, k)
-    if isinstance(e, Fraction) and isinstance(b, Fraction) and b >= 0 and e.denominator <= 64:
-        r = _exact_root(b, e.denominator)
-        if r is not None:
-            return _pow(r, Fraction(e.numerator))
-    if b < 0:
-        raise _Refuse("negative base, non-integer exponent")
-    return math.pow(float(b), float(e))
-
-
-class _Parser:
-    """Recursive descent over tokens -> value, with variables bound by env.
-
-    expr  := term (('+'|'-') term)*
-    term  := unary (('*'|'/'|\\cdot|\\times|\\div|<implicit>) unary)*
-    unary := ('-'|'+') unary | power
-    power := postfix ('^' unary)?
-    postfix := atom '!'*
-    atom  := number | var | \\pi | e | \\infty | (expr) | {expr} | [expr]
-           | \\frac arg arg | \\sqrt([expr])? arg
-    """
-
-    def __init__(self, toks: list[str], env: dict):
-        self.t, self.i, self.env, self.depth = toks, 0, env, 0
-
-    def peek(self) -> str | None:
-        return self.t[self.i] if self.i < len(self.t) else None
-
-    def take(self, want: str | None = None) -> str:
-        tok = self.peek()
-        if tok is None or (want is not None and tok != want):
-            raise _Refuse("unexpected token")
-        self.i += 1
-        return tok
-
-    def run(self):
-        v = self.expr()
-        if self.peek() is not None:
-            raise _Refuse("trailing tokens")
-        return v
-
-    def expr(self):
-        self.depth += 1
-        if self.depth > MAX_DEPTH:
-            raise _Refuse("too deep")
-        v = self.term()
-        while self.peek() in ("+", "-"):
-            op = self.take()
-            w = self.term()
-            v = _check(v + w if op == "+" else v - w)
-        self.depth -= 1
-        return v
-
-    def _starts_atom(self, tok: str | None) -> bool:
-        if tok is None:
-            return False
-        return (tok[0].isdigit() or tok[0] == "." and len(tok) > 1 or tok[0].isalpha()
-                or tok in ("(", "{", "\\frac", "\\sqrt", "\\pi", "\\infty"))
-
-    def term(self):
-        v = self.unary()
-        while True:
-            tok = self.peek()
-            if tok in ("*", "/", "\\cdot", "\\times", "\\div"):
-                self.take()
-                w = self.unary()
-                if tok in ("/", "\\div"):
-                    if w == 0:
-                        raise _Refuse("division by zero")
-                    v = _check(v / w)
-                else:
-                    v = _check(v * w)
-            elif self._starts_atom(tok):
-                v = _check(v * self.power())
-            else:
-                return v
-
-    def unary(self):
-        tok = self.peek()
-        if tok in ("-", "+"):
-            self.take()
-            self.depth += 1
-            if self.depth > MAX_DEPTH:
-                raise _Refuse("too deep")
-            v = self.unary()
-            self.depth -= 1
-            return -v if tok == "-" else v
-        return self.power()
-
-    def power(self):
-        v = self.postfix()
-        if self.peek() == "^":
-            self.take()
-            self.depth += 1
-            if self.depth > MAX_DEPTH:
-                raise _Refuse("too deep")
-            e = self.unary()
-            self.depth -= 1
-            v = _check(_pow(v, e))
-        return v
-
-    def postfix(self):
-        v = self.atom()
-        while self.peek() == "!":
-            self.take()
-            if not (isinstance(v, Fraction) and v.denominator == 1 and 0 <= v <= MAX_FACTORIAL):
-                raise _Refuse("factorial")
-            v = Fraction(math.factorial(int(v)))
-        return v
-
-    def group(self, close: str):
-        v = self.expr()
-        self.take(close)
-        return v
-
-    def arg(self):
-        if self.peek() == "{":
-            self.take()
-            return self.group("}")
-        return self.atom()
-
-    def atom(self):
-        tok = self.take()
-        if tok[0].isdigit() or tok[0] == ".":
-            if tok == ".":
-                raise _Refuse("lone dot")
-            mant, _, exp = tok.replace("E", "e").partition("e")  # 1.2e5 is not 1.2*e*5
-            return _number(mant, int(exp) if exp else 0)
-        if tok in ("(", "{", "["):
-            return self.group({"(": ")", "{": "}", "[": "]"}[tok])
-        if tok == "\\frac":
-            num = self.arg()
-            den = self.arg()
-            if den == 0:
-                raise _Refuse("division by zero")
-            return _check(num / den)
-        if tok == "\\sqrt":
-            n = Fraction(2)
-            if self.peek() == "[":
-                self.take()
-                n = self.group("]")
-            return _check(_root(self.arg(), n))
-        if tok == "\\binom":
-            n, k = self.arg(), self.arg()
-            if not all(isinstance(v, Fraction) and v.denominator == 1 for v in (n, k)):
-                raise _Refuse("binomial of a non-integer")
-            if not 0 <= n <= MAX_BINOM_N:
-                raise _Refuse("binomial too large")
-            return Fraction(math.comb(int(n), int(k)) if k >= 0 else 0)
-        if tok == "\\pi":
-            return math.pi
-        if tok == "\\infty":
-            return math.inf
-        if tok[0].isalpha():
-            if tok in self.env:
-                return self.env[tok]
-            if tok == "e":
-                return math.e
-            raise _Refuse("unbound variable")
-        raise _Refuse("unexpected token")
-
-
-def _variables(toks: list[str]) -> tuple[str, ...]:
-    names = {t for t in toks if t[0].isalpha() and t != "e"}
-    return tuple(sorted(names))
-
-
-# Three fixed evaluation points for answers with variables (exact rationals, no symmetry).
-# Positive, so that \sqrt{x} and x^{1/2} are defined at every point.
-_POINT_VALUES = [Fraction(13, 7), Fraction(5, 3), Fraction(11, 4), Fraction(3, 11),
-                 Fraction(17, 5), Fraction(7, 9), Fraction(19, 6), Fraction(2, 13)]
-
-
-def _points(names: tuple[str, ...]) -> list[dict]:
-    return [{v: _POINT_VALUES[(3 * i + k) % len(_POINT_VALUES)] for i, v in enumerate(names)}
-            for k in range(3)]
-
-
 # ----------------------------------------------------------------------------- values
 
 _MATRIX = re.compile(r"\\begin\{([pbBvV]?matrix|array)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}")
@@ -652,25 +363,12 @@ _CHOICE = re.compile(r"\(?([A-Ea-e])\)?")
 _CHOICE_WITH_VALUE = re.compile(r"\(([A-E])\)[^,()]{1,60}")
 
 
-def _expr_value(s: str):
-    """('num', value) or ('expr', toks, variables); raises _Refuse if not arithmetic."""
-    if re.search(r"[a-zA-Z]{3,}", re.sub(r"\\[a-zA-Z]+", " ", s)):
-        raise _Refuse("a word, not a formula")
-    toks = _tokenize(s)
-    if not toks or len(toks) > 400:
-        raise _Refuse("empty or too long")
-    names = _variables(toks)
-    if len(names) > 4:
-        raise _Refuse("too many variables")
-    if not names:
-        return ("num", _Parser(toks, {}).run())
-    return ("expr", tuple(toks), names)
 
 
 def _value(s: str, top: bool = True):
     """Parse a normalised answer into a comparable value (a tagged tuple)."""
     if _PLAIN_NUMBER.fullmatch(s):  # fast path: most answers are plain numbers
-        return ("num", -_number(s[1:]) if s[0] == "-" else _number(s))
+        return ("num", -number(s[1:]) if s[0] == "-" else number(s))
     if s.endswith("%") and s.count("%") == 1:
         v = _value(s[:-1], top)
         if v[0] == "num":
@@ -682,14 +380,14 @@ def _value(s: str, top: bool = True):
     if m:
         rows = [r for r in m.group(2).split("\\\\") if r]
         if len(rows) > MAX_ITEMS:
-            raise _Refuse("matrix too big")
+            raise Refuse("matrix too big")
         return ("matrix", tuple(tuple(_value(c, False) for c in r.split("&")) for r in rows))
     if top and s.startswith("\\{") and s.endswith("\\}"):
         return ("set", _set_values(_split_top(s[2:-2])[:MAX_ITEMS + 1]))
     if top:
         parts = _split_top(s)
         if len(parts) > MAX_ITEMS:
-            raise _Refuse("too many items")
+            raise Refuse("too many items")
         if len(parts) > 1 and not (s[0] in "([" and s[-1] in ")]" and _encloses(s)):
             return ("set", _set_values(parts))
         if "\\cup" in s:
@@ -701,7 +399,7 @@ def _value(s: str, top: bool = True):
         parts = _split_top(s[1:-1])
         if len(parts) > 1:
             if len(parts) > MAX_ITEMS:
-                raise _Refuse("too many items")
+                raise Refuse("too many items")
             return ("seq", s[0], s[-1], tuple(_value(x, False) for x in parts))
     m = _CHOICE.fullmatch(s)
     if m and (s[0] == "(" or s.isupper()):
@@ -720,8 +418,8 @@ def _value(s: str, top: bool = True):
             lhs, op, rhs = rhs, {">": "<", "\\ge": "\\le"}[op], lhs
         return ("rel", op, _value(lhs, False), _value(rhs, False))
     try:
-        return _expr_value(s)
-    except (_Refuse, ArithmeticError, ValueError, OverflowError):
+        return expr_value(s)
+    except (Refuse, ArithmeticError, ValueError, OverflowError):
         return ("text", s.casefold())
 
 
@@ -799,13 +497,13 @@ def _expr_equal(x, y) -> bool:
 def _fingerprint(toks: tuple, names: tuple) -> tuple | None:
     """Values of an expression at the three sample points (None if undefined there)."""
     try:
-        return tuple(_Parser(toks, env).run() for env in _points(names))
-    except (_Refuse, ArithmeticError, ValueError, OverflowError):
+        return tuple(Parser(toks, env).run() for env in points(names))
+    except (Refuse, ArithmeticError, ValueError, OverflowError):
         return None
 
 
 def _side(v, env):
-    return v[1] if v[0] == "num" else _Parser(v[1], env).run()
+    return v[1] if v[0] == "num" else Parser(v[1], env).run()
 
 
 def _same_equation(x, y) -> bool:
@@ -819,14 +517,14 @@ def _same_equation(x, y) -> bool:
     if names[0] != names[1] or not names[0]:
         return False
     ratio = None
-    for env in _points(names[0]):
+    for env in points(names[0]):
         try:
             d1 = _side(x[1], env) - _side(x[2], env)
             d2 = _side(y[1], env) - _side(y[2], env)
             if d1 == 0 or d2 == 0:
                 return False
             r = d1 / d2
-        except (_Refuse, ArithmeticError, ValueError, OverflowError, TypeError):
+        except (Refuse, ArithmeticError, ValueError, OverflowError, TypeError):
             return False
         if ratio is not None and not _num_equal(r, ratio):
             return False
