@@ -59,7 +59,7 @@ def tokenize(s: str) -> list[str]:
             if name:
                 toks.append("\\" + name)
             continue
-        toks.append(t)
+        toks.append(t.replace("{", "").replace("}", "") if "_{" in t else t)  # x_{1} is x_1
     return toks
 
 

@@ -32,6 +32,8 @@ Choices where graders disagree (stated once, tested in tests/test_verifier*.py):
   - Units: trailing words after a number are dropped (`5 \\text{ cm}` == `5`), so two
     different units with the same number are equal, as in the MATH grader.
   - `2^10` is read as 2^{10} (what the model means), not LaTeX's 2^1 0.
+  - Characters a policy could hide in an answer (controls, zero-width and bidi marks, circled
+    digits, mixed-script digit runs) make it wrong; they are never stripped (_forbidden).
 
 Safety by construction: no eval/exec, no regex with nested quantifiers on unbounded input,
 answers longer than MAX_ANSWER_CHARS are only compared as strings, the parser has a depth cap,
@@ -186,7 +188,11 @@ _UNICODE = {
 _SUPER_DIGITS = str.maketrans("\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079",
                               "0123456789")
 _SUPERSCRIPTS = re.compile("[\u2070\u00b9\u00b2\u00b3\u2074-\u2079]+")  # x² -> x^{2}
+_SUB_DIGITS = str.maketrans("\u2080\u2081\u2082\u2083\u2084\u2085\u2086\u2087\u2088\u2089",
+                            "0123456789")
+_SUBSCRIPTS = re.compile("[\u2080-\u2089]+")  # x₁ -> x_{1}, not x*1
 _UNICODE_ROOT = re.compile(r"\u221a\s*(\d+(?:\.\d+)?)")
+_PRE_NFKC = {"\u211d": "\\mathbb{R}"}  # ℝ, which NFKC would turn into a bare R
 _PERCENT_WORD = re.compile(r"(?<=\d)\s*(?:percent|pct)\b", re.IGNORECASE)
 _TEXT_CMDS = re.compile(
     r"\\(?:text|textnormal|textbf|textit|textrm|textsf|texttt|mathrm|mathbf|mathit|mathsf|mbox|"
@@ -312,19 +318,75 @@ def _normalize_item(item: str) -> str:
     return "".join(item.split())
 
 
+def _forbidden(s: str) -> bool:
+    """Whether an answer holds characters we refuse to repair (the answer is then never equal).
+
+    A verifier in an RL loop must not reward text that is not the answer, so characters that
+    a naive normaliser would strip or fold into a digit make the answer wrong instead:
+      - control characters other than tab / newline / carriage return (a NUL in `4\\x002`
+        must not become 42; also DEL and C1 controls),
+      - format characters (category Cf): zero-width space / joiners, word joiner, BOM, soft
+        hyphen, invisible operators, and every bidi mark, embedding, override and isolate (an
+        override can show `24` as `42`),
+      - surrogates, private-use and unassigned code points,
+      - number symbols that are labels, not numbers: circled, parenthesised and full-stop digits
+        (`①`, `⑴`, `⒈`) and `⅟`. Superscript digits (powers), subscript digits (indices) and
+        vulgar fractions (`½`, `2¾`) keep their meaning and are not refused,
+      - a run of decimal digits mixing scripts (`1٢`, `1２`): no writer mixes them in one number.
+    Decimal digits of one other script (Arabic-Indic `١٢`, fullwidth `１２`, Devanagari) are
+    the number they spell and are accepted by value. Letters that look like digits (`O`, `l`,
+    Cyrillic `З`) are letters: they are never read as digits, so `1O` is not 10.
+    """
+    if s.isascii() and s.isprintable():
+        return False
+    zero = None  # code point of the digit 0 of the script of the current digit run
+    for ch in s:
+        if ch < " " or "\x7f" <= ch < "\xa0":
+            if ch not in "\t\n\r":
+                return True
+            zero = None
+            continue
+        cat = unicodedata.category(ch)
+        if cat == "Nd":
+            z = ord(ch) - unicodedata.digit(ch)
+            if zero is not None and z != zero:
+                return True
+            zero = z
+            continue
+        zero = None
+        if cat in ("Cf", "Cs", "Co", "Cn"):
+            return True
+        if cat == "No" and not ("\u2070" <= ch <= "\u2089" or ch in "\u00b9\u00b2\u00b3"
+                                or "\u2044" in unicodedata.normalize("NFKC", ch)[1:-1]):
+            return True
+    return False
+
+
+def _vulgar(ch: str) -> str:
+    """½ -> \\frac{1}{2} (so that 2½ reads as the mixed number, not 21/2); other chars as is."""
+    if unicodedata.category(ch) != "No":
+        return _PRE_NFKC.get(ch, ch)
+    num, _, den = unicodedata.normalize("NFKC", ch).partition("\u2044")
+    return "\\frac{%s}{%s}" % (num, den) if num.isdigit() and den.isdigit() else ch
+
+
 @functools.lru_cache(maxsize=4096)  # a group's G responses share one gold; answers repeat
 def normalize(answer: str) -> str:
     """Canonical string form of an answer (both sides of a comparison go through this).
 
     Examples: '\\dfrac12' -> '\\frac{1}{2}', '$1{,}000$' -> '1000', 'x = 5 \\text{ cm}' -> '5',
     '45^\\circ' -> '45', '2\\frac14' -> '(2+\\frac{1}{4})', '3 and 4' -> '3,4'.
-    Answers longer than MAX_ANSWER_CHARS are only stripped.
+    Answers longer than MAX_ANSWER_CHARS are only stripped; answers with a character that
+    _forbidden refuses normalise to '' (equal to nothing).
     """
+    if _forbidden(answer):
+        return ""
     s = answer.strip()
     if len(s) > MAX_ANSWER_CHARS or _PLAIN_NUMBER.fullmatch(s):
         return s
     if not (s.isascii() and s.isprintable()):  # the slow path only for unusual characters
-        s = "".join(ch for ch in s if ch >= " " or ch in "\t\n")  # NUL and control chars
+        s = "".join(map(_vulgar, s))
+        s = _SUBSCRIPTS.sub(lambda m: "_{%s}" % m.group(0).translate(_SUB_DIGITS), s)
         s = _SUPERSCRIPTS.sub(lambda m: "^{%s}" % m.group(0).translate(_SUPER_DIGITS), s)
         s = _UNICODE_ROOT.sub(r"\\sqrt{\1}", s)  # √12 is sqrt(12), unlike \sqrt12
         s = unicodedata.normalize("NFKC", s)
@@ -357,7 +419,7 @@ def normalize(answer: str) -> str:
 # ----------------------------------------------------------------------------- values
 
 _MATRIX = re.compile(r"\\begin\{([pbBvV]?matrix|array)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}")
-_PLAIN_NUMBER = re.compile(r"-?(?:\d{1,300}(?:\.\d{0,300})?|\.\d{1,300})")
+_PLAIN_NUMBER = re.compile(r"-?(?:\d{1,300}(?:\.\d{0,300})?|\.\d{1,300})", re.ASCII)
 _RELATION = re.compile(r"(\\le|\\ge|\\ne|<|>)")
 _CHOICE = re.compile(r"\(?([A-Ea-e])\)?")
 _CHOICE_WITH_VALUE = re.compile(r"\(([A-E])\)[^,()]{1,60}")
@@ -641,6 +703,8 @@ def _values_equal(x, y) -> bool:
 def answers_equal(a: str, b: str) -> bool:
     """Whether two already-extracted answers are mathematically the same (symmetric)."""
     try:
+        if _forbidden(a) or _forbidden(b):  # hidden characters are never repaired
+            return False
         if a.strip() == b.strip():
             return bool(a.strip())
         if len(a) > MAX_ANSWER_CHARS or len(b) > MAX_ANSWER_CHARS:

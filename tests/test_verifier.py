@@ -83,6 +83,14 @@ def test_standard_library_only(module):
     assert "exec(" not in text
 
 
+def test_refused_characters_are_never_equal_even_to_themselves():
+    # verifier._forbidden: refused, not stripped; identical strings do not rescue them.
+    for s in ("4\x002", "\u202e24", "4\u200b2", "\u2460", "1\u0662", "\ud800"):
+        assert not answers_equal(s, s) and normalize(s) == ""
+        assert not verify(f"\\boxed{{{s}}}", s)
+    assert normalize("\u0661\u0662") == "12" and normalize("2\u00bd") == "(2+\\frac{1}{2})"
+
+
 def test_gold_with_box_uses_its_content():
     assert verify("The answer is 7.", "The gold is \\boxed{7}")
     assert not verify("The answer is 8.", "\\boxed{7}")

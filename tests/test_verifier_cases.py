@@ -287,6 +287,38 @@ PAIRS = [
     ("", "", False, "two empty answers are not an answer"),
     ("10", "1", False, "prefix is not equal"),
     ("11", "1 1", True, "spaces are removed (MATH convention)"),
+    # --- characters that are refused, never repaired (see verifier._forbidden)
+    ("42", "4\x002", False, "a NUL between digits is not repaired into 42"),
+    ("42", "42\x00", False, "a trailing NUL"),
+    ("42", "4\x7f2", False, "DEL between digits"),
+    ("42", "4\x1b2", False, "an escape character"),
+    ("42", "4\x852", False, "a C1 control (NEL)"),
+    ("42", "4\u200b2", False, "zero-width space"),
+    ("42", "4\u200d2", False, "zero-width joiner"),
+    ("42", "\ufeff42", False, "byte-order mark"),
+    ("42", "4\u00ad2", False, "soft hyphen"),
+    ("42", "\u202e24", False, "right-to-left override (shows 24 as 42)"),
+    ("42", "4\u200e2", False, "left-to-right mark"),
+    ("42", "\u206642\u2069", False, "bidi isolate around the number"),
+    ("2x", "2\u2062x", False, "invisible times"),
+    ("10", "1O", False, "a letter O is not a zero"),
+    ("12", "l2", False, "a letter l is not a one"),
+    ("3", "\u0417", False, "Cyrillic Ze is not a three"),
+    ("0", "\u041e", False, "Cyrillic O is not a zero"),
+    ("1", "\u2460", False, "a circled digit is a label, not a number"),
+    ("1", "\u2474", False, "a parenthesised digit is a label"),
+    ("12", "1\u0662", False, "digits of two scripts in one number"),
+    ("12", "1\uff12", False, "ASCII and fullwidth digits in one number"),
+    ("12", "\u0967\u0968", True, "Devanagari digits, one script, by value"),
+    ("42", "\U0001d7d2\U0001d7d0", True, "mathematical bold digits (NFKC)"),
+    ("4", "\u09ea", True, "Bengali four (looks like 8) is read by its value"),
+    ("8", "\u09ea", False, "Bengali four is not an eight"),
+    ("2.5", "2\u00bd", True, "a vulgar fraction after an integer is a mixed number"),
+    ("\\frac{3}{4}", "\u00be", True, "vulgar fraction"),
+    ("x_1+x_2", "x\u2081+x\u2082", True, "subscript digits are indices"),
+    ("x", "x\u2081", False, "x with a subscript is not x"),
+    ("42", "42\r", True, "tab, newline and carriage return are whitespace"),
+    ("1000", "1\u202f000", True, "narrow no-break space as an SI thousands separator"),
 ]
 
 # (text, expected extraction, reason)
@@ -365,6 +397,8 @@ RESPONSES = [
     ("\\boxed{\\frac{3}{2}} \\text{ hours}", "1.5", True, "unit outside the box"),
     ("\\boxed{\\text{no solution}}", "\\text{No solution}", True, "text answer, case"),
     ("\\boxed{4,00}", "400", False, "a malformed separator is a list"),
+    ("\\boxed{4\x002}", "42", False, "a NUL inside the box is refused, not stripped"),
+    ("\\boxed{42}\x00", "42", True, "a control character outside the answer does not matter"),
 ]
 
 # Inputs that must neither raise nor stall (each is verified against every ADVERSARIAL_GOLDS).
