@@ -201,7 +201,7 @@ _TEXT_CMDS = re.compile(
 _DROP = [
     ("\\left", ""), ("\\right", ""), ("\\bigl", ""), ("\\bigr", ""), ("\\Bigl", ""),
     ("\\Bigr", ""), ("\\big", ""), ("\\Big", ""), ("\\displaystyle", ""), ("\\!", ""),
-    ("\\,", ""), ("\\:", ""), ("\\;", ""), ("\\qquad", " "), ("\\quad", " "), ("\\ ", " "),
+    ("\\,", " "), ("\\:", " "), ("\\;", " "), ("\\qquad", " "), ("\\quad", " "), ("\\ ", " "),
     ("~", " "), ("{,}", ","), ("\\dfrac", "\\frac"), ("\\tfrac", "\\frac"),
     ("\\cfrac", "\\frac"), ("^{\\circ}", ""), ("^\\circ", ""), ("\\circ", ""),
     ("\\degree", ""), ("\\$", ""), ("$", ""), ("\\%", "%"), ("\\leq", "\\le"),
@@ -213,6 +213,10 @@ _DROP = [
 _DROP_MAP = dict(_DROP)
 _DROP_RE = re.compile("|".join(re.escape(a) for a in sorted(_DROP_MAP, key=len, reverse=True)))
 _THOUSANDS = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+# Digit groups of three joined by LaTeX separators ({,} \, \! ,\! {,}\!), plain commas allowed
+# alongside them: 1{,}234{,}567, 1\,234\,567, 12,\!345, 1,234\,567.
+_LATEX_GROUPS = re.compile(
+    r"(?<![\d.])\d{1,3}(?:(?:\{,\}(?:\\!)?|,\\!|\\!|\\,|,)\d{3}(?!\d))+", re.ASCII)
 _OVERLINE = re.compile(r"(?<!\d)(\d*+)\.(\d*+)\\overline\{?(\d{1,30})\}?")
 _FRAC_SHORT = [
     (re.compile(r"\\frac\s*(\d)\s*(\d)"), r"\\frac{\1}{\2}"),
@@ -248,6 +252,19 @@ def _unwrap_text(s: str) -> str:
         else:
             s = s[: m.start()] + " " + s[m.end() : j - 1] + " " + s[j:]
     return s
+
+
+def _join_groups(m: re.Match) -> str:
+    """1{,}234\\,567 -> 1234567 when a LaTeX separator is among the separators.
+
+    {,} and \\! between digits are only ever a thousands separator, and \\, is the SI one, so
+    a number written with them is one number even where plain commas join other groups
+    (`1,234\\,567`). Groups must be three digits (`1\\,23` is not grouped). Plain commas alone
+    are left to the whole-answer rule (`(1,000, 2)` stays a triple, `32, 349` a list), and a
+    comma followed by a space of any kind (`1,\\,234`) is a list separator, not grouping.
+    """
+    g = m.group(0)
+    return re.sub(r"\D", "", g) if "\\" in g or "{" in g else g
 
 
 def _overline(m: re.Match) -> str:
@@ -392,6 +409,8 @@ def normalize(answer: str) -> str:
         s = unicodedata.normalize("NFKC", s)
         s = "".join(_UNICODE.get(ch, str(unicodedata.digit(ch, "")) if ch.isdigit()
                                  and not ch.isascii() else ch) for ch in s)
+    if "{,}" in s or "\\," in s or "\\!" in s:
+        s = _LATEX_GROUPS.sub(_join_groups, s)
     if "\\" in s or "$" in s or "~" in s or "{" in s or "=" in s:  # each _DROP key has one
         s = s.replace("\\\\", "\x03")  # matrix row separator, kept apart from "\ "
         s = _DROP_RE.sub(lambda m: _DROP_MAP[m.group(0)], s)  # one pass, longest match first
