@@ -182,8 +182,9 @@ def extract_answer(text: str, *, last_number_fallback: bool = False) -> str | No
 _UNICODE = {
     "\u2212": "-", "\u2013": "-", "\u2014": "-", "\u00d7": "\\times ", "\u22c5": "\\cdot ",
     "\u00b7": "\\cdot ", "\u00f7": "\\div ", "\u03c0": "\\pi ", "\u221e": "\\infty ",
-    "\u221a": "\\sqrt", "\u2264": "\\le ", "\u2265": "\\ge ", "\u00b0": "", "\u00b1": "\\pm ",
+    "\u221a": "\\sqrt", "\u2264": "\\le ", "\u2265": "\\ge ", "\u00b0": "^\\circ ", "\u00b1": "\\pm ",
     "\u222a": "\\cup ", "\u2260": "\\ne ",
+    "\u20ac": "", "\u00a3": "", "\u00a5": "", "\u20b9": "",  # currencies: € £ ¥ ₹, like \\$
 }
 _SUPER_DIGITS = str.maketrans("\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079",
                               "0123456789")
@@ -204,8 +205,9 @@ _DROP = [
     ("\\,", " "), ("\\:", " "), ("\\;", " "), ("\\qquad", " "), ("\\quad", " "), ("\\ ", " "),
     ("~", " "), ("{,}", ","), ("\\dfrac", "\\frac"), ("\\tfrac", "\\frac"),
     ("\\cfrac", "\\frac"), ("^{\\circ}", ""), ("^\\circ", ""), ("\\circ", ""),
-    ("\\degree", ""), ("\\$", ""), ("$", ""), ("\\%", "%"), ("\\leq", "\\le"),
-    ("\\geq", "\\ge"), ("\\neq", "\\ne"), ("\\lt", "<"), ("\\gt", ">"), ("\\infinity", "\\infty"),
+    ("\\degree", ""), ("\\$", ""), ("\\euro", ""), ("\\texteuro", ""), ("\\pounds", ""),
+    ("\\textsterling", ""), ("\\yen", ""), ("\\textyen", ""), ("$", ""), ("\\%", "%"),
+    ("\\leq", "\\le"), ("\\geq", "\\ge"), ("\\neq", "\\ne"), ("\\lt", "<"), ("\\gt", ">"), ("\\infinity", "\\infty"),
     ("\\tfrac", "\\frac"), ("\\dots", "\\ldots"), ("\\colon", ":"),
     ("\\langle", "("), ("\\rangle", ")"),
     (">=", "\\ge"), ("<=", "\\le"), ("!=", "\\ne"),
@@ -230,6 +232,13 @@ _MIXED = re.compile(r"(?<![\d.}^_])(\d++)\s*\\frac\{(\d+)\}\{(\d+)\}")
 _LEADING_VAR = re.compile(
     r"^\s*(?:\\[a-zA-Z]+|[a-zA-Z])(?:_\{?[a-zA-Z0-9]+\}?)?(?:\([a-z]\))?"  # x, \theta, x_1, f(x)
     r"\s*(?:=|\\in(?![a-zA-Z]))\s*(?=\S)")
+_UNIT_POWER = r"(?:\^\{?-?\d\}?)?"
+_UNIT_WORD = re.compile(  # km, ft^2, m/s^{2}, kg*m, N\cdot m, a lone / or ^2 between words
+    rf"[A-Za-z]+\.?{_UNIT_POWER}(?:(?:/|\*|\\cdot)[A-Za-z]+{_UNIT_POWER})*|/|\\cdot|\^\{{?-?\d\}}?",
+    re.ASCII)
+# A degree sign followed by C or F (25^\circ C, 25°C, ℃): the letter is part of the unit.
+_DEGREE_UNIT = re.compile(
+    r"(\^\{?\\circ\}?|\\degree)\s*(?:\\(?:text|mathrm)\s*\{\s*[CF]\s*\}|[CF](?![A-Za-z]))")
 _ONE_LETTER_UNITS = {"m", "g", "s", "h", "l", "L", "K", "J", "N", "W", "V"}
 _WORD_SEP = re.compile(r"(?:^|\s)(?:and|or)(?=\s|$)")
 
@@ -305,17 +314,29 @@ def _split_top(s: str, seps: str = ",") -> list[str]:
     return parts
 
 
+def _unit_piece(p: str) -> bool:
+    return len(p) >= 2 or p in _ONE_LETTER_UNITS
+
+
 def _strip_units(item: str) -> str:
-    """'5 cm' -> '5', '10 square units' -> '10': trailing words after a number."""
+    """'5 cm' -> '5', '10 square units' -> '10', '60 km/h' -> '60': trailing unit words after a
+    number (letters, with powers `^2` and compounds joined by `/`, `*` or `\\cdot`).
+
+    At least one word must look like a unit (two or more letters, or a one-letter unit such
+    as m, s, h), so `2 x` keeps its variable. In a compound every letter run must look like
+    one: `60 km/h` and `9.8 m/s^2` lose their unit, `5 x/y` stays an expression.
+    """
     words = item.split()
     k = len(words)
-    while k > 1 and (words[k - 1].rstrip(".").isascii() and words[k - 1].rstrip(".").isalpha()
-                     or re.fullmatch(r"\^\{?\d\}?", words[k - 1])):
+    while k > 1 and _UNIT_WORD.fullmatch(words[k - 1]):
         k -= 1
     if k == len(words) or k == 0:
         return item
-    unit = words[k:]
-    if not any(len(w.rstrip(".")) >= 2 and w.isalpha() or w in _ONE_LETTER_UNITS for w in unit):
+    unit = " ".join(words[k:])
+    pieces = re.findall(r"[A-Za-z]+", unit.replace("\\cdot", " "))
+    if not pieces or not any(map(_unit_piece, pieces)):
+        return item
+    if re.search(r"[/*]|\\cdot", unit) and not all(map(_unit_piece, pieces)):
         return item
     head = " ".join(words[:k])
     if re.search(r"[\d})]$|\\pi$", head) and re.search(r"\d|\\pi", head):
@@ -409,6 +430,8 @@ def normalize(answer: str) -> str:
         s = unicodedata.normalize("NFKC", s)
         s = "".join(_UNICODE.get(ch, str(unicodedata.digit(ch, "")) if ch.isdigit()
                                  and not ch.isascii() else ch) for ch in s)
+    if "circ" in s or "\\degree" in s:
+        s = _DEGREE_UNIT.sub(r"\1", s)
     if "{,}" in s or "\\," in s or "\\!" in s:
         s = _LATEX_GROUPS.sub(_join_groups, s)
     if "\\" in s or "$" in s or "~" in s or "{" in s or "=" in s:  # each _DROP key has one
