@@ -486,7 +486,7 @@ def _value(s: str, top: bool = True):
         if len(rows) > MAX_ITEMS:
             raise Refuse("matrix too big")
         return ("matrix", tuple(tuple(_value(c, False) for c in r.split("&")) for r in rows))
-    if top and s.startswith("\\{") and s.endswith("\\}"):
+    if top and _listed_set(s):
         return ("set", _set_values(_split_top(s[2:-2])[:MAX_ITEMS + 1]))
     if top:
         parts = _split_top(s)
@@ -495,7 +495,7 @@ def _value(s: str, top: bool = True):
         if len(parts) > 1 and not (s[0] in "([" and s[-1] in ")]" and _encloses(s)):
             return ("set", _set_values(parts))
         if "\\cup" in s:
-            return ("set", tuple(_value(x, False) for x in s.split("\\cup")))
+            return _union(s.split("\\cup"))
         if "\\pm" in s and s.count("\\pm") == 1:
             return ("set", (_value(s.replace("\\pm", "+"), False),
                             _value(s.replace("\\pm", "-"), False)))
@@ -525,6 +525,37 @@ def _value(s: str, top: bool = True):
         return expr_value(s)
     except (Refuse, ArithmeticError, ValueError, OverflowError):
         return ("text", s.casefold())
+
+
+def _listed_set(s: str) -> bool:
+    """Whether s is one listed set `\\{...\\}`: the opening brace closes at the very end."""
+    if not (s.startswith("\\{") and s.endswith("\\}")):
+        return False
+    depth = 0
+    for i in range(len(s) - 1):
+        if s[i] == "\\" and s[i + 1] in "{}":
+            depth += 1 if s[i + 1] == "{" else -1
+            if depth == 0:
+                return i == len(s) - 2
+    return False
+
+
+def _union(parts: list[str]):
+    """A union. Of listed sets only (`\\{1,2\\} \\cup \\{3\\}`): the one set of their elements,
+    each counted once, so it equals the listed set `\\{1,2,3\\}`. Otherwise (intervals, rays)
+    a set whose elements are the parts, compared in any order."""
+    if len(parts) > MAX_ITEMS:
+        raise Refuse("too many parts")
+    if not all(_listed_set(p) for p in parts):
+        return ("set", tuple(_value(x, False) for x in parts))
+    out: list = []
+    for p in parts:
+        for v in _set_values(_split_top(p[2:-2])):
+            if len(out) > MAX_ITEMS:
+                raise Refuse("too many items")
+            if not any(_values_equal(v, w) for w in out):
+                out.append(v)
+    return ("set", tuple(out))
 
 
 def _set_values(parts: list[str]) -> tuple:

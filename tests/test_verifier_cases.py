@@ -229,6 +229,13 @@ PAIRS = [
     ("1 \\pm \\sqrt{2}", "1+\\sqrt{2}", False, "pm is two roots, not one"),
     ("\\{3\\}", "3", True, "one-element set"),
     ("2, 3", "(2, 3)", False, "a set of roots is not a point"),
+    ("\\{1, 2, 3\\}", "\\{1, 2\\} \\cup \\{3\\}", True, "a union of listed sets is the listed set"),
+    ("1, 2, 3", "\\{1\\} \\cup \\{2, 3\\}", True, "a union against a bare list of roots"),
+    ("\\{1, 2, 3\\}", "\\{1, 2\\} \\cup \\{2, 3\\}", True, "a shared element counts once"),
+    ("\\{-1, 1, 2\\}", "\\{\\pm 1\\} \\cup \\{2\\}", True, "pm inside a union"),
+    ("\\{1, 2, 3\\}", "\\{1, 2\\} \\cup \\{4\\}", False, "a union with a different element"),
+    ("\\{1, 2, 3\\}", "\\{1, 2\\} \\cup \\{2\\}", False, "a union missing an element"),
+    ("\\{1, 2\\}", "\\{1\\}, \\{2\\}", False, "a list of two sets is not their union"),
     # --- matrices and vectors
     ("\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", "\\begin{bmatrix}1&2\\\\3&4\\end{bmatrix}", True, "pmatrix vs bmatrix"),
     ("\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", "\\begin{pmatrix}1&3\\\\2&4\\end{pmatrix}", False, "transpose differs"),
