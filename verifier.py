@@ -463,6 +463,10 @@ def normalize(answer: str) -> str:
 _MATRIX = re.compile(r"\\begin\{([pbBvV]?matrix|array)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}")
 _PLAIN_NUMBER = re.compile(r"-?(?:\d{1,300}(?:\.\d{0,300})?|\.\d{1,300})", re.ASCII)
 _RELATION = re.compile(r"(\\le|\\ge|\\ne|<|>)")
+# The real line, written as a set (after normalize: spaces gone, \\text unwrapped).
+_REALS = {"\\mathbb{r}", "\\mathbbr", "\\r", "\\reals", "allrealnumbers", "allreals",
+          "therealnumbers", "realnumbers"}
+_REAL_LINE = ("seq", "(", ")", (("num", -math.inf), ("num", math.inf)))
 _CHOICE = re.compile(r"\(?([A-Ea-e])\)?")
 _CHOICE_WITH_VALUE = re.compile(r"\(([A-E])\)[^,()]{1,60}")
 
@@ -473,6 +477,8 @@ def _value(s: str, top: bool = True):
     """Parse a normalised answer into a comparable value (a tagged tuple)."""
     if _PLAIN_NUMBER.fullmatch(s):  # fast path: most answers are plain numbers
         return ("num", -number(s[1:]) if s[0] == "-" else number(s))
+    if len(s) <= 20 and s.casefold() in _REALS:
+        return _REAL_LINE
     if s.endswith("%") and s.count("%") == 1:
         v = _value(s[:-1], top)
         if v[0] == "num":
@@ -521,6 +527,8 @@ def _value(s: str, top: bool = True):
         if op in (">", "\\ge"):
             lhs, op, rhs = rhs, {">": "<", "\\ge": "\\le"}[op], lhs
         return ("rel", op, _value(lhs, False), _value(rhs, False))
+    if len(rel) == 5 and all(rel[0::2]):
+        return _chain(*rel)
     try:
         return expr_value(s)
     except (Refuse, ArithmeticError, ValueError, OverflowError):
@@ -556,6 +564,20 @@ def _union(parts: list[str]):
             if not any(_values_equal(v, w) for w in out):
                 out.append(v)
     return ("set", tuple(out))
+
+
+def _chain(lo: str, op1: str, mid: str, op2: str, hi: str):
+    """`a < x \\le b` -> the interval (a, b]; `a > x > b` -> (b, a). Both relations must point
+    the same way and the middle must be a lone variable (`1 < 2x < 5` is not read); anything
+    else is compared as text. The real line: `-\\infty < x < \\infty` equals \\mathbb{R}."""
+    if op1 in (">", "\\ge") and op2 in (">", "\\ge"):
+        lo, op1, hi, op2 = hi, op2, lo, op1
+    elif not (op1 in ("<", "\\le") and op2 in ("<", "\\le")):
+        return ("text", (lo + op1 + mid + op2 + hi).casefold())
+    x, a, b = _value(mid, False), _value(lo, False), _value(hi, False)
+    if x[0] != "expr" or len(x[1]) != 1 or any(v[0] == "expr" and x[1][0] in v[2] for v in (a, b)):
+        return ("text", (lo + op1 + mid + op2 + hi).casefold())
+    return ("seq", "(" if op1 in "<>" else "[", ")" if op2 in "<>" else "]", (a, b))
 
 
 def _set_values(parts: list[str]) -> tuple:
