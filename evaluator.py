@@ -24,6 +24,12 @@ MAX_BINOM_N = 2000  # \\binom{n}{k} refused above this n
 MAX_LITERAL_DIGITS = 600  # longest number literal we convert
 
 
+# Lowercase Greek letters read as variables (\\pi is the constant; capitals are not read).
+GREEK = ("alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta",
+         "vartheta", "iota", "kappa", "lambda", "mu", "nu", "xi", "rho", "sigma", "tau",
+         "upsilon", "phi", "varphi", "chi", "psi", "omega")
+
+
 class Refuse(Exception):
     """The answer is not something we can evaluate (or too big to)."""
 

@@ -52,7 +52,7 @@ import sys
 import unicodedata
 from fractions import Fraction
 
-from evaluator import Parser, Refuse, expr_value, number, points
+from evaluator import GREEK, Parser, Refuse, expr_value, number, points
 
 MAX_ANSWER_CHARS = 1000  # longer answers are compared as exact strings only
 MAX_BOX_SCAN = 4000  # a \boxed{ that does not close within this many chars is ignored
@@ -463,6 +463,7 @@ def normalize(answer: str) -> str:
 _MATRIX = re.compile(r"\\begin\{([pbBvV]?matrix|array)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}")
 _PLAIN_NUMBER = re.compile(r"-?(?:\d{1,300}(?:\.\d{0,300})?|\.\d{1,300})", re.ASCII)
 _RELATION = re.compile(r"(\\le|\\ge|\\ne|<|>)")
+_LABEL = re.compile(r"[a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?|\\(?:%s)" % "|".join(GREEK))
 # The real line, written as a set (after normalize: spaces gone, \\text unwrapped).
 _REALS = {"\\mathbb{r}", "\\mathbbr", "\\r", "\\reals", "allrealnumbers", "allreals",
           "therealnumbers", "realnumbers"}
@@ -520,7 +521,7 @@ def _value(s: str, top: bool = True):
     if s.count("=") == 1:
         lhs, rhs = s.split("=")
         if lhs and rhs:
-            return ("eq", _value(lhs, False), _value(rhs, False))
+            return _labelled_tuple(lhs, rhs) or ("eq", _value(lhs, False), _value(rhs, False))
     rel = _RELATION.split(s)
     if len(rel) == 3 and rel[0] and rel[2]:  # one inequality; a > b is stored as b < a
         lhs, op, rhs = rel
@@ -564,6 +565,27 @@ def _union(parts: list[str]):
             if not any(_values_equal(v, w) for w in out):
                 out.append(v)
     return ("set", tuple(out))
+
+
+def _labelled_tuple(lhs: str, rhs: str):
+    """`(x,y)=(7,6)` -> the tuple (7, 6); None when lhs is not a tuple of variables.
+
+    The labels must be distinct variables (letters, x_1, Greek) and as many as the entries.
+    Latin labels must stand in alphabetical order, the order a bare answer `(7, 6)` is read
+    in: `(y,x)=(6,7)` is not reordered (it is compared as text), since a question may ask for
+    another order and a reordered answer could then match a wrong gold. Greek labels keep
+    their written order ((r, \\theta) is the polar convention).
+    """
+    if not (lhs[:1] == "(" and lhs[-1:] == ")" and rhs[:1] == "(" and rhs[-1:] == ")"):
+        return None
+    labels = lhs[1:-1].split(",")
+    if len(labels) < 2 or not all(map(_LABEL.fullmatch, labels)) or not _encloses(rhs):
+        return None
+    latin = [x for x in labels if not x.startswith("\\")]
+    entries = _split_top(rhs[1:-1])
+    if len(set(labels)) != len(labels) or len(entries) != len(labels) or latin != sorted(latin):
+        return ("text", (lhs + "=" + rhs).casefold())
+    return _value(rhs, False)
 
 
 def _chain(lo: str, op1: str, mid: str, op2: str, hi: str):
