@@ -28,7 +28,9 @@ Choices where graders disagree (stated once, tested in tests/test_verifier*.py):
   - Equations: a leading `x =` / `x \\in` (one variable) is dropped; in a chain
     `x = 5+5+1 = 11` the last side is the answer, and `x = 1/3 \\approx 0.33` keeps 1/3. Other
     equations compare side by side in either order, or as the same equation up to a constant
-    factor (`x + y = 3` == `2x + 2y = 6`). Inequalities compare with `a > b` read as `b < a`.
+    factor (`x + y = 3` == `2x + 2y = 6`), also against `y = ...` when both sides are equations
+    in two or more variables (`y = 2x + 3` == `2x - y + 3 = 0`). Inequalities compare with
+    `a > b` read as `b < a`; a chain `a \\le x < b` is the interval [a, b).
   - Units: trailing words after a number are dropped (`5 \\text{ cm}` == `5`), so two
     different units with the same number are equal, as in the MATH grader.
   - `2^10` is read as 2^{10} (what the model means), not LaTeX's 2^1 0.
@@ -344,13 +346,13 @@ def _strip_units(item: str) -> str:
     return item
 
 
-def _normalize_item(item: str) -> str:
+def _normalize_item(item: str, keep_lhs: bool = False) -> str:
     if "\\approx" in item:  # "x = 1/3 \approx 0.33" -> "x = 1/3"; "x \approx 11" -> "x = 11"
         head = item.split("\\approx")[0]
         item = head if "=" in head else item.replace("\\approx", "=")
     if item.count("=") >= 2:  # "x = 5+5+1 = 11": the last side is the answer
         item = item.rsplit("=", 1)[1]
-    if item.count("=") == 1 or "\\in" in item:
+    if (item.count("=") == 1 and not keep_lhs) or "\\in" in item:
         item = _LEADING_VAR.sub("", item, count=1)
     item = _strip_units(item.strip()) if " " in item else item
     return "".join(item.split())
@@ -409,11 +411,12 @@ def _vulgar(ch: str) -> str:
 
 
 @functools.lru_cache(maxsize=4096)  # a group's G responses share one gold; answers repeat
-def normalize(answer: str) -> str:
+def normalize(answer: str, keep_lhs: bool = False) -> str:
     """Canonical string form of an answer (both sides of a comparison go through this).
 
     Examples: '\\dfrac12' -> '\\frac{1}{2}', '$1{,}000$' -> '1000', 'x = 5 \\text{ cm}' -> '5',
     '45^\\circ' -> '45', '2\\frac14' -> '(2+\\frac{1}{4})', '3 and 4' -> '3,4'.
+    keep_lhs keeps a leading `y =` (for comparing equations of curves, see _same_curve).
     Answers longer than MAX_ANSWER_CHARS are only stripped; answers with a character that
     _forbidden refuses normalise to '' (equal to nothing).
     """
@@ -453,7 +456,7 @@ def normalize(answer: str) -> str:
     s = _WORD_SEP.sub(",", s)
     if "pe" in s or "pc" in s or "PE" in s:
         s = _PERCENT_WORD.sub("%", s)  # "28 percent" is 28%
-    items = [_normalize_item(x) for x in _split_top(s)]
+    items = [_normalize_item(x, keep_lhs) for x in _split_top(s)]
     out = ",".join(x for x in items if x) if len(items) > 1 else items[0]
     return out.replace("\x01", "\\{").replace("\x02", "\\}").replace("\x03", "\\\\")
 
@@ -817,6 +820,23 @@ def _values_equal(x, y) -> bool:
     return False
 
 
+def _same_curve(a: str, b: str) -> bool:
+    """Two equations in the same two or more variables that describe the same curve:
+    `y = 2x + 3` == `2x - y + 3 = 0` == `4x - 2y = -6` (equal up to a non-zero factor and a
+    rearrangement, checked as in _same_equation at the three sample points).
+
+    normalize drops a leading `y =` (so that `y = 2x + 1` equals the answer `2x + 1`); here
+    it is kept, so only two answers that are both equations take this path. One-variable
+    equations are left out on purpose: `2x - 6 = 0` restates a question whose answer is
+    `x = 3`, and must not be rewarded as that answer.
+    """
+    x, y = _parsed(normalize(a, keep_lhs=True)), _parsed(normalize(b, keep_lhs=True))
+    if x[0] != "eq" or y[0] != "eq":
+        return False
+    names = {n for v in (x[1], x[2]) if v[0] == "expr" for n in v[2]}
+    return len(names) >= 2 and _same_equation(x, y)
+
+
 def answers_equal(a: str, b: str) -> bool:
     """Whether two already-extracted answers are mathematically the same (symmetric)."""
     try:
@@ -831,7 +851,9 @@ def answers_equal(a: str, b: str) -> bool:
             return bool(na)
         if not na or not nb:
             return False
-        return _values_equal(_parsed(na), _parsed(nb))
+        if _values_equal(_parsed(na), _parsed(nb)):
+            return True
+        return "=" in a and "=" in b and _same_curve(a, b)
     except Exception:  # any parse failure means "not shown equal"
         return False
 
