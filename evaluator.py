@@ -34,7 +34,30 @@ class Refuse(Exception):
     """The answer is not something we can evaluate (or too big to)."""
 
 
-_COMMANDS = ("frac", "sqrt", "pi", "cdot", "times", "div", "infty", "ldots", "binom")
+
+def _sec(x):
+    return 1 / math.cos(x)
+
+
+def _csc(x):
+    return 1 / math.sin(x)
+
+
+def _cot(x):
+    return math.cos(x) / math.sin(x)
+
+
+# Functions of one argument; they return floats, compared with the relative tolerance. \log
+# is left out (its base is 10 in some texts and e in others), and so are the inverse
+# functions (\sin^{-1} x is arcsin in most texts and 1/sin x in others).
+FUNCTIONS = {"\\sin": math.sin, "\\cos": math.cos, "\\tan": math.tan, "\\sec": _sec,
+             "\\csc": _csc, "\\cot": _cot, "\\ln": math.log, "\\exp": math.exp}
+_COMMANDS = ("frac", "sqrt", "pi", "cdot", "times", "div", "infty", "ldots", "binom",
+             *(f[1:] for f in FUNCTIONS), *GREEK)
+_BY_LENGTH = tuple(sorted(_COMMANDS, key=len, reverse=True))  # `\sigmax` is \sigma x, not \sin
+_REFUSED_PREFIXES = ("sinh", "cosh", "tanh", "sech", "csch", "coth")  # not \sin h
+_VARIABLES = frozenset("\\" + g for g in GREEK)
+_ATOM_STARTS = frozenset(("(", "{", "\\frac", "\\sqrt", "\\pi", "\\infty", *FUNCTIONS, *_VARIABLES))
 _TOKEN_RE = re.compile(
     r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d{1,6}(?!\d))?"  # 12, 1.5, .5, 1.2e5
     r"|\\[a-zA-Z]+"  # commands
@@ -48,8 +71,10 @@ def tokenize(s: str) -> list[str]:
         t = m.group(0)
         if t.startswith("\\") and len(t) > 1 and t[1].isalpha():
             name = t[1:]
+            if name.startswith(_REFUSED_PREFIXES):
+                raise Refuse(t)
             while name not in _COMMANDS:  # `\pix` (spaces removed) is \pi x
-                for c in sorted(_COMMANDS, key=len, reverse=True):
+                for c in _BY_LENGTH:
                     if name.startswith(c):
                         toks.append("\\" + c)
                         name = name[len(c) :]
@@ -193,7 +218,7 @@ class Parser:
         if tok is None:
             return False
         return (tok[0].isdigit() or tok[0] == "." and len(tok) > 1 or tok[0].isalpha()
-                or tok in ("(", "{", "\\frac", "\\sqrt", "\\pi", "\\infty"))
+                or tok in _ATOM_STARTS)
 
     def term(self):
         v = self.unary()
@@ -246,6 +271,34 @@ class Parser:
             v = Fraction(math.factorial(int(v)))
         return v
 
+    def function(self, name: str):
+        """\\sin x, \\sin(x), \\sin 2x, \\sin^2 x = (\\sin x)^2, \\sin x \\cos y = (\\sin x)(\\cos y).
+
+        A bracketed argument ends at its bracket (`\\sin(x)^2` is (\\sin x)^2); an unbracketed
+        one takes the juxtaposed numbers, letters and powers up to the next operator, bracket
+        or function (`\\sin 2x + 1` is sin(2x) + 1). A power right after the name must be a
+        whole number from 1 to 16: `\\sin^{-1}` is refused, not guessed.
+        """
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise Refuse("too deep")
+        k = 1
+        if self.peek() == "^":
+            self.take()
+            p = self.unary()
+            if not (isinstance(p, Fraction) and p.denominator == 1 and 1 <= p <= 16):
+                raise Refuse("power of a function")
+            k = int(p)
+        if self.peek() in ("(", "{"):
+            x = self.atom()
+        else:
+            x = self.power()
+            while self.peek() is not None and self.peek() not in ("(", "{") and (
+                    self.peek() not in FUNCTIONS and self._starts_atom(self.peek())):
+                x = _check(x * self.power())
+        self.depth -= 1
+        return _check(FUNCTIONS[name](x)) ** k
+
     def group(self, close: str):
         v = self.expr()
         self.take(close)
@@ -289,6 +342,12 @@ class Parser:
             return math.pi
         if tok == "\\infty":
             return math.inf
+        if tok in FUNCTIONS:
+            return self.function(tok)
+        if tok in _VARIABLES:
+            if tok in self.env:
+                return self.env[tok]
+            raise Refuse("unbound variable")
         if tok[0].isalpha():
             if tok in self.env:
                 return self.env[tok]
@@ -299,7 +358,7 @@ class Parser:
 
 
 def variables(toks: list[str]) -> tuple[str, ...]:
-    names = {t for t in toks if t[0].isalpha() and t != "e"}
+    names = {t for t in toks if t[0].isalpha() and t != "e" or t in _VARIABLES}
     return tuple(sorted(names))
 
 

@@ -24,7 +24,9 @@ Choices where graders disagree (stated once, tested in tests/test_verifier*.py):
     their bracket types must match. `\\pm` expands to both signs. A 1-row or 1-column matrix
     equals the tuple with the same entries.
   - `2\\frac{1}{4}` is the mixed number 9/4 (proper fraction right after an integer).
-  - Expressions with variables are compared at three fixed rational points.
+  - Expressions with variables are compared at three fixed rational points; with \\sin, \\cos,
+    \\tan, \\sec, \\csc, \\cot, \\ln, \\exp and Greek variables this covers commuted
+    products and identities (`\\sec^2 y` == `\\tan^2 y + 1`) within the relative 1e-6.
   - Equations: a leading `x =` / `x \\in` (one variable) is dropped; in a chain
     `x = 5+5+1 = 11` the last side is the answer, and `x = 1/3 \\approx 0.33` keeps 1/3. Other
     equations compare side by side in either order, or as the same equation up to a constant
