@@ -22,7 +22,9 @@ Choices where graders disagree (stated once, tested in tests/test_verifier*.py):
     1e-6. Zero equals only an exact zero: no absolute tolerance anywhere.
   - Bare lists `1, 2` are unordered sets of solutions; `(1, 2)` and `[1, 2)` are ordered and
     their bracket types must match. `\\pm` expands to both signs. A 1-row or 1-column matrix
-    equals the tuple with the same entries.
+    equals the tuple with the same entries. A labelled tuple `(x, y) = (7, 6)` is the tuple
+    (labels distinct, in alphabetical order). A union of listed sets is the listed set;
+    `\\mathbb{R}` and "all real numbers" are (-\\infty, \\infty).
   - `2\\frac{1}{4}` is the mixed number 9/4 (proper fraction right after an integer).
   - Expressions with variables are compared at three fixed rational points; with \\sin, \\cos,
     \\tan, \\sec, \\csc, \\cot, \\ln, \\exp and Greek variables this covers commuted
@@ -33,8 +35,11 @@ Choices where graders disagree (stated once, tested in tests/test_verifier*.py):
     factor (`x + y = 3` == `2x + 2y = 6`), also against `y = ...` when both sides are equations
     in two or more variables (`y = 2x + 3` == `2x - y + 3 = 0`). Inequalities compare with
     `a > b` read as `b < a`; a chain `a \\le x < b` is the interval [a, b).
-  - Units: trailing words after a number are dropped (`5 \\text{ cm}` == `5`), so two
-    different units with the same number are equal, as in the MATH grader.
+  - Units: trailing unit words after a number are dropped (`5 \\text{ cm}` == `5`, also
+    `60 \\text{ km/h}`, `9.8 m/s^2`, `25^\\circ C`, currency signs), so two different units
+    with the same number are equal, as in the MATH grader.
+  - Thousands: `1{,}000`, `1\\,000`, `1\\!000` and these mixed with commas are one number;
+    `32, 349` (a comma then a space, `\\,` included) is a list.
   - `2^10` is read as 2^{10} (what the model means), not LaTeX's 2^1 0.
   - Characters a policy could hide in an answer (controls, zero-width and bidi marks, circled
     digits, mixed-script digit runs) make it wrong; they are never stripped (_forbidden).
