@@ -11,7 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from test_verifier_cases import ADVERSARIAL, ADVERSARIAL_GOLDS, EXTRACT, FALLBACK, PAIRS, RESPONSES
+from test_verifier_cases import (ADVERSARIAL, ADVERSARIAL_GOLDS, EXTRACT, FALLBACK, HOSTILE_FALSE,
+                                 PAIRS, RESPONSES)
 from verifier import answers_equal, extract_answer, main, normalize, verify
 
 REPO = Path(__file__).resolve().parent.parent
@@ -115,6 +116,14 @@ def test_adversarial_inputs_bounded():
     assert worst < GENEROUS_S, f"slowest adversarial call took {worst:.3f}s"
 
 
+@pytest.mark.parametrize("response,gold", HOSTILE_FALSE, ids=[r[:30] for r, _ in HOSTILE_FALSE])
+def test_hostile_near_misses_are_false_and_fast(response, gold):
+    t0 = time.perf_counter()
+    assert verify(response, gold) is False
+    assert verify(f"\\boxed{{{gold}}}", extract_answer(response) or "") is False
+    assert time.perf_counter() - t0 < GENEROUS_S
+
+
 def test_identical_bombs_still_match_themselves():
     for bomb in ("9^{9^{9^9}}", "(10^{100})!", "2^{-10^9}", "1000!"):
         assert verify(f"\\boxed{{{bomb}}}", bomb)
@@ -126,7 +135,11 @@ ATOMS = ["\\frac", "\\dfrac", "\\sqrt", "{", "}", "(", ")", "[", "]", "^", "_", 
          "\\overline", "\\text{", "\\boxed{", "\\fbox", "\\{", "\\}", "\\cup", "0.", " ", "\\left(",
          "\\right)", "a", "and", "\\begin{pmatrix}", "&", "\\\\", "\\end{pmatrix}", "\x00",
          "\ud800", "\u0661", "#### ", "answer is ", "$", "\\infty", "\\", "10^{", "e5", "1,000",
-         "^\\circ", "\\cdot", "\\times", "\n", ".", "**"]
+         "^\\circ", "\\cdot", "\\times", "\n", ".", "**",
+         # what issue 12 added: functions, chains, separators, units, unions, labels, hidden chars
+         "\\sin", "\\cos", "\\sec", "\\ln", "\\theta", "^{-1}", "^2", "\\le", "<", ">",
+         "\\mathbb{R}", "\\cup", "{,}", "\\,", "\\!", "000", " km/h", "\\text{ m/s}",
+         "(x,y)=", "y=", "\u200b", "\u202e", "\u00bd", "\u2081", "\u2460", "\u0662", "C"]
 
 _bounded = settings(max_examples=250, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
