@@ -242,9 +242,8 @@ _LEADING_VAR = re.compile(
     r"^\s*(?:\\[a-zA-Z]+|[a-zA-Z])(?:_\{?[a-zA-Z0-9]+\}?)?(?:\([a-z]\))?"  # x, \theta, x_1, f(x)
     r"\s*(?:=|\\in(?![a-zA-Z]))\s*(?=\S)")
 _UNIT_POWER = r"(?:\^\{?-?\d\}?)?"
-_UNIT_WORD = re.compile(  # km, ft^2, m/s^{2}, kg*m, N\cdot m, a lone / or ^2 between words
-    rf"[A-Za-z]+\.?{_UNIT_POWER}(?:(?:/|\*|\\cdot)[A-Za-z]+{_UNIT_POWER})*|/|\\cdot|\^\{{?-?\d\}}?",
-    re.ASCII)
+_UNIT_WORD = re.compile(  # km, hrs., ft^2, m/s^{2}, ^{2}/, kg*m, N\cdot m, a lone / or ^2
+    r"(?:[A-Za-z]+\.?|\^\{?-?\d\}?|/|\*|\\cdot)+", re.ASCII)
 # A degree sign followed by C or F (25^\circ C, 25°C, ℃): the letter is part of the unit.
 _DEGREE_UNIT = re.compile(
     r"(\^\{?\\circ\}?|\\degree)\s*(?:\\(?:text|mathrm)\s*\{\s*[CF]\s*\}|[CF](?![A-Za-z]))")
@@ -475,8 +474,10 @@ _PLAIN_NUMBER = re.compile(r"-?(?:\d{1,300}(?:\.\d{0,300})?|\.\d{1,300})", re.AS
 _RELATION = re.compile(r"(\\le|\\ge|\\ne|<|>)")
 _LABEL = re.compile(r"[a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?|\\(?:%s)" % "|".join(GREEK))
 # The real line, written as a set (after normalize: spaces gone, \\text unwrapped).
+_SET_BUILDER = re.compile(r"[a-zA-Z](?:\\in\\mathbb\{R\})?(?:\\mid|\||:)(.+)")
 _REALS = {"\\mathbb{r}", "\\mathbbr", "\\r", "\\reals", "allrealnumbers", "allreals",
-          "therealnumbers", "realnumbers"}
+          "therealnumbers", "realnumbers", "anyrealnumber",
+          "everyrealnumber"}
 _REAL_LINE = ("seq", "(", ")", (("num", -math.inf), ("num", math.inf)))
 _CHOICE = re.compile(r"\(?([A-Ea-e])\)?")
 _CHOICE_WITH_VALUE = re.compile(r"\(([A-E])\)[^,()]{1,60}")
@@ -504,6 +505,9 @@ def _value(s: str, top: bool = True):
             raise Refuse("matrix too big")
         return ("matrix", tuple(tuple(_value(c, False) for c in r.split("&")) for r in rows))
     if top and _listed_set(s):
+        m = _SET_BUILDER.fullmatch(s[2:-2])
+        if m and _RELATION.search(m.group(1)):  # {x | 2 < x < 5}: the condition is the answer
+            return _value(m.group(1), False)
         return ("set", _set_values(_split_top(s[2:-2])[:MAX_ITEMS + 1]))
     if top:
         parts = _split_top(s)
