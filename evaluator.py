@@ -34,7 +34,6 @@ class Refuse(Exception):
     """The answer is not something we can evaluate (or too big to)."""
 
 
-
 def _sec(x):
     return 1 / math.cos(x)
 
@@ -57,7 +56,8 @@ _COMMANDS = ("frac", "sqrt", "pi", "cdot", "times", "div", "infty", "ldots", "bi
 _BY_LENGTH = tuple(sorted(_COMMANDS, key=len, reverse=True))  # `\sigmax` is \sigma x, not \sin
 _REFUSED_PREFIXES = ("sinh", "cosh", "tanh", "sech", "csch", "coth")  # not \sin h
 _VARIABLES = frozenset("\\" + g for g in GREEK)
-_ATOM_STARTS = frozenset(("(", "{", "\\frac", "\\sqrt", "\\pi", "\\infty", *FUNCTIONS, *_VARIABLES))
+_ATOM_STARTS = frozenset(("(", "{", "\\frac", "\\sqrt", "\\pi", "\\infty", *FUNCTIONS,
+                          *_VARIABLES))
 _TOKEN_RE = re.compile(
     r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d{1,6}(?!\d))?"  # 12, 1.5, .5, 1.2e5
     r"|\\[a-zA-Z]+"  # commands
@@ -272,7 +272,7 @@ class Parser:
         return v
 
     def function(self, name: str):
-        """\\sin x, \\sin(x), \\sin 2x, \\sin^2 x = (\\sin x)^2, \\sin x \\cos y = (\\sin x)(\\cos y).
+        """\\sin x, \\sin(x), \\sin 2x = sin(2x), \\sin^2 x = (\\sin x)^2, \\sin x \\cos y.
 
         A bracketed argument ends at its bracket (`\\sin(x)^2` is (\\sin x)^2); an unbracketed
         one takes the juxtaposed numbers, letters and powers up to the next operator, bracket

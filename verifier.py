@@ -23,8 +23,9 @@ Choices where graders disagree (stated once, tested in tests/test_verifier*.py):
   - Bare lists `1, 2` are unordered sets of solutions; `(1, 2)` and `[1, 2)` are ordered and
     their bracket types must match. `\\pm` expands to both signs. A 1-row or 1-column matrix
     equals the tuple with the same entries. A labelled tuple `(x, y) = (7, 6)` is the tuple
-    (labels distinct, in alphabetical order). A union of listed sets is the listed set;
-    `\\mathbb{R}` and "all real numbers" are (-\\infty, \\infty).
+    (labels distinct, in alphabetical order). A union of listed sets is the listed set; a
+    set-builder `\\{x \\mid x > 3\\}` is its condition; `\\mathbb{R}` and "all real numbers"
+    are (-\\infty, \\infty).
   - `2\\frac{1}{4}` is the mixed number 9/4 (proper fraction right after an integer).
   - Expressions with variables are compared at three fixed rational points; with \\sin, \\cos,
     \\tan, \\sec, \\csc, \\cot, \\ln, \\exp and Greek variables this covers commuted
@@ -191,8 +192,8 @@ def extract_answer(text: str, *, last_number_fallback: bool = False) -> str | No
 _UNICODE = {
     "\u2212": "-", "\u2013": "-", "\u2014": "-", "\u00d7": "\\times ", "\u22c5": "\\cdot ",
     "\u00b7": "\\cdot ", "\u00f7": "\\div ", "\u03c0": "\\pi ", "\u221e": "\\infty ",
-    "\u221a": "\\sqrt", "\u2264": "\\le ", "\u2265": "\\ge ", "\u00b0": "^\\circ ", "\u00b1": "\\pm ",
-    "\u222a": "\\cup ", "\u2260": "\\ne ",
+    "\u221a": "\\sqrt", "\u2264": "\\le ", "\u2265": "\\ge ", "\u00b0": "^\\circ ",
+    "\u00b1": "\\pm ", "\u222a": "\\cup ", "\u2260": "\\ne ",
     "\u20ac": "", "\u00a3": "", "\u00a5": "", "\u20b9": "",  # currencies: € £ ¥ ₹, like \\$
 }
 _SUPER_DIGITS = str.maketrans("\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079",
@@ -216,7 +217,8 @@ _DROP = [
     ("\\cfrac", "\\frac"), ("^{\\circ}", ""), ("^\\circ", ""), ("\\circ", ""),
     ("\\degree", ""), ("\\$", ""), ("\\euro", ""), ("\\texteuro", ""), ("\\pounds", ""),
     ("\\textsterling", ""), ("\\yen", ""), ("\\textyen", ""), ("$", ""), ("\\%", "%"),
-    ("\\leq", "\\le"), ("\\geq", "\\ge"), ("\\neq", "\\ne"), ("\\lt", "<"), ("\\gt", ">"), ("\\infinity", "\\infty"),
+    ("\\leq", "\\le"), ("\\geq", "\\ge"), ("\\neq", "\\ne"), ("\\lt", "<"), ("\\gt", ">"),
+    ("\\infinity", "\\infty"),
     ("\\tfrac", "\\frac"), ("\\dots", "\\ldots"), ("\\colon", ":"),
     ("\\langle", "("), ("\\rangle", ")"),
     (">=", "\\ge"), ("<=", "\\le"), ("!=", "\\ne"),
@@ -338,7 +340,7 @@ def _strip_units(item: str) -> str:
     k = len(words)
     while k > 1 and _UNIT_WORD.fullmatch(words[k - 1]):
         k -= 1
-    if k == len(words) or k == 0:
+    if k == len(words) or k == 0 or not words[k][0].isalpha():  # `2 \\cdot h` is a product
         return item
     unit = " ".join(words[k:])
     pieces = re.findall(r"[A-Za-z]+", unit.replace("\\cdot", " "))
@@ -473,11 +475,10 @@ _MATRIX = re.compile(r"\\begin\{([pbBvV]?matrix|array)\}(?:\{[^{}]*\})?(.*)\\end
 _PLAIN_NUMBER = re.compile(r"-?(?:\d{1,300}(?:\.\d{0,300})?|\.\d{1,300})", re.ASCII)
 _RELATION = re.compile(r"(\\le|\\ge|\\ne|<|>)")
 _LABEL = re.compile(r"[a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?|\\(?:%s)" % "|".join(GREEK))
-# The real line, written as a set (after normalize: spaces gone, \\text unwrapped).
-_SET_BUILDER = re.compile(r"[a-zA-Z](?:\\in\\mathbb\{R\})?(?:\\mid|\||:)(.+)")
+_SET_BUILDER = re.compile(r"[a-zA-Z](?:\\in\\mathbb\{R\})?(?:\\mid|\||:)(.+)")  # {x | x > 3}
+# The real line, written as a set (after normalize: spaces gone, \\text unwrapped, casefolded).
 _REALS = {"\\mathbb{r}", "\\mathbbr", "\\r", "\\reals", "allrealnumbers", "allreals",
-          "therealnumbers", "realnumbers", "anyrealnumber",
-          "everyrealnumber"}
+          "therealnumbers", "realnumbers", "anyrealnumber", "everyrealnumber"}
 _REAL_LINE = ("seq", "(", ")", (("num", -math.inf), ("num", math.inf)))
 _CHOICE = re.compile(r"\(?([A-Ea-e])\)?")
 _CHOICE_WITH_VALUE = re.compile(r"\(([A-E])\)[^,()]{1,60}")
@@ -613,7 +614,8 @@ def _chain(lo: str, op1: str, mid: str, op2: str, hi: str):
     x, a, b = _value(mid, False), _value(lo, False), _value(hi, False)
     if x[0] != "expr" or len(x[1]) != 1 or any(v[0] == "expr" and x[1][0] in v[2] for v in (a, b)):
         return ("text", (lo + op1 + mid + op2 + hi).casefold())
-    return ("seq", "(" if op1 in "<>" else "[", ")" if op2 in "<>" else "]", (a, b))
+    strict = ("<", ">")
+    return ("seq", "(" if op1 in strict else "[", ")" if op2 in strict else "]", (a, b))
 
 
 def _set_values(parts: list[str]) -> tuple:

@@ -155,6 +155,8 @@ PAIRS = [
     ("60", "\\text{60 km/h}", True, "number and unit inside one text block"),
     ("4", "4\\text{ m}^{2}/\\text{s}", True, "unit with a power and a slash between text blocks"),
     ("5", "5 x^2", False, "a variable with a power is not a unit"),
+    ("2", "2 \\cdot h", False, "a product with a one-letter variable is not a unit"),
+    ("6", "6 / s", False, "a quotient is not a unit"),
     ("60", "61 \\text{ km/h}", False, "a unit does not rescue a different number"),
     ("25", "26^\\circ\\text{C}", False, "different temperature"),
     ("5", "5 x/y", False, "letters that are not units form an expression"),
