@@ -212,7 +212,8 @@ _TEXT_CMDS = re.compile(
 _DROP = [
     ("\\left", ""), ("\\right", ""), ("\\bigl", ""), ("\\bigr", ""), ("\\Bigl", ""),
     ("\\Bigr", ""), ("\\big", ""), ("\\Big", ""), ("\\displaystyle", ""), ("\\!", ""),
-    ("\\,", " "), ("\\:", " "), ("\\;", " "), ("\\qquad", " "), ("\\quad", " "), ("\\ ", " "),
+    ("\\,", ""), ("\\:", ""), ("\\;", ""), (",\\,", ", "), (",\\:", ", "), (",\\;", ", "),
+    ("\\qquad", " "), ("\\quad", " "), ("\\ ", " "),
     ("~", " "), ("{,}", ","), ("\\dfrac", "\\frac"), ("\\tfrac", "\\frac"),
     ("\\cfrac", "\\frac"), ("^{\\circ}", ""), ("^\\circ", ""), ("\\circ", ""),
     ("\\degree", ""), ("\\$", ""), ("\\euro", ""), ("\\texteuro", ""), ("\\pounds", ""),
@@ -250,6 +251,11 @@ _UNIT_WORD = re.compile(  # km, hrs., ft^2, m/s^{2}, ^{2}/, kg*m, N\cdot m, a lo
 _DEGREE_UNIT = re.compile(
     r"(\^\{?\\circ\}?|\\degree)\s*(?:\\(?:text|mathrm)\s*\{\s*[CF]\s*\}|[CF](?![A-Za-z]))")
 _ONE_LETTER_UNITS = {"m", "g", "s", "h", "l", "L", "K", "J", "N", "W", "V"}
+# Two letters are a unit only when listed: `4 xy` and `\\frac12 bh` are products, not units.
+_TWO_LETTER_UNITS = {"cm", "mm", "km", "nm", "dm", "kg", "mg", "ml", "mL", "cl", "dl", "cc", "ft",
+                     "in", "yd", "mi", "hr", "lb", "oz", "Hz", "kW", "MW", "mW", "kJ", "kN", "Pa",
+                     "eV", "mA", "kV", "mV", "ms", "ns", "pt", "qt", "sq", "ha", "am", "pm", "AM",
+                     "PM"}
 _WORD_SEP = re.compile(r"(?:^|\s)(?:and|or)(?=\s|$)")
 
 
@@ -325,15 +331,15 @@ def _split_top(s: str, seps: str = ",") -> list[str]:
 
 
 def _unit_piece(p: str) -> bool:
-    return len(p) >= 2 or p in _ONE_LETTER_UNITS
+    return len(p) >= 3 or p in _TWO_LETTER_UNITS or p in _ONE_LETTER_UNITS
 
 
 def _strip_units(item: str) -> str:
     """'5 cm' -> '5', '10 square units' -> '10', '60 km/h' -> '60': trailing unit words after a
     number (letters, with powers `^2` and compounds joined by `/`, `*` or `\\cdot`).
 
-    At least one word must look like a unit (two or more letters, or a one-letter unit such
-    as m, s, h), so `2 x` keeps its variable. In a compound every letter run must look like
+    At least one word must look like a unit (three or more letters, or a listed one- or
+    two-letter unit such as m, h, cm, ft), so `2 x` and `4 xy` keep their variables. In a compound every letter run must look like
     one: `60 km/h` and `9.8 m/s^2` lose their unit, `5 x/y` stays an expression.
     """
     words = item.split()
