@@ -696,11 +696,13 @@ def _expr_equal(x, y) -> bool:
 
 @functools.lru_cache(maxsize=4096)  # each set item is evaluated once, not once per pair
 def _fingerprint(toks: tuple, names: tuple) -> tuple | None:
-    """Values of an expression at the three sample points (None if undefined there)."""
+    """Values of an expression at the three sample points (None if undefined or infinite
+    there: `x\\infty` and `2x\\infty` are not the same expression)."""
     try:
-        return tuple(Parser(toks, env).run() for env in points(names))
+        values = tuple(Parser(toks, env).run() for env in points(names))
     except (Refuse, ArithmeticError, ValueError, OverflowError):
         return None
+    return values if all(map(math.isfinite, values)) else None
 
 
 def _side(v, env):
@@ -709,7 +711,8 @@ def _side(v, env):
 
 def _same_equation(x, y) -> bool:
     """l1 = r1 and l2 = r2 with variables are the same equation when l1 - r1 = c (l2 - r2)
-    for one constant c != 0 at all three sample points (e.g. x + y = 3 and 2x + 2y = 6)."""
+    for one constant c != 0 at all three sample points (e.g. x + y = 3 and 2x + 2y = 6); both
+    differences must be finite and non-zero there."""
     sides = (x[1], x[2], y[1], y[2])
     if any(v[0] not in ("num", "expr") for v in sides):
         return False
@@ -722,8 +725,8 @@ def _same_equation(x, y) -> bool:
         try:
             d1 = _side(x[1], env) - _side(x[2], env)
             d2 = _side(y[1], env) - _side(y[2], env)
-            if d1 == 0 or d2 == 0:
-                return False
+            if d1 == 0 or d2 == 0 or not math.isfinite(d1) or not math.isfinite(d2):
+                return False  # y\\infty = 2x + 1 is no line
             r = d1 / d2
         except (Refuse, ArithmeticError, ValueError, OverflowError, TypeError):
             return False

@@ -195,6 +195,8 @@ PAIRS = [
     ("y = 2x + 3", "y = 2x + 4", False, "different intercept"),
     ("x = 3", "2x - 6 = 0", False, "restating a one-variable equation is not solving it"),
     ("2x + 3", "2x - y + 3 = 0", False, "an expression is not an equation"),
+    ("y = 2x + 3", "y\\infty = 2x + 1", False, "an infinite side is no line"),
+    ("x\\infty", "2x\\infty", False, "expressions that are infinite at the sample points"),
     # --- expressions with variables
     ("x^2+2x+1", "(x+1)^2", True, "expanded square"),
     ("x^2-1", "(x-1)(x+1)", True, "difference of squares"),
