@@ -196,6 +196,12 @@ class Parser:
         self.i += 1
         return tok
 
+    def deeper(self):
+        """One level of nesting more (the caller steps back with self.depth -= 1)."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise Refuse("too deep")
+
     def run(self):
         v = self.expr()
         if self.peek() is not None:
@@ -203,9 +209,7 @@ class Parser:
         return v
 
     def expr(self):
-        self.depth += 1
-        if self.depth > MAX_DEPTH:
-            raise Refuse("too deep")
+        self.deeper()
         v = self.term()
         while self.peek() in ("+", "-"):
             op = self.take()
@@ -242,9 +246,7 @@ class Parser:
         tok = self.peek()
         if tok in ("-", "+"):
             self.take()
-            self.depth += 1
-            if self.depth > MAX_DEPTH:
-                raise Refuse("too deep")
+            self.deeper()
             v = self.unary()
             self.depth -= 1
             return -v if tok == "-" else v
@@ -254,9 +256,7 @@ class Parser:
         v = self.postfix()
         if self.peek() == "^":
             self.take()
-            self.depth += 1
-            if self.depth > MAX_DEPTH:
-                raise Refuse("too deep")
+            self.deeper()
             e = self.unary()
             self.depth -= 1
             v = _check(_pow(v, e))
@@ -279,9 +279,7 @@ class Parser:
         or function (`\\sin 2x + 1` is sin(2x) + 1). A power right after the name must be a
         whole number from 1 to 16: `\\sin^{-1}` is refused, not guessed.
         """
-        self.depth += 1
-        if self.depth > MAX_DEPTH:
-            raise Refuse("too deep")
+        self.deeper()
         k = 1
         if self.peek() == "^":
             self.take()
