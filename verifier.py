@@ -339,14 +339,15 @@ def _strip_units(item: str) -> str:
     number (letters, with powers `^2` and compounds joined by `/`, `*` or `\\cdot`).
 
     At least one word must look like a unit (three or more letters, or a listed one- or
-    two-letter unit such as m, h, cm, ft), so `2 x` and `4 xy` keep their variables. In a compound every letter run must look like
-    one: `60 km/h` and `9.8 m/s^2` lose their unit, `5 x/y` stays an expression.
+    two-letter unit such as m, h, cm, ft), so `2 x` and `4 xy` keep their variables. In a
+    compound every letter run must look like one: `60 km/h` and `9.8 m/s^2` lose their unit,
+    `5 x/y` stays an expression. The tail must start with a letter: `2 \\cdot h` is a product.
     """
     words = item.split()
     k = len(words)
     while k > 1 and _UNIT_WORD.fullmatch(words[k - 1]):
         k -= 1
-    if k == len(words) or k == 0 or not words[k][0].isalpha():  # `2 \\cdot h` is a product
+    if k == len(words) or k == 0 or not words[k][0].isalpha():
         return item
     unit = " ".join(words[k:])
     pieces = re.findall(r"[A-Za-z]+", unit.replace("\\cdot", " "))
@@ -748,12 +749,16 @@ def _exact_key(v):
 
 
 def _rel_interval(r):
-    """x < a -> (-inf, a); a <= x -> [a, inf); None unless one side is a lone variable."""
+    """x < a -> (-inf, a); a <= x -> [a, inf); x != a -> the set {(-inf, a), (a, inf)}, the
+    union of two open rays. None unless one side is a lone variable and the other a number."""
     op, lhs, rhs = r[1], r[2], r[3]
-    if op == "\\ne":
-        return None
     lone = [v[0] == "expr" and len(v[1]) == 1 for v in (lhs, rhs)]
     inf = ("num", math.inf)
+    if op == "\\ne":
+        a = rhs if lone[0] and rhs[0] == "num" else lhs if lone[1] and lhs[0] == "num" else None
+        if a is None:
+            return None
+        return ("set", (("seq", "(", ")", (("num", -math.inf), a)), ("seq", "(", ")", (a, inf))))
     if lone[0] and rhs[0] == "num":
         return ("seq", "(", ")" if op == "<" else "]", (("num", -math.inf), rhs))
     if lone[1] and lhs[0] == "num":
@@ -816,7 +821,11 @@ def _values_equal(x, y) -> bool:
     if {kx, ky} == {"rel", "seq"}:  # x > 3 is the interval (3, \infty)
         r, t = (x, y) if kx == "rel" else (y, x)
         iv = _rel_interval(r)
-        return iv is not None and _values_equal(iv, t)
+        return iv is not None and iv[0] == "seq" and _values_equal(iv, t)
+    if {kx, ky} == {"rel", "set"}:  # x \\ne 3 is (-\\infty, 3) \\cup (3, \\infty)
+        r, t = (x, y) if kx == "rel" else (y, x)
+        iv = _rel_interval(r)
+        return iv is not None and iv[0] == "set" and _values_equal(iv, t)
     if kx == "rel" and ky == "rel":
         if x[1] != y[1]:
             return False
