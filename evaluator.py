@@ -4,7 +4,8 @@
     expr_value("x^2+2x+1")    -> ("expr", tokens, ("x",))  evaluated later at points(names)
 
 Numbers are exact Fractions while the arithmetic stays rational; roots, pi, e and the
-functions (\\sin, \\cos, ...) give floats. Every operation is bounded *before* it is computed
+functions (\\sin, \\cos, ..., see FUNCTIONS) give floats. Variables are one letter (x, x_1)
+or a lowercase Greek letter (GREEK). Every operation is bounded *before* it is computed
 (exponent size, factorial argument, bit length of numerator and denominator, literal length,
 recursion depth), so one call is cheap whatever the input. No eval, no exec: a hand-written
 recursive-descent parser over a token list. Anything it cannot read raises Refuse.
