@@ -11,6 +11,7 @@ Three stages, each a function:
   3. answers_equal(a, b): equal strings, else both sides parsed into values (numbers, tuples,
      intervals, sets, matrices, equations, option letters, text) and compared structurally;
      numbers are exact Fractions where possible, else floats with a relative tolerance.
+     Arithmetic goes through evaluator.py, a bounded parser with no eval.
 
 Choices where graders disagree (stated once, tested in tests/test_verifier*.py):
   - Percent: `x\\%` equals both `x` (the MATH grader strips \\%) and `x/100` (its value), so
@@ -21,16 +22,28 @@ Choices where graders disagree (stated once, tested in tests/test_verifier*.py):
     1e-6. Zero equals only an exact zero: no absolute tolerance anywhere.
   - Bare lists `1, 2` are unordered sets of solutions; `(1, 2)` and `[1, 2)` are ordered and
     their bracket types must match. `\\pm` expands to both signs. A 1-row or 1-column matrix
-    equals the tuple with the same entries.
+    equals the tuple with the same entries. A labelled tuple `(x, y) = (7, 6)` is the tuple
+    (labels distinct, in alphabetical order). A union of listed sets is the listed set; a
+    set-builder `\\{x \\mid x > 3\\}` is its condition; `\\mathbb{R}` and "all real numbers"
+    are (-\\infty, \\infty).
   - `2\\frac{1}{4}` is the mixed number 9/4 (proper fraction right after an integer).
-  - Expressions with variables are compared at three fixed rational points.
+  - Expressions with variables are compared at three fixed rational points; with \\sin, \\cos,
+    \\tan, \\sec, \\csc, \\cot, \\ln, \\exp and Greek variables this covers commuted
+    products and identities (`\\sec^2 y` == `\\tan^2 y + 1`) within the relative 1e-6.
   - Equations: a leading `x =` / `x \\in` (one variable) is dropped; in a chain
     `x = 5+5+1 = 11` the last side is the answer, and `x = 1/3 \\approx 0.33` keeps 1/3. Other
     equations compare side by side in either order, or as the same equation up to a constant
-    factor (`x + y = 3` == `2x + 2y = 6`). Inequalities compare with `a > b` read as `b < a`.
-  - Units: trailing words after a number are dropped (`5 \\text{ cm}` == `5`), so two
-    different units with the same number are equal, as in the MATH grader.
+    factor (`x + y = 3` == `2x + 2y = 6`), also against `y = ...` when both sides are equations
+    in two or more variables (`y = 2x + 3` == `2x - y + 3 = 0`). Inequalities compare with
+    `a > b` read as `b < a`; a chain `a \\le x < b` is the interval [a, b).
+  - Units: trailing unit words after a number are dropped (`5 \\text{ cm}` == `5`, also
+    `60 \\text{ km/h}`, `9.8 m/s^2`, `25^\\circ C`, currency signs), so two different units
+    with the same number are equal, as in the MATH grader.
+  - Thousands: `1{,}000`, `1\\,000`, `1\\!000` and these mixed with commas are one number;
+    `32, 349` (a comma then a space, `\\,` included) is a list.
   - `2^10` is read as 2^{10} (what the model means), not LaTeX's 2^1 0.
+  - Characters a policy could hide in an answer (controls, zero-width and bidi marks, circled
+    digits, mixed-script digit runs) make it wrong; they are never stripped (_forbidden).
 
 Safety by construction: no eval/exec, no regex with nested quantifiers on unbounded input,
 answers longer than MAX_ANSWER_CHARS are only compared as strings, the parser has a depth cap,
@@ -49,21 +62,13 @@ import sys
 import unicodedata
 from fractions import Fraction
 
+from evaluator import GREEK, Parser, Refuse, expr_value, number, points
+
 MAX_ANSWER_CHARS = 1000  # longer answers are compared as exact strings only
 MAX_BOX_SCAN = 4000  # a \boxed{ that does not close within this many chars is ignored
 MAX_BOX_TRIES = 8  # how many \boxed occurrences (from the end) we try before giving up
-MAX_DEPTH = 60  # parser recursion cap (nested brackets / fractions)
-MAX_BITS = 8192  # largest numerator/denominator bit length we compute with
-MAX_EXPONENT = 4096  # largest |integer exponent| for exact powers
-MAX_FACTORIAL = 300  # n! refused above this (1000! is refused)
-MAX_BINOM_N = 2000  # \binom{n}{k} refused above this n
-MAX_LITERAL_DIGITS = 600  # longest number literal we convert
 MAX_ITEMS = 32  # longest list / set / tuple we compare structurally
 REL_TOL = 1e-6  # relative tolerance when an exact comparison is impossible (see _num_equal)
-
-
-class _Refuse(Exception):
-    """Internal: the answer is not something we can evaluate (or too big to)."""
 
 
 # ----------------------------------------------------------------------------- extraction
@@ -187,13 +192,18 @@ def extract_answer(text: str, *, last_number_fallback: bool = False) -> str | No
 _UNICODE = {
     "\u2212": "-", "\u2013": "-", "\u2014": "-", "\u00d7": "\\times ", "\u22c5": "\\cdot ",
     "\u00b7": "\\cdot ", "\u00f7": "\\div ", "\u03c0": "\\pi ", "\u221e": "\\infty ",
-    "\u221a": "\\sqrt", "\u2264": "\\le ", "\u2265": "\\ge ", "\u00b0": "", "\u00b1": "\\pm ",
-    "\u222a": "\\cup ", "\u2260": "\\ne ",
+    "\u221a": "\\sqrt", "\u2264": "\\le ", "\u2265": "\\ge ", "\u00b0": "^\\circ ",
+    "\u00b1": "\\pm ", "\u222a": "\\cup ", "\u2260": "\\ne ",
+    "\u20ac": "", "\u00a3": "", "\u00a5": "", "\u20b9": "",  # currencies: € £ ¥ ₹, like \\$
 }
 _SUPER_DIGITS = str.maketrans("\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079",
                               "0123456789")
 _SUPERSCRIPTS = re.compile("[\u2070\u00b9\u00b2\u00b3\u2074-\u2079]+")  # x² -> x^{2}
+_SUB_DIGITS = str.maketrans("\u2080\u2081\u2082\u2083\u2084\u2085\u2086\u2087\u2088\u2089",
+                            "0123456789")
+_SUBSCRIPTS = re.compile("[\u2080-\u2089]+")  # x₁ -> x_{1}, not x*1
 _UNICODE_ROOT = re.compile(r"\u221a\s*(\d+(?:\.\d+)?)")
+_PRE_NFKC = {"\u211d": "\\mathbb{R}"}  # ℝ, which NFKC would turn into a bare R
 _PERCENT_WORD = re.compile(r"(?<=\d)\s*(?:percent|pct)\b", re.IGNORECASE)
 _TEXT_CMDS = re.compile(
     r"\\(?:text|textnormal|textbf|textit|textrm|textsf|texttt|mathrm|mathbf|mathit|mathsf|mbox|"
@@ -202,11 +212,14 @@ _TEXT_CMDS = re.compile(
 _DROP = [
     ("\\left", ""), ("\\right", ""), ("\\bigl", ""), ("\\bigr", ""), ("\\Bigl", ""),
     ("\\Bigr", ""), ("\\big", ""), ("\\Big", ""), ("\\displaystyle", ""), ("\\!", ""),
-    ("\\,", ""), ("\\:", ""), ("\\;", ""), ("\\qquad", " "), ("\\quad", " "), ("\\ ", " "),
+    ("\\,", ""), ("\\:", ""), ("\\;", ""), (",\\,", ", "), (",\\:", ", "), (",\\;", ", "),
+    ("\\qquad", " "), ("\\quad", " "), ("\\ ", " "),
     ("~", " "), ("{,}", ","), ("\\dfrac", "\\frac"), ("\\tfrac", "\\frac"),
     ("\\cfrac", "\\frac"), ("^{\\circ}", ""), ("^\\circ", ""), ("\\circ", ""),
-    ("\\degree", ""), ("\\$", ""), ("$", ""), ("\\%", "%"), ("\\leq", "\\le"),
-    ("\\geq", "\\ge"), ("\\neq", "\\ne"), ("\\lt", "<"), ("\\gt", ">"), ("\\infinity", "\\infty"),
+    ("\\degree", ""), ("\\$", ""), ("\\euro", ""), ("\\texteuro", ""), ("\\pounds", ""),
+    ("\\textsterling", ""), ("\\yen", ""), ("\\textyen", ""), ("$", ""), ("\\%", "%"),
+    ("\\leq", "\\le"), ("\\geq", "\\ge"), ("\\neq", "\\ne"), ("\\lt", "<"), ("\\gt", ">"),
+    ("\\infinity", "\\infty"),
     ("\\tfrac", "\\frac"), ("\\dots", "\\ldots"), ("\\colon", ":"),
     ("\\langle", "("), ("\\rangle", ")"),
     (">=", "\\ge"), ("<=", "\\le"), ("!=", "\\ne"),
@@ -214,6 +227,10 @@ _DROP = [
 _DROP_MAP = dict(_DROP)
 _DROP_RE = re.compile("|".join(re.escape(a) for a in sorted(_DROP_MAP, key=len, reverse=True)))
 _THOUSANDS = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+# Digit groups of three joined by LaTeX separators ({,} \, \! ,\! {,}\!), plain commas allowed
+# alongside them: 1{,}234{,}567, 1\,234\,567, 12,\!345, 1,234\,567.
+_LATEX_GROUPS = re.compile(
+    r"(?<![\d.])\d{1,3}(?:(?:\{,\}(?:\\!)?|,\\!|\\!|\\,|,)\d{3}(?!\d))+", re.ASCII)
 _OVERLINE = re.compile(r"(?<!\d)(\d*+)\.(\d*+)\\overline\{?(\d{1,30})\}?")
 _FRAC_SHORT = [
     (re.compile(r"\\frac\s*(\d)\s*(\d)"), r"\\frac{\1}{\2}"),
@@ -227,7 +244,18 @@ _MIXED = re.compile(r"(?<![\d.}^_])(\d++)\s*\\frac\{(\d+)\}\{(\d+)\}")
 _LEADING_VAR = re.compile(
     r"^\s*(?:\\[a-zA-Z]+|[a-zA-Z])(?:_\{?[a-zA-Z0-9]+\}?)?(?:\([a-z]\))?"  # x, \theta, x_1, f(x)
     r"\s*(?:=|\\in(?![a-zA-Z]))\s*(?=\S)")
+_UNIT_POWER = r"(?:\^\{?-?\d\}?)?"
+_UNIT_WORD = re.compile(  # km, hrs., ft^2, m/s^{2}, ^{2}/, kg*m, N\cdot m, a lone / or ^2
+    r"(?:[A-Za-z]+\.?|\^\{?-?\d\}?|/|\*|\\cdot)+", re.ASCII)
+# A degree sign followed by C or F (25^\circ C, 25°C, ℃): the letter is part of the unit.
+_DEGREE_UNIT = re.compile(
+    r"(\^\{?\\circ\}?|\\degree)\s*(?:\\(?:text|mathrm)\s*\{\s*[CF]\s*\}|[CF](?![A-Za-z]))")
 _ONE_LETTER_UNITS = {"m", "g", "s", "h", "l", "L", "K", "J", "N", "W", "V"}
+# Two letters are a unit only when listed: `4 xy` and `\\frac12 bh` are products, not units.
+_TWO_LETTER_UNITS = {"cm", "mm", "km", "nm", "dm", "kg", "mg", "ml", "mL", "cl", "dl", "cc", "ft",
+                     "in", "yd", "mi", "hr", "lb", "oz", "Hz", "kW", "MW", "mW", "kJ", "kN", "Pa",
+                     "eV", "mA", "kV", "mV", "ms", "ns", "pt", "qt", "sq", "ha", "am", "pm", "AM",
+                     "PM"}
 _WORD_SEP = re.compile(r"(?:^|\s)(?:and|or)(?=\s|$)")
 
 
@@ -249,6 +277,19 @@ def _unwrap_text(s: str) -> str:
         else:
             s = s[: m.start()] + " " + s[m.end() : j - 1] + " " + s[j:]
     return s
+
+
+def _join_groups(m: re.Match) -> str:
+    """1{,}234\\,567 -> 1234567 when a LaTeX separator is among the separators.
+
+    {,} and \\! between digits are only ever a thousands separator, and \\, is the SI one, so
+    a number written with them is one number even where plain commas join other groups
+    (`1,234\\,567`). Groups must be three digits (`1\\,23` is not grouped). Plain commas alone
+    are left to the whole-answer rule (`(1,000, 2)` stays a triple, `32, 349` a list), and a
+    comma followed by a space of any kind (`1,\\,234`) is a list separator, not grouping.
+    """
+    g = m.group(0)
+    return re.sub(r"\D", "", g) if "\\" in g or "{" in g else g
 
 
 def _overline(m: re.Match) -> str:
@@ -289,17 +330,30 @@ def _split_top(s: str, seps: str = ",") -> list[str]:
     return parts
 
 
+def _unit_piece(p: str) -> bool:
+    return len(p) >= 3 or p in _TWO_LETTER_UNITS or p in _ONE_LETTER_UNITS
+
+
 def _strip_units(item: str) -> str:
-    """'5 cm' -> '5', '10 square units' -> '10': trailing words after a number."""
+    """'5 cm' -> '5', '10 square units' -> '10', '60 km/h' -> '60': trailing unit words after a
+    number (letters, with powers `^2` and compounds joined by `/`, `*` or `\\cdot`).
+
+    At least one word must look like a unit (three or more letters, or a listed one- or
+    two-letter unit such as m, h, cm, ft), so `2 x` and `4 xy` keep their variables. In a
+    compound every letter run must look like one: `60 km/h` and `9.8 m/s^2` lose their unit,
+    `5 x/y` stays an expression. The tail must start with a letter: `2 \\cdot h` is a product.
+    """
     words = item.split()
     k = len(words)
-    while k > 1 and (words[k - 1].rstrip(".").isascii() and words[k - 1].rstrip(".").isalpha()
-                     or re.fullmatch(r"\^\{?\d\}?", words[k - 1])):
+    while k > 1 and _UNIT_WORD.fullmatch(words[k - 1]):
         k -= 1
-    if k == len(words) or k == 0:
+    if k == len(words) or k == 0 or not words[k][0].isalpha():
         return item
-    unit = words[k:]
-    if not any(len(w.rstrip(".")) >= 2 and w.isalpha() or w in _ONE_LETTER_UNITS for w in unit):
+    unit = " ".join(words[k:])
+    pieces = re.findall(r"[A-Za-z]+", unit.replace("\\cdot", " "))
+    if not pieces or not any(map(_unit_piece, pieces)):
+        return item
+    if re.search(r"[/*]|\\cdot", unit) and not all(map(_unit_piece, pieces)):
         return item
     head = " ".join(words[:k])
     if re.search(r"[\d})]$|\\pi$", head) and re.search(r"\d|\\pi", head):
@@ -307,36 +361,97 @@ def _strip_units(item: str) -> str:
     return item
 
 
-def _normalize_item(item: str) -> str:
+def _normalize_item(item: str, keep_lhs: bool = False) -> str:
     if "\\approx" in item:  # "x = 1/3 \approx 0.33" -> "x = 1/3"; "x \approx 11" -> "x = 11"
         head = item.split("\\approx")[0]
         item = head if "=" in head else item.replace("\\approx", "=")
     if item.count("=") >= 2:  # "x = 5+5+1 = 11": the last side is the answer
         item = item.rsplit("=", 1)[1]
-    if item.count("=") == 1 or "\\in" in item:
+    if (item.count("=") == 1 and not keep_lhs) or "\\in" in item:
         item = _LEADING_VAR.sub("", item, count=1)
     item = _strip_units(item.strip()) if " " in item else item
     return "".join(item.split())
 
 
+def _forbidden(s: str) -> bool:
+    """Whether an answer holds characters we refuse to repair (the answer is then never equal).
+
+    A verifier in an RL loop must not reward text that is not the answer, so characters that
+    a naive normaliser would strip or fold into a digit make the answer wrong instead:
+      - control characters other than tab / newline / carriage return (a NUL in `4\\x002`
+        must not become 42; also DEL and C1 controls),
+      - format characters (category Cf): zero-width space / joiners, word joiner, BOM, soft
+        hyphen, invisible operators, and every bidi mark, embedding, override and isolate (an
+        override can show `24` as `42`),
+      - surrogates, private-use and unassigned code points,
+      - number symbols that are labels, not numbers: circled, parenthesised and full-stop digits
+        (`①`, `⑴`, `⒈`) and `⅟`. Superscript digits (powers), subscript digits (indices) and
+        vulgar fractions (`½`, `2¾`) keep their meaning and are not refused,
+      - a run of decimal digits mixing scripts (`1٢`, `1２`): no writer mixes them in one number.
+    Decimal digits of one other script (Arabic-Indic `١٢`, fullwidth `１２`, Devanagari) are
+    the number they spell and are accepted by value. Letters that look like digits (`O`, `l`,
+    Cyrillic `З`) are letters: they are never read as digits, so `1O` is not 10.
+    """
+    if s.isascii() and s.isprintable():
+        return False
+    zero = None  # code point of the digit 0 of the script of the current digit run
+    for ch in s:
+        if ch < " " or "\x7f" <= ch < "\xa0":
+            if ch not in "\t\n\r":
+                return True
+            zero = None
+            continue
+        cat = unicodedata.category(ch)
+        if cat == "Nd":
+            z = ord(ch) - unicodedata.digit(ch)
+            if zero is not None and z != zero:
+                return True
+            zero = z
+            continue
+        zero = None
+        if cat in ("Cf", "Cs", "Co", "Cn"):
+            return True
+        if cat == "No" and not ("\u2070" <= ch <= "\u2089" or ch in "\u00b9\u00b2\u00b3"
+                                or "\u2044" in unicodedata.normalize("NFKC", ch)[1:-1]):
+            return True
+    return False
+
+
+def _vulgar(ch: str) -> str:
+    """½ -> \\frac{1}{2} (so that 2½ reads as the mixed number, not 21/2); other chars as is."""
+    if unicodedata.category(ch) != "No":
+        return _PRE_NFKC.get(ch, ch)
+    num, _, den = unicodedata.normalize("NFKC", ch).partition("\u2044")
+    return "\\frac{%s}{%s}" % (num, den) if num.isdigit() and den.isdigit() else ch
+
+
 @functools.lru_cache(maxsize=4096)  # a group's G responses share one gold; answers repeat
-def normalize(answer: str) -> str:
+def normalize(answer: str, keep_lhs: bool = False) -> str:
     """Canonical string form of an answer (both sides of a comparison go through this).
 
     Examples: '\\dfrac12' -> '\\frac{1}{2}', '$1{,}000$' -> '1000', 'x = 5 \\text{ cm}' -> '5',
     '45^\\circ' -> '45', '2\\frac14' -> '(2+\\frac{1}{4})', '3 and 4' -> '3,4'.
-    Answers longer than MAX_ANSWER_CHARS are only stripped.
+    keep_lhs keeps a leading `y =` (for comparing equations of curves, see _same_curve).
+    Answers longer than MAX_ANSWER_CHARS are only stripped; answers with a character that
+    _forbidden refuses normalise to '' (equal to nothing).
     """
+    if _forbidden(answer):
+        return ""
     s = answer.strip()
     if len(s) > MAX_ANSWER_CHARS or _PLAIN_NUMBER.fullmatch(s):
         return s
     if not (s.isascii() and s.isprintable()):  # the slow path only for unusual characters
-        s = "".join(ch for ch in s if ch >= " " or ch in "\t\n")  # NUL and control chars
+        s = "".join(map(_vulgar, s))
+        s = _SUBSCRIPTS.sub(lambda m: "_{%s}" % m.group(0).translate(_SUB_DIGITS), s)
         s = _SUPERSCRIPTS.sub(lambda m: "^{%s}" % m.group(0).translate(_SUPER_DIGITS), s)
         s = _UNICODE_ROOT.sub(r"\\sqrt{\1}", s)  # √12 is sqrt(12), unlike \sqrt12
         s = unicodedata.normalize("NFKC", s)
         s = "".join(_UNICODE.get(ch, str(unicodedata.digit(ch, "")) if ch.isdigit()
                                  and not ch.isascii() else ch) for ch in s)
+    if "circ" in s or "\\degree" in s:
+        s = _DEGREE_UNIT.sub(r"\1", s)
+    if "{,}" in s or "\\," in s or "\\!" in s:
+        s = _LATEX_GROUPS.sub(_join_groups, s)
     if "\\" in s or "$" in s or "~" in s or "{" in s or "=" in s:  # each _DROP key has one
         s = s.replace("\\\\", "\x03")  # matrix row separator, kept apart from "\ "
         s = _DROP_RE.sub(lambda m: _DROP_MAP[m.group(0)], s)  # one pass, longest match first
@@ -356,321 +471,34 @@ def normalize(answer: str) -> str:
     s = _WORD_SEP.sub(",", s)
     if "pe" in s or "pc" in s or "PE" in s:
         s = _PERCENT_WORD.sub("%", s)  # "28 percent" is 28%
-    items = [_normalize_item(x) for x in _split_top(s)]
+    items = [_normalize_item(x, keep_lhs) for x in _split_top(s)]
     out = ",".join(x for x in items if x) if len(items) > 1 else items[0]
     return out.replace("\x01", "\\{").replace("\x02", "\\}").replace("\x03", "\\\\")
-
-
-# ----------------------------------------------------------------------------- evaluator
-
-_COMMANDS = ("frac", "sqrt", "pi", "cdot", "times", "div", "infty", "ldots", "binom")
-_TOKEN_RE = re.compile(
-    r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d{1,6}(?!\d))?"  # 12, 1.5, .5, 1.2e5
-    r"|\\[a-zA-Z]+"  # commands
-    r"|[a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?"  # one-letter variables, x_1
-    r"|\S")
-
-
-def _tokenize(s: str) -> list[str]:
-    toks: list[str] = []
-    for m in _TOKEN_RE.finditer(s):
-        t = m.group(0)
-        if t.startswith("\\") and len(t) > 1 and t[1].isalpha():
-            name = t[1:]
-            while name not in _COMMANDS:  # `\pix` (spaces removed) is \pi x
-                for c in sorted(_COMMANDS, key=len, reverse=True):
-                    if name.startswith(c):
-                        toks.append("\\" + c)
-                        name = name[len(c) :]
-                        break
-                else:
-                    raise _Refuse(t)
-                if not name:
-                    break
-                if not name.startswith(_COMMANDS):
-                    toks.extend(name)  # trailing letters are variables
-                    name = ""
-                    break
-            if name:
-                toks.append("\\" + name)
-            continue
-        toks.append(t)
-    return toks
-
-
-def _number(tok: str, exp: int = 0) -> Fraction:
-    """Exact value of a decimal literal times 10^exp (digits bounded before int())."""
-    if len(tok) > MAX_LITERAL_DIGITS or abs(exp) > MAX_EXPONENT:
-        raise _Refuse("literal too long")
-    ip, _, fp = tok.partition(".")
-    value = Fraction(int((ip or "0") + fp), 10 ** len(fp)) if fp else Fraction(int(ip or "0"))
-    return value * Fraction(10) ** exp if exp else value
-
-
-def _check(x):
-    if isinstance(x, Fraction):
-        if x.numerator.bit_length() > MAX_BITS or x.denominator.bit_length() > MAX_BITS:
-            raise _Refuse("too big")
-    elif isinstance(x, float):
-        if x != x:
-            raise _Refuse("nan")
-    else:
-        raise _Refuse("complex")
-    return x
-
-
-def _exact_root(x: Fraction, n: int) -> Fraction | None:
-    """x^(1/n) when it is rational, else None (x >= 0)."""
-    out = []
-    for v in (x.numerator, x.denominator):
-        r = round(v ** (1.0 / n)) if v.bit_length() < 1000 else None
-        if r is None:
-            return None
-        for c in (r - 1, r, r + 1):
-            if c >= 0 and c**n == v:
-                out.append(c)
-                break
-        else:
-            return None
-    return Fraction(out[0], out[1])
-
-
-def _root(x, n):
-    if isinstance(n, Fraction) and n.denominator == 1 and 1 <= n <= 64:
-        n = int(n)
-    else:
-        raise _Refuse("root index")
-    if x < 0:
-        if n % 2 == 0:
-            raise _Refuse("even root of a negative")
-        return -_root(-x, Fraction(n))
-    if isinstance(x, Fraction):
-        r = _exact_root(x, n)
-        if r is not None:
-            return r
-    return float(x) ** (1.0 / n)
-
-
-def _pow(b, e):
-    if isinstance(e, Fraction) and e.denominator == 1:
-        k = int(e) if abs(e.numerator) <= MAX_EXPONENT else None
-        if isinstance(b, Fraction):
-            if b in (0, 1) or k is not None and b == -1:
-                return b**k if k is not None else (b if e > 0 else Fraction(1) / b)
-            if k is None:
-                raise _Refuse("exponent too large")
-            bits = max(b.numerator.bit_length(), b.denominator.bit_length())
-            if bits * abs(k) > MAX_BITS:
-                raise _Refuse("power too large")
-            return b**k
-        if k is None:
-            raise _Refuse("exponent too large")
-        return math.pow(b, k)
-    if isinstance(e, Fraction) and isinstance(b, Fraction) and b >= 0 and e.denominator <= 64:
-        r = _exact_root(b, e.denominator)
-        if r is not None:
-            return _pow(r, Fraction(e.numerator))
-    if b < 0:
-        raise _Refuse("negative base, non-integer exponent")
-    return math.pow(float(b), float(e))
-
-
-class _Parser:
-    """Recursive descent over tokens -> value, with variables bound by env.
-
-    expr  := term (('+'|'-') term)*
-    term  := unary (('*'|'/'|\\cdot|\\times|\\div|<implicit>) unary)*
-    unary := ('-'|'+') unary | power
-    power := postfix ('^' unary)?
-    postfix := atom '!'*
-    atom  := number | var | \\pi | e | \\infty | (expr) | {expr} | [expr]
-           | \\frac arg arg | \\sqrt([expr])? arg
-    """
-
-    def __init__(self, toks: list[str], env: dict):
-        self.t, self.i, self.env, self.depth = toks, 0, env, 0
-
-    def peek(self) -> str | None:
-        return self.t[self.i] if self.i < len(self.t) else None
-
-    def take(self, want: str | None = None) -> str:
-        tok = self.peek()
-        if tok is None or (want is not None and tok != want):
-            raise _Refuse("unexpected token")
-        self.i += 1
-        return tok
-
-    def run(self):
-        v = self.expr()
-        if self.peek() is not None:
-            raise _Refuse("trailing tokens")
-        return v
-
-    def expr(self):
-        self.depth += 1
-        if self.depth > MAX_DEPTH:
-            raise _Refuse("too deep")
-        v = self.term()
-        while self.peek() in ("+", "-"):
-            op = self.take()
-            w = self.term()
-            v = _check(v + w if op == "+" else v - w)
-        self.depth -= 1
-        return v
-
-    def _starts_atom(self, tok: str | None) -> bool:
-        if tok is None:
-            return False
-        return (tok[0].isdigit() or tok[0] == "." and len(tok) > 1 or tok[0].isalpha()
-                or tok in ("(", "{", "\\frac", "\\sqrt", "\\pi", "\\infty"))
-
-    def term(self):
-        v = self.unary()
-        while True:
-            tok = self.peek()
-            if tok in ("*", "/", "\\cdot", "\\times", "\\div"):
-                self.take()
-                w = self.unary()
-                if tok in ("/", "\\div"):
-                    if w == 0:
-                        raise _Refuse("division by zero")
-                    v = _check(v / w)
-                else:
-                    v = _check(v * w)
-            elif self._starts_atom(tok):
-                v = _check(v * self.power())
-            else:
-                return v
-
-    def unary(self):
-        tok = self.peek()
-        if tok in ("-", "+"):
-            self.take()
-            self.depth += 1
-            if self.depth > MAX_DEPTH:
-                raise _Refuse("too deep")
-            v = self.unary()
-            self.depth -= 1
-            return -v if tok == "-" else v
-        return self.power()
-
-    def power(self):
-        v = self.postfix()
-        if self.peek() == "^":
-            self.take()
-            self.depth += 1
-            if self.depth > MAX_DEPTH:
-                raise _Refuse("too deep")
-            e = self.unary()
-            self.depth -= 1
-            v = _check(_pow(v, e))
-        return v
-
-    def postfix(self):
-        v = self.atom()
-        while self.peek() == "!":
-            self.take()
-            if not (isinstance(v, Fraction) and v.denominator == 1 and 0 <= v <= MAX_FACTORIAL):
-                raise _Refuse("factorial")
-            v = Fraction(math.factorial(int(v)))
-        return v
-
-    def group(self, close: str):
-        v = self.expr()
-        self.take(close)
-        return v
-
-    def arg(self):
-        if self.peek() == "{":
-            self.take()
-            return self.group("}")
-        return self.atom()
-
-    def atom(self):
-        tok = self.take()
-        if tok[0].isdigit() or tok[0] == ".":
-            if tok == ".":
-                raise _Refuse("lone dot")
-            mant, _, exp = tok.replace("E", "e").partition("e")  # 1.2e5 is not 1.2*e*5
-            return _number(mant, int(exp) if exp else 0)
-        if tok in ("(", "{", "["):
-            return self.group({"(": ")", "{": "}", "[": "]"}[tok])
-        if tok == "\\frac":
-            num = self.arg()
-            den = self.arg()
-            if den == 0:
-                raise _Refuse("division by zero")
-            return _check(num / den)
-        if tok == "\\sqrt":
-            n = Fraction(2)
-            if self.peek() == "[":
-                self.take()
-                n = self.group("]")
-            return _check(_root(self.arg(), n))
-        if tok == "\\binom":
-            n, k = self.arg(), self.arg()
-            if not all(isinstance(v, Fraction) and v.denominator == 1 for v in (n, k)):
-                raise _Refuse("binomial of a non-integer")
-            if not 0 <= n <= MAX_BINOM_N:
-                raise _Refuse("binomial too large")
-            return Fraction(math.comb(int(n), int(k)) if k >= 0 else 0)
-        if tok == "\\pi":
-            return math.pi
-        if tok == "\\infty":
-            return math.inf
-        if tok[0].isalpha():
-            if tok in self.env:
-                return self.env[tok]
-            if tok == "e":
-                return math.e
-            raise _Refuse("unbound variable")
-        raise _Refuse("unexpected token")
-
-
-def _variables(toks: list[str]) -> tuple[str, ...]:
-    names = {t for t in toks if t[0].isalpha() and t != "e"}
-    return tuple(sorted(names))
-
-
-# Three fixed evaluation points for answers with variables (exact rationals, no symmetry).
-# Positive, so that \sqrt{x} and x^{1/2} are defined at every point.
-_POINT_VALUES = [Fraction(13, 7), Fraction(5, 3), Fraction(11, 4), Fraction(3, 11),
-                 Fraction(17, 5), Fraction(7, 9), Fraction(19, 6), Fraction(2, 13)]
-
-
-def _points(names: tuple[str, ...]) -> list[dict]:
-    return [{v: _POINT_VALUES[(3 * i + k) % len(_POINT_VALUES)] for i, v in enumerate(names)}
-            for k in range(3)]
 
 
 # ----------------------------------------------------------------------------- values
 
 _MATRIX = re.compile(r"\\begin\{([pbBvV]?matrix|array)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}")
-_PLAIN_NUMBER = re.compile(r"-?(?:\d{1,300}(?:\.\d{0,300})?|\.\d{1,300})")
+_PLAIN_NUMBER = re.compile(r"-?(?:\d{1,300}(?:\.\d{0,300})?|\.\d{1,300})", re.ASCII)
 _RELATION = re.compile(r"(\\le|\\ge|\\ne|<|>)")
+_LABEL = re.compile(r"[a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?|\\(?:%s)" % "|".join(GREEK))
+_SET_BUILDER = re.compile(r"[a-zA-Z](?:\\in\\mathbb\{R\})?(?:\\mid|\||:)(.+)")  # {x | x > 3}
+# The real line, written as a set (after normalize: spaces gone, \\text unwrapped, casefolded).
+_REALS = {"\\mathbb{r}", "\\mathbbr", "\\r", "\\reals", "allrealnumbers", "allreals",
+          "therealnumbers", "realnumbers", "anyrealnumber", "everyrealnumber"}
+_REAL_LINE = ("seq", "(", ")", (("num", -math.inf), ("num", math.inf)))
 _CHOICE = re.compile(r"\(?([A-Ea-e])\)?")
 _CHOICE_WITH_VALUE = re.compile(r"\(([A-E])\)[^,()]{1,60}")
 
 
-def _expr_value(s: str):
-    """('num', value) or ('expr', toks, variables); raises _Refuse if not arithmetic."""
-    if re.search(r"[a-zA-Z]{3,}", re.sub(r"\\[a-zA-Z]+", " ", s)):
-        raise _Refuse("a word, not a formula")
-    toks = _tokenize(s)
-    if not toks or len(toks) > 400:
-        raise _Refuse("empty or too long")
-    names = _variables(toks)
-    if len(names) > 4:
-        raise _Refuse("too many variables")
-    if not names:
-        return ("num", _Parser(toks, {}).run())
-    return ("expr", tuple(toks), names)
 
 
 def _value(s: str, top: bool = True):
     """Parse a normalised answer into a comparable value (a tagged tuple)."""
     if _PLAIN_NUMBER.fullmatch(s):  # fast path: most answers are plain numbers
-        return ("num", -_number(s[1:]) if s[0] == "-" else _number(s))
+        return ("num", -number(s[1:]) if s[0] == "-" else number(s))
+    if len(s) <= 20 and s.casefold() in _REALS:
+        return _REAL_LINE
     if s.endswith("%") and s.count("%") == 1:
         v = _value(s[:-1], top)
         if v[0] == "num":
@@ -682,18 +510,21 @@ def _value(s: str, top: bool = True):
     if m:
         rows = [r for r in m.group(2).split("\\\\") if r]
         if len(rows) > MAX_ITEMS:
-            raise _Refuse("matrix too big")
+            raise Refuse("matrix too big")
         return ("matrix", tuple(tuple(_value(c, False) for c in r.split("&")) for r in rows))
-    if top and s.startswith("\\{") and s.endswith("\\}"):
+    if top and _listed_set(s):
+        m = _SET_BUILDER.fullmatch(s[2:-2])
+        if m and _RELATION.search(m.group(1)):  # {x | 2 < x < 5}: the condition is the answer
+            return _value(m.group(1), False)
         return ("set", _set_values(_split_top(s[2:-2])[:MAX_ITEMS + 1]))
     if top:
         parts = _split_top(s)
         if len(parts) > MAX_ITEMS:
-            raise _Refuse("too many items")
+            raise Refuse("too many items")
         if len(parts) > 1 and not (s[0] in "([" and s[-1] in ")]" and _encloses(s)):
             return ("set", _set_values(parts))
         if "\\cup" in s:
-            return ("set", tuple(_value(x, False) for x in s.split("\\cup")))
+            return _union(s.split("\\cup"))
         if "\\pm" in s and s.count("\\pm") == 1:
             return ("set", (_value(s.replace("\\pm", "+"), False),
                             _value(s.replace("\\pm", "-"), False)))
@@ -701,7 +532,7 @@ def _value(s: str, top: bool = True):
         parts = _split_top(s[1:-1])
         if len(parts) > 1:
             if len(parts) > MAX_ITEMS:
-                raise _Refuse("too many items")
+                raise Refuse("too many items")
             return ("seq", s[0], s[-1], tuple(_value(x, False) for x in parts))
     m = _CHOICE.fullmatch(s)
     if m and (s[0] == "(" or s.isupper()):
@@ -712,17 +543,86 @@ def _value(s: str, top: bool = True):
     if s.count("=") == 1:
         lhs, rhs = s.split("=")
         if lhs and rhs:
-            return ("eq", _value(lhs, False), _value(rhs, False))
+            return _labelled_tuple(lhs, rhs) or ("eq", _value(lhs, False), _value(rhs, False))
     rel = _RELATION.split(s)
     if len(rel) == 3 and rel[0] and rel[2]:  # one inequality; a > b is stored as b < a
         lhs, op, rhs = rel
         if op in (">", "\\ge"):
             lhs, op, rhs = rhs, {">": "<", "\\ge": "\\le"}[op], lhs
         return ("rel", op, _value(lhs, False), _value(rhs, False))
+    if len(rel) == 5 and all(rel[0::2]):
+        return _chain(*rel)
     try:
-        return _expr_value(s)
-    except (_Refuse, ArithmeticError, ValueError, OverflowError):
+        return expr_value(s)
+    except (Refuse, ArithmeticError, ValueError, OverflowError):
         return ("text", s.casefold())
+
+
+def _listed_set(s: str) -> bool:
+    """Whether s is one listed set `\\{...\\}`: the opening brace closes at the very end."""
+    if not (s.startswith("\\{") and s.endswith("\\}")):
+        return False
+    depth = 0
+    for i in range(len(s) - 1):
+        if s[i] == "\\" and s[i + 1] in "{}":
+            depth += 1 if s[i + 1] == "{" else -1
+            if depth == 0:
+                return i == len(s) - 2
+    return False
+
+
+def _union(parts: list[str]):
+    """A union. Of listed sets only (`\\{1,2\\} \\cup \\{3\\}`): the one set of their elements,
+    each counted once, so it equals the listed set `\\{1,2,3\\}`. Otherwise (intervals, rays)
+    a set whose elements are the parts, compared in any order."""
+    if len(parts) > MAX_ITEMS:
+        raise Refuse("too many parts")
+    if not all(_listed_set(p) for p in parts):
+        return ("set", tuple(_value(x, False) for x in parts))
+    out: list = []
+    for p in parts:
+        for v in _set_values(_split_top(p[2:-2])):
+            if len(out) > MAX_ITEMS:
+                raise Refuse("too many items")
+            if not any(_values_equal(v, w) for w in out):
+                out.append(v)
+    return ("set", tuple(out))
+
+
+def _labelled_tuple(lhs: str, rhs: str):
+    """`(x,y)=(7,6)` -> the tuple (7, 6); None when lhs is not a tuple of variables.
+
+    The labels must be distinct variables (letters, x_1, Greek) and as many as the entries.
+    Latin labels must stand in alphabetical order, the order a bare answer `(7, 6)` is read
+    in: `(y,x)=(6,7)` is not reordered (it is compared as text), since a question may ask for
+    another order and a reordered answer could then match a wrong gold. Greek labels keep
+    their written order ((r, \\theta) is the polar convention).
+    """
+    if not (lhs[:1] == "(" and lhs[-1:] == ")" and rhs[:1] == "(" and rhs[-1:] == ")"):
+        return None
+    labels = lhs[1:-1].split(",")
+    if len(labels) < 2 or not all(map(_LABEL.fullmatch, labels)) or not _encloses(rhs):
+        return None
+    latin = [x for x in labels if not x.startswith("\\")]
+    entries = _split_top(rhs[1:-1])
+    if len(set(labels)) != len(labels) or len(entries) != len(labels) or latin != sorted(latin):
+        return ("text", (lhs + "=" + rhs).casefold())
+    return _value(rhs, False)
+
+
+def _chain(lo: str, op1: str, mid: str, op2: str, hi: str):
+    """`a < x \\le b` -> the interval (a, b]; `a > x > b` -> (b, a). Both relations must point
+    the same way and the middle must be a lone variable (`1 < 2x < 5` is not read); anything
+    else is compared as text. The real line: `-\\infty < x < \\infty` equals \\mathbb{R}."""
+    if op1 in (">", "\\ge") and op2 in (">", "\\ge"):
+        lo, op1, hi, op2 = hi, op2, lo, op1
+    elif not (op1 in ("<", "\\le") and op2 in ("<", "\\le")):
+        return ("text", (lo + op1 + mid + op2 + hi).casefold())
+    x, a, b = _value(mid, False), _value(lo, False), _value(hi, False)
+    if x[0] != "expr" or len(x[1]) != 1 or any(v[0] == "expr" and x[1][0] in v[2] for v in (a, b)):
+        return ("text", (lo + op1 + mid + op2 + hi).casefold())
+    strict = ("<", ">")
+    return ("seq", "(" if op1 in strict else "[", ")" if op2 in strict else "]", (a, b))
 
 
 def _set_values(parts: list[str]) -> tuple:
@@ -797,20 +697,23 @@ def _expr_equal(x, y) -> bool:
 
 @functools.lru_cache(maxsize=4096)  # each set item is evaluated once, not once per pair
 def _fingerprint(toks: tuple, names: tuple) -> tuple | None:
-    """Values of an expression at the three sample points (None if undefined there)."""
+    """Values of an expression at the three sample points (None if undefined or infinite
+    there: `x\\infty` and `2x\\infty` are not the same expression)."""
     try:
-        return tuple(_Parser(toks, env).run() for env in _points(names))
-    except (_Refuse, ArithmeticError, ValueError, OverflowError):
+        values = tuple(Parser(toks, env).run() for env in points(names))
+    except (Refuse, ArithmeticError, ValueError, OverflowError):
         return None
+    return values if all(map(math.isfinite, values)) else None
 
 
 def _side(v, env):
-    return v[1] if v[0] == "num" else _Parser(v[1], env).run()
+    return v[1] if v[0] == "num" else Parser(v[1], env).run()
 
 
 def _same_equation(x, y) -> bool:
     """l1 = r1 and l2 = r2 with variables are the same equation when l1 - r1 = c (l2 - r2)
-    for one constant c != 0 at all three sample points (e.g. x + y = 3 and 2x + 2y = 6)."""
+    for one constant c != 0 at all three sample points (e.g. x + y = 3 and 2x + 2y = 6); both
+    differences must be finite and non-zero there."""
     sides = (x[1], x[2], y[1], y[2])
     if any(v[0] not in ("num", "expr") for v in sides):
         return False
@@ -819,14 +722,14 @@ def _same_equation(x, y) -> bool:
     if names[0] != names[1] or not names[0]:
         return False
     ratio = None
-    for env in _points(names[0]):
+    for env in points(names[0]):
         try:
             d1 = _side(x[1], env) - _side(x[2], env)
             d2 = _side(y[1], env) - _side(y[2], env)
-            if d1 == 0 or d2 == 0:
-                return False
+            if d1 == 0 or d2 == 0 or not math.isfinite(d1) or not math.isfinite(d2):
+                return False  # y\\infty = 2x + 1 is no line
             r = d1 / d2
-        except (_Refuse, ArithmeticError, ValueError, OverflowError, TypeError):
+        except (Refuse, ArithmeticError, ValueError, OverflowError, TypeError):
             return False
         if ratio is not None and not _num_equal(r, ratio):
             return False
@@ -846,12 +749,16 @@ def _exact_key(v):
 
 
 def _rel_interval(r):
-    """x < a -> (-inf, a); a <= x -> [a, inf); None unless one side is a lone variable."""
+    """x < a -> (-inf, a); a <= x -> [a, inf); x != a -> the set {(-inf, a), (a, inf)}, the
+    union of two open rays. None unless one side is a lone variable and the other a number."""
     op, lhs, rhs = r[1], r[2], r[3]
-    if op == "\\ne":
-        return None
     lone = [v[0] == "expr" and len(v[1]) == 1 for v in (lhs, rhs)]
     inf = ("num", math.inf)
+    if op == "\\ne":
+        a = rhs if lone[0] and rhs[0] == "num" else lhs if lone[1] and lhs[0] == "num" else None
+        if a is None:
+            return None
+        return ("set", (("seq", "(", ")", (("num", -math.inf), a)), ("seq", "(", ")", (a, inf))))
     if lone[0] and rhs[0] == "num":
         return ("seq", "(", ")" if op == "<" else "]", (("num", -math.inf), rhs))
     if lone[1] and lhs[0] == "num":
@@ -914,7 +821,11 @@ def _values_equal(x, y) -> bool:
     if {kx, ky} == {"rel", "seq"}:  # x > 3 is the interval (3, \infty)
         r, t = (x, y) if kx == "rel" else (y, x)
         iv = _rel_interval(r)
-        return iv is not None and _values_equal(iv, t)
+        return iv is not None and iv[0] == "seq" and _values_equal(iv, t)
+    if {kx, ky} == {"rel", "set"}:  # x \\ne 3 is (-\\infty, 3) \\cup (3, \\infty)
+        r, t = (x, y) if kx == "rel" else (y, x)
+        iv = _rel_interval(r)
+        return iv is not None and iv[0] == "set" and _values_equal(iv, t)
     if kx == "rel" and ky == "rel":
         if x[1] != y[1]:
             return False
@@ -940,9 +851,28 @@ def _values_equal(x, y) -> bool:
     return False
 
 
+def _same_curve(a: str, b: str) -> bool:
+    """Two equations in the same two or more variables that describe the same curve:
+    `y = 2x + 3` == `2x - y + 3 = 0` == `4x - 2y = -6` (equal up to a non-zero factor and a
+    rearrangement, checked as in _same_equation at the three sample points).
+
+    normalize drops a leading `y =` (so that `y = 2x + 1` equals the answer `2x + 1`); here
+    it is kept, so only two answers that are both equations take this path. One-variable
+    equations are left out on purpose: `2x - 6 = 0` restates a question whose answer is
+    `x = 3`, and must not be rewarded as that answer.
+    """
+    x, y = _parsed(normalize(a, keep_lhs=True)), _parsed(normalize(b, keep_lhs=True))
+    if x[0] != "eq" or y[0] != "eq":
+        return False
+    names = {n for v in (x[1], x[2]) if v[0] == "expr" for n in v[2]}
+    return len(names) >= 2 and _same_equation(x, y)
+
+
 def answers_equal(a: str, b: str) -> bool:
     """Whether two already-extracted answers are mathematically the same (symmetric)."""
     try:
+        if _forbidden(a) or _forbidden(b):  # hidden characters are never repaired
+            return False
         if a.strip() == b.strip():
             return bool(a.strip())
         if len(a) > MAX_ANSWER_CHARS or len(b) > MAX_ANSWER_CHARS:
@@ -952,7 +882,9 @@ def answers_equal(a: str, b: str) -> bool:
             return bool(na)
         if not na or not nb:
             return False
-        return _values_equal(_parsed(na), _parsed(nb))
+        if _values_equal(_parsed(na), _parsed(nb)):
+            return True
+        return "=" in a and "=" in b and _same_curve(a, b)
     except Exception:  # any parse failure means "not shown equal"
         return False
 

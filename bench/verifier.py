@@ -2,7 +2,13 @@
 inputs, and (when math-verify is importable) its speed and its verdicts on our labelled table.
 
     python bench/verifier.py                      # ours only
-    /tmp/scratch/bin/python bench/verifier.py     # ours beside math-verify (never a dependency)
+
+To compare with math-verify (never a dependency of this repository), install it into an
+environment of its own and run the same script with that environment's Python:
+
+    python -m venv ~/mv-env
+    ~/mv-env/bin/pip install "math-verify==0.9.0"
+    ~/mv-env/bin/python bench/verifier.py         # ours beside math-verify
 
 Single process, single thread, throughput in verifications per CPU-second; ratios are
 measured in the same process so a loaded machine affects both sides alike.
@@ -20,7 +26,7 @@ from test_verifier_cases import ADVERSARIAL, ADVERSARIAL_GOLDS, PAIRS, RESPONSES
 import verifier  # noqa: E402
 from verifier import verify  # noqa: E402
 
-try:  # optional comparison, only in a scratch environment
+try:  # optional comparison, only in an environment of its own (see the docstring)
     import math_verify
 except ImportError:
     math_verify = None
@@ -127,7 +133,9 @@ def main():
     print(f"ours        label disagreements   : {ours_wrong} / {len(rows)} (test table), "
           f"{ours_mix_wrong} / {len(mix_rows)} (bench mix)")
     if math_verify is None:
-        print("math-verify not importable: run with /tmp/scratch/bin/python to compare")
+        print("math-verify not importable: to compare, see this script's docstring (a separate\n"
+              "environment: python -m venv ~/mv-env && ~/mv-env/bin/pip install\n"
+              "'math-verify==0.9.0', then run ~/mv-env/bin/python bench/verifier.py)")
         return
     (mv_short, w4), (mv_mixed, w5) = (throughput(mv_verify, short[:150], min_time=3.0),
                                       throughput(mv_verify, mixed[:150], min_time=3.0))

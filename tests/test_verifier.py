@@ -11,7 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from test_verifier_cases import ADVERSARIAL, ADVERSARIAL_GOLDS, EXTRACT, FALLBACK, PAIRS, RESPONSES
+from test_verifier_cases import (ADVERSARIAL, ADVERSARIAL_GOLDS, EXTRACT, FALLBACK, HOSTILE_FALSE,
+                                 PAIRS, RESPONSES)
 from verifier import answers_equal, extract_answer, main, normalize, verify
 
 REPO = Path(__file__).resolve().parent.parent
@@ -70,16 +71,25 @@ def test_normalize_examples():
     assert normalize("\\left( 1, 2 \\right)") == "(1,2)"
 
 
-def test_standard_library_only():
+@pytest.mark.parametrize("module", ["verifier.py", "evaluator.py"])
+def test_standard_library_only(module):
     import ast
 
-    tree = ast.parse((REPO / "verifier.py").read_text())
-    nodes = list(ast.walk(tree))
+    text = (REPO / module).read_text()
+    nodes = list(ast.walk(ast.parse(text)))
     mods = {a.name.split(".")[0] for n in nodes if isinstance(n, ast.Import) for a in n.names}
     mods |= {n.module.split(".")[0] for n in nodes if isinstance(n, ast.ImportFrom)}
-    assert mods <= set(sys.stdlib_module_names) | {"__future__"}, mods
-    assert "eval(" not in (REPO / "verifier.py").read_text().replace(".eval(", "")
-    assert "exec(" not in (REPO / "verifier.py").read_text()
+    assert mods <= set(sys.stdlib_module_names) | {"__future__", "evaluator"}, mods
+    assert "eval(" not in text.replace(".eval(", "")
+    assert "exec(" not in text
+
+
+def test_refused_characters_are_never_equal_even_to_themselves():
+    # verifier._forbidden: refused, not stripped; identical strings do not rescue them.
+    for s in ("4\x002", "\u202e24", "4\u200b2", "\u2460", "1\u0662", "\ud800"):
+        assert not answers_equal(s, s) and normalize(s) == ""
+        assert not verify(f"\\boxed{{{s}}}", s)
+    assert normalize("\u0661\u0662") == "12" and normalize("2\u00bd") == "(2+\\frac{1}{2})"
 
 
 def test_gold_with_box_uses_its_content():
@@ -106,6 +116,14 @@ def test_adversarial_inputs_bounded():
     assert worst < GENEROUS_S, f"slowest adversarial call took {worst:.3f}s"
 
 
+@pytest.mark.parametrize("response,gold", HOSTILE_FALSE, ids=[r[:30] for r, _ in HOSTILE_FALSE])
+def test_hostile_near_misses_are_false_and_fast(response, gold):
+    t0 = time.perf_counter()
+    assert verify(response, gold) is False
+    assert verify(f"\\boxed{{{gold}}}", extract_answer(response) or "") is False
+    assert time.perf_counter() - t0 < GENEROUS_S
+
+
 def test_identical_bombs_still_match_themselves():
     for bomb in ("9^{9^{9^9}}", "(10^{100})!", "2^{-10^9}", "1000!"):
         assert verify(f"\\boxed{{{bomb}}}", bomb)
@@ -117,7 +135,11 @@ ATOMS = ["\\frac", "\\dfrac", "\\sqrt", "{", "}", "(", ")", "[", "]", "^", "_", 
          "\\overline", "\\text{", "\\boxed{", "\\fbox", "\\{", "\\}", "\\cup", "0.", " ", "\\left(",
          "\\right)", "a", "and", "\\begin{pmatrix}", "&", "\\\\", "\\end{pmatrix}", "\x00",
          "\ud800", "\u0661", "#### ", "answer is ", "$", "\\infty", "\\", "10^{", "e5", "1,000",
-         "^\\circ", "\\cdot", "\\times", "\n", ".", "**"]
+         "^\\circ", "\\cdot", "\\times", "\n", ".", "**",
+         # what issue 12 added: functions, chains, separators, units, unions, labels, hidden chars
+         "\\sin", "\\cos", "\\sec", "\\ln", "\\theta", "^{-1}", "^2", "\\le", "<", ">",
+         "\\mathbb{R}", "\\cup", "{,}", "\\,", "\\!", "000", " km/h", "\\text{ m/s}",
+         "(x,y)=", "y=", "\u200b", "\u202e", "\u00bd", "\u2081", "\u2460", "\u0662", "C"]
 
 _bounded = settings(max_examples=250, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
