@@ -48,7 +48,7 @@ def test_help_lists_every_flag_users_expect():
     ({"strict": 1}, "strict: expected bool"),
     ({"lr": True}, "lr: expected float"),
     ({"algo": "ppo"}, "algo: 'ppo' is not one of"),
-    ({"micro_batch": 1000}, "micro_batch: 1000 is larger than the rollout"),
+    ({"micro_batch": 0}, "micro_batch: must be >= 1"),
     ({"algo": "grpo", "alpha": 0.5}, "alpha: --algo grpo is ARM with alpha = 0"),
     ({"group_size": 1}, "group_size:"),
     ({"mini_batches": 3}, "mini_batches:"),
@@ -71,6 +71,22 @@ def test_flags_override_config_file_and_types_are_checked(tmp_path, capsys):
     with pytest.raises(SystemExit):  # argparse: a wrong type on the command line is one line too
         train.parse_args(["--steps", "many"])
     assert "--steps: invalid int value" in capsys.readouterr().err
+
+
+def test_defaults_that_outgrow_a_small_rollout_are_clamped_not_refused(tiny):
+    """`--prompts-per-step 4 --group-size 4` leaves micro_batch at its default 32: more rows than the
+    rollout's 16 bound nothing, so they are clamped (config.json records 16), never refused."""
+    assert train.parse_args(["--steps", "2", "--prompts-per-step", "4", "--group-size", "4"]).micro_batch == 16
+    assert cfg_for(tiny, micro_batch=5).micro_batch == 5
+    assert "clamped" in train.build_parser().format_help()
+
+
+def test_help_text_comes_from_the_config_fields():
+    import dataclasses
+    text = " ".join(train.build_parser().format_help().split())
+    for f in dataclasses.fields(train.Config):
+        assert f.metadata["help"].split()[0] in text and "--" + f.name.replace("_", "-") in text, f.name
+    assert "P distinct prompts per step (default: 16)" in text
 
 
 # ---------------------------------------------------------------- data
