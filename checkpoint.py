@@ -1,4 +1,4 @@
-"""Checkpoints: atomic folders <out>/checkpoints/step_NNNNNN/{policy/, state.pt, config.json}, read back without unpickling code.
+"""The run folder on disk: atomic checkpoints <out>/checkpoints/step_NNNNNN/{policy/, state.pt, config.json}, resumed without unpickling code.
 
 state.pt holds only tensors, lists, dicts, strings and numbers (the optimizer and scheduler states,
 the RNG states, the history of metrics), so resuming loads it with torch.load(weights_only=True): a
@@ -19,6 +19,7 @@ import random
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +92,22 @@ def save_checkpoint(out: Path, step: int, model, tokenizer, optimizer, scheduler
     return final
 
 
+def new_run_dir() -> Path:
+    """runs/<timestamp>, with -1, -2, ... if that folder exists."""
+    base = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    p, i = base, 1
+    while p.exists():
+        p, i = Path(f"{base}-{i}"), i + 1
+    return p
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    """Rewrite a JSONL file atomically (a temp file renamed into place)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    os.replace(tmp, path)
+
+
 def find_checkpoint(path: str | Path) -> Path:
     """A checkpoint folder itself, or the latest complete one under a run folder."""
     p = Path(path)
@@ -118,6 +135,15 @@ def load_state(ckpt: Path, map_location=None) -> dict:
     if not isinstance(state, dict) or any(k not in state for k in STATE_KEYS):
         raise CheckpointError(f"resume: {f}: not a train.py state (expected the keys {', '.join(STATE_KEYS)})")
     return state
+
+
+def restore(ckpt: Path, optimizer, scheduler, generator: torch.Generator, map_location=None) -> tuple[int, int, dict]:
+    """Load a checkpoint's optimizer, scheduler and RNG states in place -> (step, data_pos, history)."""
+    state = load_state(ckpt, map_location)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"], generator)
+    return state["step"], state["data_pos"], state["history"]
 
 
 def upgrade(ckpt: Path) -> None:

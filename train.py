@@ -8,6 +8,8 @@
 
 Outputs (runs/<timestamp>/ or --out): metrics.jsonl (one line per step), eval.jsonl (one line per
 evaluation), config.json, checkpoints/step_N/ and the final policy/ (a Hugging Face folder).
+Around the loop: config.py (settings, flags), data.py (problems), templates.py (chat prompts),
+checkpoint.py (checkpoints, resume), with model.py, sampler.py, verifier.py and arm.py beneath.
 
 One training step is five stages, each a function below (PAPER.md names the equations):
 
@@ -55,7 +57,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import random
 import signal
 import sys
@@ -71,13 +72,16 @@ from tqdm import tqdm
 
 import arm
 import verifier
-from checkpoint import CheckpointError, find_checkpoint, load_state, save_checkpoint, set_rng_state
-from config import (DEFAULT_ALPHA, Config, ConfigError, build_parser, make_config, parse_args,  # noqa: F401
-                    read_json_object, resolve_device)
-from data import DataError, load_problems, read_jsonl, take_batch  # noqa: F401
+from checkpoint import CheckpointError, find_checkpoint, new_run_dir, restore, save_checkpoint, write_jsonl
+from config import Config, ConfigError, parse_args, resolve_device
+from data import DataError, load_problems, take_batch
 from model import ModelLoadError, load_model, load_tokenizer, save_model
 from sampler import Generation, generate, logits_to_logprobs
-from templates import TURN_TOKENS, apply_template, encode_prompts  # noqa: F401
+from templates import TURN_TOKENS, encode_prompts
+# also reachable as train.X, as compare.py, bench/ and the tests use them
+from config import DEFAULT_ALPHA, build_parser, make_config, read_json_object  # noqa: F401
+from data import read_jsonl  # noqa: F401
+from templates import apply_template  # noqa: F401
 
 # ----------------------------------------------------------------------------------------------
 # the five stages
@@ -364,22 +368,6 @@ def lr_lambda(warmup: int):
     return lambda s: min(1.0, (s + 1) / warmup) if warmup > 0 else 1.0
 
 
-def new_out_dir(cfg: Config) -> Path:
-    if cfg.out:
-        return Path(cfg.out)
-    base = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-    p, i = base, 1
-    while p.exists():
-        p, i = Path(f"{base}-{i}"), i + 1
-    return p
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    os.replace(tmp, path)
-
-
 def chat_eos_ids(model, tokenizer, cfg: Config) -> list[int]:
     """The model's EOS ids, plus the chat template's end-of-turn token (<|im_end|>, <|eot_id|>):
     a base model's chat turn ends there."""
@@ -402,7 +390,7 @@ def train(cfg: Config, log=print) -> dict:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg)
     ckpt = find_checkpoint(cfg.resume) if cfg.resume else None
-    out = Path(cfg.out) if cfg.out else (ckpt.parent.parent if ckpt else new_out_dir(cfg))
+    out = Path(cfg.out) if cfg.out else (ckpt.parent.parent if ckpt else new_run_dir())
     out.mkdir(parents=True, exist_ok=True)
 
     base_model_path = cfg.model or str(toy_dir())
@@ -425,12 +413,8 @@ def train(cfg: Config, log=print) -> dict:
     random.seed(cfg.seed)
     np.random.seed(cfg.seed % 2 ** 32)
     torch.manual_seed(cfg.seed)
-    if ckpt:
-        state = load_state(ckpt, map_location=device)  # weights_only: no code runs
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"], generator)
-        step, data_pos, history = state["step"], state["data_pos"], state["history"]
+    if ckpt:  # optimizer, scheduler and every RNG as they were; state.pt is read with weights_only (no code runs)
+        step, data_pos, history = restore(ckpt, optimizer, scheduler, generator, map_location=device)
         log(f"resuming from {ckpt} at step {step}")
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
     write_jsonl(out / "metrics.jsonl", history["metrics"])
@@ -508,19 +492,14 @@ def train(cfg: Config, log=print) -> dict:
 
 def format_table(before: dict | None, after: dict | None) -> str:
     """Before/after evaluation as a small markdown table."""
-    cols = [("before", before), ("after", after)]
-    cols = [(name, e) for name, e in cols if e]
+    cols = [(name, e) for name, e in (("before", before), ("after", after)) if e]
     if not cols:
         return "(no evaluation)"
-    rows = [f"pass@{k}" for k in cols[0][1]["pass@k"]] + ["entropy", "distinct correct", "response length"]
+    rows = [(f"pass@{k}", lambda e, k=k: e["pass@k"][k]) for k in cols[0][1]["pass@k"]] + [
+        ("entropy", lambda e: e["entropy"]), ("distinct correct", lambda e: e["distinct_correct"]),
+        ("response length", lambda e: e["response_len"])]
     lines = ["| metric | " + " | ".join(n for n, _ in cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    for r in rows:
-        vals = []
-        for _, e in cols:
-            v = e["pass@k"][r[5:]] if r.startswith("pass@") else {
-                "entropy": e["entropy"], "distinct correct": e["distinct_correct"], "response length": e["response_len"]}[r]
-            vals.append(f"{v:.3f}")
-        lines.append(f"| {r} | " + " | ".join(vals) + " |")
+    lines += [f"| {name} | " + " | ".join(f"{value(e):.3f}" for _, e in cols) + " |" for name, value in rows]
     return "\n".join(lines)
 
 

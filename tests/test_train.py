@@ -157,6 +157,17 @@ def test_held_out_records_never_trained_on(tiny):
     assert len(held) == 5 and not {p["prompt"] for p in held} & {p["prompt"] for p in tr}
 
 
+def test_a_data_file_too_small_for_the_default_eval_prompts_holds_out_half(tiny, tmp_path):
+    warnings = []
+    cfg = cfg_for(tiny, eval_prompts=128)  # the default, for a 24-record file
+    tr, held, _ = train.load_problems(cfg, warn=warnings.append)
+    assert (len(held), len(tr)) == (12, 12) and "holding out 12 of its 24 records" in warnings[0]
+    assert [len(x) for x in train.load_problems(cfg_for(tiny, eval_prompts=23))[:2]] == [1, 23]  # as before
+    one = write_jsonl(tmp_path / "one.jsonl", [{"prompt": "a", "answer": "1"}])
+    with pytest.raises(train.DataError, match="cannot be split"):
+        train.load_problems(cfg_for(tiny, data=str(one)))
+
+
 # ---------------------------------------------------------------- the stages
 
 
