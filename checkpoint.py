@@ -1,4 +1,7 @@
-"""The run folder on disk: atomic checkpoints <out>/checkpoints/step_NNNNNN/{policy/, state.pt, config.json}, resumed without unpickling code.
+"""The run folder on disk: atomic checkpoints, JSONL logs, and resuming without unpickling code.
+
+A checkpoint is a folder <out>/checkpoints/step_NNNNNN/{policy/, state.pt, config.json}, renamed
+into place complete.
 
 state.pt holds only tensors, lists, dicts, strings and numbers (the optimizer and scheduler states,
 the RNG states, the history of metrics), so resuming loads it with torch.load(weights_only=True): a
@@ -131,7 +134,8 @@ def load_state(ckpt: Path, map_location=None) -> dict:
             f"(unpickling can run code); if it is an older train.py checkpoint you trust, convert it once with "
             f"`python checkpoint.py --upgrade {ckpt}`") from None
     except Exception as e:  # not a torch file, truncated, unreadable
-        raise CheckpointError(f"resume: {f}: cannot read ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"resume: {f}: cannot read ({why})") from None
     if not isinstance(state, dict) or any(k not in state for k in STATE_KEYS):
         raise CheckpointError(f"resume: {f}: not a train.py state (expected the keys {', '.join(STATE_KEYS)})")
     return state

@@ -1,4 +1,4 @@
-"""A run's settings: the Config dataclass, its validation, and the command line and --config file that fill it.
+"""A run's settings: the Config dataclass, its validation, and the flags and --config file that fill it.
 
 Flags, --config JSON and a resumed run's config.json all land in one Config, validated in full
 before any work; every mistake a user can make is one line naming the key. Each field is written

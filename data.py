@@ -1,4 +1,7 @@
-"""The problems a run trains and evaluates on: the toy's generator or a JSONL file (GSM8K, MATH, prompt/answer), templated, as a seeded stream.
+"""The problems a run trains and evaluates on: the toy's generator or a JSONL file, as a seeded stream.
+
+JSONL records may be GSM8K (question/answer), MATH (problem/solution) or prompt/answer; each
+question goes through the run's template (templates.py).
 
 A problem is {"prompt": text the policy continues, "answer": the gold answer verifier.verify reads}.
 """

@@ -1,4 +1,4 @@
-"""Prompt templates written out as text (no jinja at run time), how they are tokenised, and which token ends a turn.
+"""Prompt templates written out as text (no jinja at run time), their tokenisation, their end of turn.
 
     plain        the text as is (the toy, base models)
     qwen-chat    Qwen2/2.5's ChatML with its default system turn
@@ -19,7 +19,8 @@ from model import load_tokenizer
 
 TEMPLATES = ("plain", "qwen-chat", "llama3-chat", "chatml")
 QWEN_SYSTEM = "You are a helpful assistant."
-LLAMA3_SYSTEM = "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n"  # the template's date when no clock is given
+# Llama 3.1/3.2's system turn; the date is the one its template writes when it is given no clock
+LLAMA3_SYSTEM = "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n"
 BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 # chat template -> (a marker the tokenizer must have, the end-of-turn token: it ends a response)
 TURN_TOKENS = {

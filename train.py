@@ -402,7 +402,8 @@ def train(cfg: Config, log=print) -> dict:
     if cfg.kl_coef > 0:  # the frozen initial policy, only when the KL term is on
         ref_model = load_model(base_model_path, device=device, dtype=torch.float32).eval().requires_grad_(False)
     for p in train_set[:1] + held[:1]:
-        if len(encode_prompts(tokenizer, [p["prompt"]], cfg.template)[0]) + cfg.max_new_tokens > model.config.max_position_embeddings:
+        prompt_len = len(encode_prompts(tokenizer, [p["prompt"]], cfg.template)[0])
+        if prompt_len + cfg.max_new_tokens > model.config.max_position_embeddings:
             raise ConfigError(f"max_new_tokens: prompt + {cfg.max_new_tokens} new tokens exceed the model's "
                               f"max_position_embeddings {model.config.max_position_embeddings}")
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
