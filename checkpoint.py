@@ -141,9 +141,11 @@ def load_state(ckpt: Path, map_location=None) -> dict:
     return state
 
 
-def restore(ckpt: Path, optimizer, scheduler, generator: torch.Generator, map_location=None) -> tuple[int, int, dict]:
-    """Load a checkpoint's optimizer, scheduler and RNG states in place -> (step, data_pos, history)."""
-    state = load_state(ckpt, map_location)
+def restore(ckpt: Path, optimizer, scheduler, generator: torch.Generator) -> tuple[int, int, dict]:
+    """Load a checkpoint's optimizer, scheduler and RNG states in place -> (step, data_pos, history).
+    Read on the CPU: RNG states must stay CPU tensors, and the optimizer moves its own state to
+    the parameters' device."""
+    state = load_state(ckpt, map_location="cpu")
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"], generator)
@@ -170,7 +172,12 @@ def main(argv: list[str] | None = None) -> int:
     if not (ckpt / "state.pt").is_file():
         print(f"checkpoint.py: error: {ckpt}: no state.pt (give a checkpoints/step_* folder)", file=sys.stderr)
         return 2
-    upgrade(ckpt)
+    try:
+        upgrade(ckpt)
+    except Exception as e:  # not a train.py state, or not a torch file at all
+        print(f"checkpoint.py: error: {ckpt / 'state.pt'}: cannot upgrade ({type(e).__name__}: {e})".splitlines()[0],
+              file=sys.stderr)
+        return 2
     print(f"{ckpt / 'state.pt'}: upgraded; resume with python train.py --resume {ckpt}")
     return 0
 

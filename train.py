@@ -415,7 +415,7 @@ def train(cfg: Config, log=print) -> dict:
     np.random.seed(cfg.seed % 2 ** 32)
     torch.manual_seed(cfg.seed)
     if ckpt:  # optimizer, scheduler and every RNG as they were; state.pt is read with weights_only (no code runs)
-        step, data_pos, history = restore(ckpt, optimizer, scheduler, generator, map_location=device)
+        step, data_pos, history = restore(ckpt, optimizer, scheduler, generator)
         log(f"resuming from {ckpt} at step {step}")
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
     write_jsonl(out / "metrics.jsonl", history["metrics"])
