@@ -2,7 +2,8 @@
 
 Flags, --config JSON and a resumed run's config.json all land in one Config, validated in full
 before any work; every mistake a user can make is one line naming the key. Each field is written
-once, with its default and its --help text side by side.
+once, with its default, its --help text and (for a string with fixed values) its choices: adding
+a setting is adding one line to Config.
 """
 from __future__ import annotations
 
@@ -21,9 +22,9 @@ from checkpoint import find_checkpoint
 DEFAULT_ALPHA = 1.0  # ARM strength when --algo arm and no --alpha is given
 
 
-def opt(default, help: str):
-    """One Config field: its default and its --help text."""
-    return field(default=default, metadata={"help": help})
+def opt(default, help: str, choices: tuple | None = None):
+    """One Config field: its default, its --help text and, for a string, the values it may take."""
+    return field(default=default, metadata={"help": help, **({"choices": choices} if choices else {})})
 
 
 @dataclass
@@ -34,15 +35,16 @@ class Config:
     eval_data: str = opt("", "held-out JSONL; '' = toy held-out split, or the first --eval-prompts lines of --data")
     template: str = opt("plain", "plain (text as is) | qwen-chat | llama3-chat | chatml (chat markers written "
                                  "out, boxed instruction) | auto (picked from the tokenizer's special tokens and "
-                                 "saved as the name it picked)")
+                                 "saved as the name it picked)", templates.TEMPLATES + ("auto",))
     strict: bool = opt(False, "refuse a data file with any malformed line instead of skipping the line")
     # the algorithm (PAPER.md)
-    algo: str = opt("arm", "arm | grpo (= arm with alpha 0)")
+    algo: str = opt("arm", "arm | grpo (= arm with alpha 0)", ("arm", "grpo"))
     alpha: float | None = opt(None, f"ARM strength; None = {DEFAULT_ALPHA} for arm, 0 for grpo")
     low_frac: float = opt(0.2, "fraction of lowest-probability tokens in c(o|q)")
-    adv_scale: str = opt("std", "std (GRPO) | none (Dr.GRPO)")
-    all_correct: str = opt("arm", "arm: ARM shift also in all-correct groups | grpo: not there")
-    loss_agg: str = opt("token-mean", "token-mean (DAPO) | seq-mean-token-mean (GRPO) | constant (Dr.GRPO)")
+    adv_scale: str = opt("std", "std (GRPO) | none (Dr.GRPO)", ("std", "none"))
+    all_correct: str = opt("arm", "arm: ARM shift also in all-correct groups | grpo: not there", ("arm", "grpo"))
+    loss_agg: str = opt("token-mean", "token-mean (DAPO) | seq-mean-token-mean (GRPO) | constant (Dr.GRPO)",
+                        ("token-mean", "seq-mean-token-mean", "constant"))
     eps_low: float = opt(0.2, "clip ratio below at 1 - eps_low")
     eps_high: float = opt(0.28, "clip ratio above at 1 + eps_high")
     kl_coef: float = opt(0.0, "k3 KL to the frozen initial model; 0 = no reference model loaded")
@@ -76,19 +78,13 @@ class Config:
     resume: str = opt("", "run folder or checkpoint folder to continue from")
     out: str = opt("", "output folder; '' = runs/<timestamp>")
     device: str = opt("auto", "auto | cpu | cuda | cuda:N")
-    dtype: str = opt("auto", "auto (bf16 autocast on CUDA, float32 on CPU) | float32 | bfloat16")
+    dtype: str = opt("auto", "auto (bf16 autocast on CUDA, float32 on CPU) | float32 | bfloat16",
+                     ("auto", "float32", "bfloat16"))
     threads: int = opt(1, "CPU threads for torch; 1 suits the toy's tiny matrices and shared machines "
                           "(0 = torch's default)")
 
 
-CHOICES = {
-    "template": templates.TEMPLATES + ("auto",),
-    "algo": ("arm", "grpo"),
-    "adv_scale": ("std", "none"),
-    "all_correct": ("arm", "grpo"),
-    "loss_agg": ("token-mean", "seq-mean-token-mean", "constant"),
-    "dtype": ("auto", "float32", "bfloat16"),
-}
+CHOICES = {f.name: f.metadata["choices"] for f in dataclasses.fields(Config) if "choices" in f.metadata}
 
 
 class ConfigError(ValueError):
