@@ -8,6 +8,8 @@
 
 Outputs (runs/<timestamp>/ or --out): metrics.jsonl (one line per step), eval.jsonl (one line per
 evaluation), config.json, checkpoints/step_N/ and the final policy/ (a Hugging Face folder).
+Around the loop: config.py (settings, flags), data.py (problems), templates.py (chat prompts),
+checkpoint.py (checkpoints, resume), with model.py, sampler.py, verifier.py and arm.py beneath.
 
 One training step is five stages, each a function below (PAPER.md names the equations):
 
@@ -57,16 +59,12 @@ How this loop departs from textbook GRPO (DeepSeekMath), and which PAPER.md choi
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import math
-import os
 import random
-import shutil
 import signal
 import sys
-import tempfile
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -78,364 +76,16 @@ from tqdm import tqdm
 
 import arm
 import verifier
+from checkpoint import CheckpointError, find_checkpoint, new_run_dir, restore, save_checkpoint, write_jsonl
+from config import Config, ConfigError, parse_args, resolve_device
+from data import DataError, load_problems, take_batch
 from model import ModelLoadError, load_model, load_tokenizer, save_model
 from sampler import Generation, generate, logits_to_logprobs
-
-DEFAULT_ALPHA = 1.0  # ARM strength when --algo arm and no --alpha is given
-TOY_TRAIN_PROBLEMS = 10000  # the toy's training pool (a step uses --prompts-per-step of them)
-
-# ----------------------------------------------------------------------------------------------
-# configuration: one dataclass, flags and --config JSON both land here, validated before any work
-
-
-@dataclass
-class Config:
-    # model and data
-    model: str = ""  # Hugging Face folder; "" = the built-in toy of --toy
-    data: str = ""  # training JSONL (GSM8K, MATH or prompt/answer); "" = the toy's generator
-    toy: str = "original"  # built-in toy regime: original (toy/) | equal-paths (toy-equal-paths/)
-    eval_data: str = ""  # held-out JSONL; "" = toy held-out split, or the first --eval-prompts lines of --data
-    template: str = "plain"  # plain (text as is) | qwen-chat (<|im_start|> markers, boxed instruction)
-    strict: bool = False  # refuse a data file with any malformed line instead of skipping the line
-    # the algorithm (PAPER.md)
-    algo: str = "arm"  # arm | grpo (= arm with alpha 0)
-    alpha: float | None = None  # ARM strength; None = DEFAULT_ALPHA for arm, 0 for grpo
-    low_frac: float = 0.2  # fraction of lowest-probability tokens in c(o|q)
-    adv_scale: str = "std"  # std (GRPO) | none (Dr.GRPO)
-    all_correct: str = "arm"  # arm: ARM shift also in all-correct groups | grpo: not there
-    shift_rows: str = "group"  # who gets ARM's shift: group (paper: all of a group with a correct answer) | correct (ablation)
-    shift_center: str = "prompt"  # c(o|q) compared with: prompt (paper: c(q)) | correct-mean (ablation: mean c(o|q) of the correct)
-    loss_agg: str = "token-mean"  # token-mean (DAPO) | seq-mean-token-mean (GRPO) | constant (Dr.GRPO)
-    eps_low: float = 0.2  # clip ratio below at 1 - eps_low
-    eps_high: float = 0.28  # clip ratio above at 1 + eps_high
-    kl_coef: float = 0.0  # k3 KL to the frozen initial model; 0 = no reference model loaded
-    # rollout
-    steps: int = 200  # training steps (one rollout batch each)
-    prompts_per_step: int = 16  # P distinct prompts per step
-    group_size: int = 8  # G responses per prompt
-    max_new_tokens: int = 48  # longest response; longer ones are cut and counted as truncated
-    temperature: float = 1.0  # sampling temperature (training log-probs use the same one)
-    top_p: float = 1.0  # nucleus sampling (log-probs stay those of the full distribution)
-    # optimisation
-    lr: float = 2e-4  # AdamW peak learning rate
-    weight_decay: float = 0.0  # AdamW weight decay
-    warmup_steps: int = 5  # linear warm-up of the learning rate, then constant
-    grad_clip: float = 1.0  # max global gradient norm (0 = no clipping)
-    epochs: int = 1  # PPO epochs over each rollout batch
-    mini_batches: int = 1  # optimizer steps per epoch (the rollout is split into this many)
-    micro_batch: int = 32  # rows per forward/backward pass: bounds memory, not the result
-    # evaluation
-    eval_every: int = 0  # evaluate every N steps (0 = only before and after training)
-    eval_prompts: int = 128  # held-out prompts per evaluation (0 = no evaluation)
-    eval_n: int = 32  # samples per held-out prompt (pass@k for k = 1, 2, 4, ..., n)
-    eval_seed: int = 1234  # fixes the held-out prompts and the eval samples (same for every run)
-    eval_before: bool = True  # evaluate the initial model before training
-    # run
-    seed: int = 0  # data order, sampling, everything
-    save_every: int = 50  # checkpoint every N steps (0 = only at the end / on Ctrl-C)
-    keep_checkpoints: int = 2  # checkpoints kept (0 = all)
-    resume: str = ""  # run folder or checkpoint folder to continue from
-    out: str = ""  # output folder; "" = runs/<timestamp>
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    dtype: str = "auto"  # auto (bf16 autocast on CUDA, float32 on CPU) | float32 | bfloat16
-    threads: int = 1  # CPU threads for torch; 1 suits the toy's tiny matrices and shared machines (0 = torch's default)
-
-
-CHOICES = {
-    "template": ("plain", "qwen-chat"),
-    "algo": ("arm", "grpo"),
-    "adv_scale": ("std", "none"),
-    "all_correct": ("arm", "grpo"),
-    "shift_rows": ("group", "correct"),
-    "shift_center": ("prompt", "correct-mean"),
-    "toy": ("original", "equal-paths"),
-    "loss_agg": ("token-mean", "seq-mean-token-mean", "constant"),
-    "dtype": ("auto", "float32", "bfloat16"),
-}
-
-
-class ConfigError(ValueError):
-    """A configuration a user can get wrong; the message is one line naming the key."""
-
-
-def _field_types() -> dict[str, tuple[type, bool]]:
-    """name -> (base type, None allowed), read from the dataclass annotations."""
-    out = {}
-    for f in dataclasses.fields(Config):
-        t = str(f.type)
-        base = {"int": int, "float": float, "str": str, "bool": bool}[t.split(" ")[0]]
-        out[f.name] = (base, "None" in t)
-    return out
-
-
-def _coerce(key: str, value, base: type, nullable: bool):
-    """Check one value's type (JSON or argparse); ints are accepted for floats, nothing else is."""
-    if value is None and nullable:
-        return None
-    ok = (isinstance(value, base) and not (base is int and isinstance(value, bool))) or (
-        base is float and isinstance(value, int) and not isinstance(value, bool))
-    if not ok:
-        raise ConfigError(f"{key}: expected {base.__name__}, got {type(value).__name__} {value!r}")
-    return float(value) if base is float else value
-
-
-def make_config(values: dict) -> Config:
-    """Config from a dict (a --config file, flags, a checkpoint's config); validated in full."""
-    types = _field_types()
-    kw = {}
-    for key, value in values.items():
-        k = key.replace("-", "_")
-        if k not in types:
-            raise ConfigError(f"{key}: unknown key (known: {', '.join(types)})")
-        kw[k] = _coerce(key, value, *types[k])
-    cfg = Config(**kw)
-    validate(cfg)
-    return cfg
-
-
-def validate(cfg: Config) -> None:
-    """Every impossible value or combination, as one line naming the key. Resolves cfg.alpha."""
-    def bad(key, msg):
-        raise ConfigError(f"{key}: {msg}")
-
-    for k, options in CHOICES.items():
-        if getattr(cfg, k) not in options:
-            bad(k, f"{getattr(cfg, k)!r} is not one of {', '.join(options)}")
-    if cfg.algo == "grpo":
-        if cfg.alpha not in (None, 0.0):
-            bad("alpha", f"--algo grpo is ARM with alpha = 0; got alpha {cfg.alpha} (use --algo arm)")
-        cfg.alpha = 0.0
-    elif cfg.alpha is None:
-        cfg.alpha = DEFAULT_ALPHA
-    for k in ("steps", "eval_every", "eval_prompts", "save_every", "keep_checkpoints", "warmup_steps", "threads"):
-        if getattr(cfg, k) < 0:
-            bad(k, f"must be >= 0, got {getattr(cfg, k)}")
-    for k in ("prompts_per_step", "max_new_tokens", "epochs", "mini_batches", "micro_batch", "eval_n"):
-        if getattr(cfg, k) < 1:
-            bad(k, f"must be >= 1, got {getattr(cfg, k)}")
-    if cfg.group_size < 2:
-        bad("group_size", f"GRPO compares responses within a group: need >= 2, got {cfg.group_size}")
-    if not cfg.temperature > 0:
-        bad("temperature", f"must be > 0 for policy-gradient training, got {cfg.temperature}")
-    if not 0 < cfg.top_p <= 1:
-        bad("top_p", f"must be in (0, 1], got {cfg.top_p}")
-    if not 0 < cfg.low_frac <= 1:
-        bad("low_frac", f"must be in (0, 1], got {cfg.low_frac}")
-    if not 0 <= cfg.eps_low < 1:
-        bad("eps_low", f"must be in [0, 1), got {cfg.eps_low}")
-    for k in ("eps_high", "kl_coef", "lr", "weight_decay", "grad_clip"):
-        if not getattr(cfg, k) >= 0 or not math.isfinite(getattr(cfg, k)):
-            bad(k, f"must be a finite number >= 0, got {getattr(cfg, k)}")
-    if not math.isfinite(cfg.alpha):
-        bad("alpha", f"must be finite, got {cfg.alpha}")
-    rows = cfg.prompts_per_step * cfg.group_size
-    if cfg.micro_batch > rows:
-        bad("micro_batch", f"{cfg.micro_batch} is larger than the rollout ({cfg.prompts_per_step} prompts x "
-                           f"{cfg.group_size} responses = {rows} rows)")
-    if rows % cfg.mini_batches:
-        bad("mini_batches", f"the rollout of {rows} rows does not split into {cfg.mini_batches} equal mini-batches")
-    if cfg.device != "auto" and not (cfg.device == "cpu" or cfg.device.startswith("cuda")):
-        bad("device", f"{cfg.device!r} is not auto, cpu, cuda or cuda:N")
-    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-        bad("device", f"{cfg.device!r} asked for, but torch sees no CUDA device")
-    if cfg.dtype == "bfloat16" and resolve_device(cfg).type != "cuda":
-        bad("dtype", "bfloat16 autocast is for CUDA; on CPU use float32")
-    for k in ("model", "resume"):
-        if getattr(cfg, k) and not Path(getattr(cfg, k)).is_dir():
-            bad(k, f"{getattr(cfg, k)}: folder not found")
-    for k in ("data", "eval_data"):
-        if getattr(cfg, k) and not Path(getattr(cfg, k)).is_file():
-            bad(k, f"{getattr(cfg, k)}: file not found")
-    if cfg.template == "qwen-chat" and not cfg.model:
-        bad("template", "qwen-chat needs a chat model (--model); the toy continues plain text")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """One flag per Config field (--snake-case -> --kebab-case); defaults shown from Config."""
-    ap = argparse.ArgumentParser(
-        prog="train.py", description="ARM-weighted GRPO (ProGRPO). No arguments: train the built-in toy on CPU.",
-        argument_default=argparse.SUPPRESS)  # only flags the user gave override --config / --resume
-    ap.add_argument("--config", help="JSON file of config keys (as in a run's config.json); flags override it")
-    comments = _field_comments()
-    for f in dataclasses.fields(Config):
-        base, _ = _field_types()[f.name]
-        flag = "--" + f.name.replace("_", "-")
-        help_ = f"{comments.get(f.name, '')} (default: {f.default!r})"
-        if base is bool:
-            ap.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_)
-        elif f.name in CHOICES:
-            ap.add_argument(flag, choices=CHOICES[f.name], help=help_)
-        else:
-            ap.add_argument(flag, type=base, help=help_, metavar=f.name.upper())
-    return ap
-
-
-def _field_comments() -> dict[str, str]:
-    """The same-line comments of the Config fields above, reused as --help text."""
-    out, inside = {}, False
-    for line in Path(__file__).read_text().splitlines():
-        if line.startswith("class Config"):
-            inside = True
-        elif inside and line and not line.startswith(" "):
-            break
-        elif inside and ":" in line and "#" in line and not line.strip().startswith("#"):
-            out[line.split(":")[0].strip()] = line.split("#", 1)[1].strip()
-    return out
-
-
-def read_json_object(path: str | Path, what: str) -> dict:
-    try:
-        d = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{what}: {path}: file not found") from None
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{what}: {path}:{e.lineno}: malformed JSON ({e.msg})") from None
-    if not isinstance(d, dict):
-        raise ConfigError(f"{what}: {path}: expected a JSON object")
-    return d
-
-
-def parse_args(argv: list[str] | None = None) -> Config:
-    """Flags > --config file > the resumed run's config > defaults."""
-    given = vars(build_parser().parse_args(argv))
-    values = {}
-    if "config" in given:
-        values.update(read_json_object(given.pop("config"), "config"))
-    resume = given.get("resume", values.get("resume", ""))
-    if resume:
-        ckpt = find_checkpoint(resume)
-        saved = read_json_object(ckpt / "config.json", "resume")
-        saved.pop("out", None)  # a resumed run writes where its checkpoint lives, unless --out says otherwise
-        values = {**saved, **values, "resume": resume}
-    values.update(given)
-    return make_config(values)
-
-
-def resolve_device(cfg: Config) -> torch.device:
-    if cfg.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(cfg.device)
-
-
-# ----------------------------------------------------------------------------------------------
-# data: toy generator or JSONL (GSM8K / MATH / prompt-answer), templates
-
-
-class DataError(ValueError):
-    """A data file we refuse; the message names FILE:LINE and the reason."""
-
-
-QWEN_SYSTEM = "You are a helpful assistant."
-BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
-
-
-def apply_template(question: str, template: str) -> str:
-    """plain: the text as is. qwen-chat: Qwen's chat markers written out (what its jinja renders)."""
-    if template == "plain":
-        return question
-    return (f"<|im_start|>system\n{QWEN_SYSTEM}<|im_end|>\n"
-            f"<|im_start|>user\n{question}\n{BOXED_INSTRUCTION}<|im_end|>\n"
-            f"<|im_start|>assistant\n")
-
-
-def parse_record(d) -> dict:
-    """One JSONL record -> {"question", "answer"}; raises ValueError(reason) if malformed.
-
-    GSM8K: question + answer ending in '#### N'. MATH: problem + solution with \\boxed{} (or an
-    explicit answer field). Plain: prompt + answer."""
-    if not isinstance(d, dict):
-        raise ValueError(f"expected a JSON object, got {type(d).__name__}")
-
-    def text(key):
-        v = d[key]
-        if not isinstance(v, (str, int, float)) or isinstance(v, bool) or str(v).strip() == "":
-            raise ValueError(f"field {key!r} is empty or not a string")
-        return str(v)
-
-    if "question" in d and "answer" in d:  # GSM8K
-        ans = text("answer")
-        if "####" not in ans:
-            raise ValueError("GSM8K answer has no '#### N' final answer")
-        gold = ans.rsplit("####", 1)[1].strip()
-        if not gold:
-            raise ValueError("GSM8K answer is empty after '####'")
-        return {"question": text("question"), "answer": gold}
-    if "problem" in d and ("answer" in d or "solution" in d):  # MATH (MATH-500 has both)
-        if "answer" in d:
-            return {"question": text("problem"), "answer": text("answer")}
-        gold = verifier.extract_answer(text("solution"))
-        if not gold:
-            raise ValueError("MATH solution has no \\boxed{} answer")
-        return {"question": text("problem"), "answer": gold}
-    if "prompt" in d and "answer" in d:
-        return {"question": text("prompt"), "answer": text("answer")}
-    raise ValueError(f"unknown record with keys {sorted(d)[:6]}: expected question/answer (GSM8K), "
-                     "problem/solution (MATH) or prompt/answer")
-
-
-def read_jsonl(path: str | Path, *, strict: bool = False, warn=print) -> list[dict]:
-    """Records of a JSONL file. A malformed line is reported as FILE:LINE: reason and skipped
-    (strict: the file is refused with that message)."""
-    out, bad = [], 0
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                try:
-                    d = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"malformed JSON ({e.msg}, column {e.colno})") from None
-                out.append(parse_record(d))
-            except ValueError as e:
-                msg = f"{path}:{lineno}: {e}"
-                if strict:
-                    raise DataError(msg + " (--strict: refusing the file)") from None
-                warn(f"skipping {msg}")
-                bad += 1
-    if not out:
-        raise DataError(f"{path}: no usable records" + (f" ({bad} malformed lines)" if bad else ""))
-    return out
-
-
-def load_problems(cfg: Config) -> tuple[list[dict], list[dict], callable]:
-    """(train problems, held-out problems, path_fn). Each problem: {"prompt": text, "answer": gold}.
-    path_fn(text) names the solution a correct response took (toy.solution_path for the toy;
-    for other data the whitespace-normalised response, i.e. distinct correct texts)."""
-    if not cfg.data:
-        import toy
-
-        train = toy.make_problems(TOY_TRAIN_PROBLEMS, cfg.seed, "train", cfg.toy)  # fixed size: --steps never changes the order
-        held = toy.make_problems(cfg.eval_prompts, cfg.eval_seed, "heldout", cfg.toy) if cfg.eval_prompts else []
-        return train, held, toy.solution_path
-    records = read_jsonl(cfg.data, strict=cfg.strict)
-    if cfg.eval_data:
-        held = read_jsonl(cfg.eval_data, strict=cfg.strict)[: cfg.eval_prompts]
-    else:  # hold out the first eval_prompts records; never train on them
-        held, records = records[: cfg.eval_prompts], records[cfg.eval_prompts:]
-        if not records:
-            raise DataError(f"{cfg.data}: all {len(held)} records are held out for --eval-prompts {cfg.eval_prompts}; "
-                            "give --eval-data or fewer --eval-prompts")
-    as_problem = lambda r: {"prompt": apply_template(r["question"], cfg.template), "answer": r["answer"]}
-    return [as_problem(r) for r in records], [as_problem(r) for r in held], lambda t: " ".join(t.split())
-
-
-def take_batch(problems: list[dict], pos: int, k: int, seed: int) -> list[dict]:
-    """Problems pos .. pos+k-1 of an endless stream: the list shuffled anew each pass, by (seed, pass).
-    Stateless, so a resumed run only needs `pos`."""
-    orders = {}  # pass -> permutation, for the one or two passes this batch touches
-    out = []
-    for i in range(pos, pos + k):
-        epoch, j = divmod(i, len(problems))
-        if epoch not in orders:
-            orders[epoch] = np.random.default_rng([seed, epoch]).permutation(len(problems))
-        out.append(problems[orders[epoch][j]])
-    return out
-
-
-def encode_prompts(tokenizer, texts: list[str]) -> list[list[int]]:
-    return [e.ids for e in tokenizer.encode_batch(texts)]
-
+from templates import TURN_TOKENS, encode_prompts
+# also reachable as train.X, as compare.py, bench/ and the tests use them
+from config import DEFAULT_ALPHA, build_parser, make_config, read_json_object  # noqa: F401
+from data import read_jsonl  # noqa: F401
+from templates import apply_template  # noqa: F401
 
 # ----------------------------------------------------------------------------------------------
 # the five stages
@@ -458,7 +108,7 @@ def rollout(model, tokenizer, problems: list[dict], cfg: Config, generator: torc
     """Stage 1: sample G responses per prompt; keep pi_old log-probs (and the prompt's, from the prefill)."""
     G = G or cfg.group_size
     device = next(model.parameters()).device
-    prompt_ids = encode_prompts(tokenizer, [p["prompt"] for p in problems])
+    prompt_ids = encode_prompts(tokenizer, [p["prompt"] for p in problems], cfg.template)
     with autocast(cfg, device):
         gen = generate(model, prompt_ids, cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
                        eos_token_ids=eos_ids, generator=generator, samples_per_prompt=G,
@@ -515,6 +165,10 @@ def response_logits(model, input_ids: torch.Tensor, attn_mask: torch.Tensor, T0:
     note: the model computes logits for the prompt positions too; we slice them away."""
     logits = model(input_ids[:, : T0 + n], attn_mask[:, : T0 + n])  # (b, T0 + n, V)
     return logits[:, T0 - 1: T0 - 1 + n]
+
+
+class NonFiniteError(RuntimeError):
+    """A NaN/inf loss or gradient: the run stops, the last good checkpoint stays."""
 
 
 def policy_update(model, ref_model, optimizer, ro: Rollout, adv: torch.Tensor, cfg: Config, step: int) -> dict:
@@ -577,10 +231,6 @@ def policy_update(model, ref_model, optimizer, ro: Rollout, adv: torch.Tensor, c
     out["grad_norm"] = sum(grad_norms) / len(grad_norms)
     out["entropy"] = entropy_num / max(int(g.lengths.sum()), 1)
     return out
-
-
-class NonFiniteError(RuntimeError):
-    """A NaN/inf loss or gradient: the run stops, the last good checkpoint stays."""
 
 
 def step_stats(ro: Rollout, rewards: torch.Tensor, c_q, c_o: torch.Tensor, adv: torch.Tensor, cfg: Config) -> dict:
@@ -649,12 +299,14 @@ def pass_ks(n: int) -> list[int]:
 
 @torch.no_grad()
 def evaluate(model, tokenizer, problems: list[dict], cfg: Config, *, n: int | None = None, seed: int | None = None,
-             path_fn=None, eos_ids: list[int] | None = None) -> dict:
+             path_fn=None, eos_ids: list[int] | None = None, desc: str = "eval") -> dict:
     """n samples per held-out problem (at the training temperature/top-p) ->
     pass@k (unbiased, arm.pass_at_k) for k = 1, 2, 4, ..., n; mean token entropy of the policy
     over the sampled tokens; distinct correct solutions per problem (path_fn of the correct
-    ones); std of c(o|q) over correct samples (mean over problems with >= 2); mean length; on the toy, per solution path: samples correct and wrong, and their mean c(o|q).
-    Uses its own generator (seeded by `seed`), so evaluating never moves the training RNG."""
+    ones); std of c(o|q) over correct samples (mean over problems with >= 2); mean length; on the
+    toy, per solution path: samples correct and wrong, and their mean c(o|q).
+    Uses its own generator (seeded by `seed`), so evaluating never moves the training RNG.
+    A progress bar (`desc`) shows the time left; it goes away when the evaluation ends."""
     n = n or cfg.eval_n
     seed = cfg.eval_seed if seed is None else seed
     eos_ids = eos_ids if eos_ids is not None else list(getattr(model, "eos_token_ids", []))
@@ -665,6 +317,7 @@ def evaluate(model, tokenizer, problems: list[dict], cfg: Config, *, n: int | No
     chunk = max(1, (cfg.prompts_per_step * cfg.group_size) // n)  # rows per generate call ~ the rollout's
     n_correct, distinct, spreads, lengths, ent_num, ent_den, truncated = [], [], [], [], 0.0, 0, 0
     by_path = {}  # path -> [n correct, n wrong, sum c(o|q) correct, sum c(o|q) wrong]
+    bar = tqdm(total=len(problems), desc=desc, unit="prompt", leave=False, dynamic_ncols=True, mininterval=1.0)
     for i in range(0, len(problems), chunk):
         probs = problems[i: i + chunk]
         ro = rollout(model, tokenizer, probs, cfg, gen_rng, eos_ids, G=n, prompt_logprobs=False)
@@ -693,6 +346,8 @@ def evaluate(model, tokenizer, problems: list[dict], cfg: Config, *, n: int | No
             t = cfg.temperature
             ent_num += float(arm.token_entropy(logits.float() / t, mask)) * int(mask.sum())
             ent_den += int(mask.sum())
+        bar.update(len(probs))
+    bar.close()
     model.train(was_training)
     P = len(n_correct)
     return {
@@ -713,69 +368,6 @@ def evaluate(model, tokenizer, problems: list[dict], cfg: Config, *, n: int | No
 
 
 # ----------------------------------------------------------------------------------------------
-# checkpoints: atomic folders <out>/checkpoints/step_NNNNNN/{policy/, state.pt, config.json}
-
-
-def rng_state(generator: torch.Generator) -> dict:
-    s = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-         "sampling": generator.get_state()}
-    if torch.cuda.is_available():
-        s["cuda"] = torch.cuda.get_rng_state_all()
-    return s
-
-
-def set_rng_state(s: dict, generator: torch.Generator) -> None:
-    random.setstate(s["python"])
-    np.random.set_state(s["numpy"])
-    torch.set_rng_state(s["torch"])
-    generator.set_state(s["sampling"])
-    if "cuda" in s and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(s["cuda"])
-
-
-def save_checkpoint(out: Path, step: int, model, tokenizer, optimizer, scheduler, generator, data_pos: int,
-                    history: dict, cfg: Config) -> Path:
-    """Write everything a resumed run needs into a temp folder, then rename it into place: a
-    checkpoint folder either exists complete or not at all (a kill at any moment is safe)."""
-    root = out / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step_{step:06d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-step_{step:06d}-", dir=root))
-    try:
-        save_model(model, tmp / "policy", tokenizer)
-        state = {"step": step, "data_pos": data_pos, "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "rng": rng_state(generator), "history": history}
-        torch.save(state, tmp / "state.pt")
-        (tmp / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
-        if final.exists():  # the same step saved before (a resumed run): swap, then drop the old one
-            old = Path(tempfile.mkdtemp(prefix=".old-", dir=root))
-            os.replace(final, old / final.name)
-            os.replace(tmp, final)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if cfg.keep_checkpoints:
-        for old in sorted(root.glob("step_*"))[: -cfg.keep_checkpoints]:
-            shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
-def find_checkpoint(path: str | Path) -> Path:
-    """A checkpoint folder itself, or the latest complete one under a run folder."""
-    p = Path(path)
-    if (p / "state.pt").is_file():
-        return p
-    found = sorted((p / "checkpoints").glob("step_*")) if p.is_dir() else []
-    found = [c for c in found if (c / "state.pt").is_file()]
-    if not found:
-        raise ConfigError(f"resume: {p}: no checkpoint (expected a run folder with checkpoints/step_* or a step_* folder)")
-    return found[-1]
-
-
-# ----------------------------------------------------------------------------------------------
 # the run
 
 
@@ -790,30 +382,15 @@ def lr_lambda(warmup: int):
     return lambda s: min(1.0, (s + 1) / warmup) if warmup > 0 else 1.0
 
 
-def new_out_dir(cfg: Config) -> Path:
-    if cfg.out:
-        return Path(cfg.out)
-    base = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-    p, i = base, 1
-    while p.exists():
-        p, i = Path(f"{base}-{i}"), i + 1
-    return p
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    os.replace(tmp, path)
-
-
 def chat_eos_ids(model, tokenizer, cfg: Config) -> list[int]:
-    """The model's EOS ids, plus <|im_end|> under the qwen-chat template (a base model's chat turn ends there)."""
+    """The model's EOS ids, plus the chat template's end-of-turn token (<|im_end|>, <|eot_id|>):
+    a base model's chat turn ends there."""
     ids = list(getattr(model, "eos_token_ids", []))
-    if cfg.template == "qwen-chat":
-        im_end = tokenizer.token_to_id("<|im_end|>")
-        if im_end is None or tokenizer.token_to_id("<|im_start|>") is None:
-            raise ConfigError("template: qwen-chat needs <|im_start|>/<|im_end|> in the tokenizer; this model has none")
-        ids = list(dict.fromkeys(ids + [im_end]))
+    if cfg.template in TURN_TOKENS:
+        start, end = TURN_TOKENS[cfg.template]
+        if tokenizer.token_to_id(start) is None or tokenizer.token_to_id(end) is None:
+            raise ConfigError(f"template: {cfg.template} needs {start}/{end} in the tokenizer; this model has none")
+        ids = list(dict.fromkeys(ids + [tokenizer.token_to_id(end)]))
     if not ids:
         raise ConfigError("model: no EOS token id in generation_config.json/config.json: responses would never end")
     return ids
@@ -827,7 +404,7 @@ def train(cfg: Config, log=print) -> dict:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg)
     ckpt = find_checkpoint(cfg.resume) if cfg.resume else None
-    out = Path(cfg.out) if cfg.out else (ckpt.parent.parent if ckpt else new_out_dir(cfg))
+    out = Path(cfg.out) if cfg.out else (ckpt.parent.parent if ckpt else new_run_dir())
     out.mkdir(parents=True, exist_ok=True)
 
     base_model_path = cfg.model or str(toy_dir(cfg.toy))
@@ -839,7 +416,8 @@ def train(cfg: Config, log=print) -> dict:
     if cfg.kl_coef > 0:  # the frozen initial policy, only when the KL term is on
         ref_model = load_model(base_model_path, device=device, dtype=torch.float32).eval().requires_grad_(False)
     for p in train_set[:1] + held[:1]:
-        if len(encode_prompts(tokenizer, [p["prompt"]])[0]) + cfg.max_new_tokens > model.config.max_position_embeddings:
+        prompt_len = len(encode_prompts(tokenizer, [p["prompt"]], cfg.template)[0])
+        if prompt_len + cfg.max_new_tokens > model.config.max_position_embeddings:
             raise ConfigError(f"max_new_tokens: prompt + {cfg.max_new_tokens} new tokens exceed the model's "
                               f"max_position_embeddings {model.config.max_position_embeddings}")
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
@@ -850,12 +428,8 @@ def train(cfg: Config, log=print) -> dict:
     random.seed(cfg.seed)
     np.random.seed(cfg.seed % 2 ** 32)
     torch.manual_seed(cfg.seed)
-    if ckpt:
-        state = torch.load(ckpt / "state.pt", map_location=device, weights_only=False)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"], generator)
-        step, data_pos, history = state["step"], state["data_pos"], state["history"]
+    if ckpt:  # optimizer, scheduler and every RNG as they were; state.pt is read with weights_only (no code runs)
+        step, data_pos, history = restore(ckpt, optimizer, scheduler, generator)
         log(f"resuming from {ckpt} at step {step}")
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
     write_jsonl(out / "metrics.jsonl", history["metrics"])
@@ -864,12 +438,14 @@ def train(cfg: Config, log=print) -> dict:
     def run_eval(at_step: int):
         if not held:
             return
-        e = {"step": at_step, **evaluate(model, tokenizer, held, cfg, path_fn=path_fn, eos_ids=eos_ids)}
+        e = {"step": at_step, **evaluate(model, tokenizer, held, cfg, path_fn=path_fn, eos_ids=eos_ids,
+                                         desc=f"eval at step {at_step}")}
         history["evals"].append(e)
         write_jsonl(out / "eval.jsonl", history["evals"])
 
     def checkpoint():
-        return save_checkpoint(out, step, model, tokenizer, optimizer, scheduler, generator, data_pos, history, cfg)
+        return save_checkpoint(out, step, model, tokenizer, optimizer, scheduler, generator, data_pos, history,
+                               dataclasses.asdict(cfg), cfg.keep_checkpoints)
 
     if step == 0 and cfg.eval_before and not history["evals"]:
         run_eval(0)
@@ -883,7 +459,6 @@ def train(cfg: Config, log=print) -> dict:
         stop["asked"] = True
         tqdm.write("Ctrl-C: finishing this step, then saving a checkpoint (Ctrl-C again to abort)")
 
-    import threading
     if threading.current_thread() is threading.main_thread():
         old_handler = signal.signal(signal.SIGINT, on_sigint)
     t_start = time.time()
@@ -932,19 +507,14 @@ def train(cfg: Config, log=print) -> dict:
 
 def format_table(before: dict | None, after: dict | None) -> str:
     """Before/after evaluation as a small markdown table."""
-    cols = [("before", before), ("after", after)]
-    cols = [(name, e) for name, e in cols if e]
+    cols = [(name, e) for name, e in (("before", before), ("after", after)) if e]
     if not cols:
         return "(no evaluation)"
-    rows = [f"pass@{k}" for k in cols[0][1]["pass@k"]] + ["entropy", "distinct correct", "response length"]
+    rows = [(f"pass@{k}", lambda e, k=k: e["pass@k"][k]) for k in cols[0][1]["pass@k"]] + [
+        ("entropy", lambda e: e["entropy"]), ("distinct correct", lambda e: e["distinct_correct"]),
+        ("response length", lambda e: e["response_len"])]
     lines = ["| metric | " + " | ".join(n for n, _ in cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    for r in rows:
-        vals = []
-        for _, e in cols:
-            v = e["pass@k"][r[5:]] if r.startswith("pass@") else {
-                "entropy": e["entropy"], "distinct correct": e["distinct_correct"], "response length": e["response_len"]}[r]
-            vals.append(f"{v:.3f}")
-        lines.append(f"| {r} | " + " | ".join(vals) + " |")
+    lines += [f"| {name} | " + " | ".join(f"{value(e):.3f}" for _, e in cols) + " |" for name, value in rows]
     return "\n".join(lines)
 
 
@@ -953,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = parse_args(argv)
         t = time.time()
         res = train(cfg)
-    except (ConfigError, DataError, ModelLoadError) as e:
+    except (ConfigError, DataError, ModelLoadError, CheckpointError) as e:
         print(f"train.py: error: {e}", file=sys.stderr)
         return 2
     except NonFiniteError as e:

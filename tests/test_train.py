@@ -48,7 +48,7 @@ def test_help_lists_every_flag_users_expect():
     ({"strict": 1}, "strict: expected bool"),
     ({"lr": True}, "lr: expected float"),
     ({"algo": "ppo"}, "algo: 'ppo' is not one of"),
-    ({"micro_batch": 1000}, "micro_batch: 1000 is larger than the rollout"),
+    ({"micro_batch": 0}, "micro_batch: must be >= 1"),
     ({"algo": "grpo", "alpha": 0.5}, "alpha: --algo grpo is ARM with alpha = 0"),
     ({"group_size": 1}, "group_size:"),
     ({"mini_batches": 3}, "mini_batches:"),
@@ -71,6 +71,22 @@ def test_flags_override_config_file_and_types_are_checked(tmp_path, capsys):
     with pytest.raises(SystemExit):  # argparse: a wrong type on the command line is one line too
         train.parse_args(["--steps", "many"])
     assert "--steps: invalid int value" in capsys.readouterr().err
+
+
+def test_defaults_that_outgrow_a_small_rollout_are_clamped_not_refused(tiny):
+    """`--prompts-per-step 4 --group-size 4` leaves micro_batch at its default 32: more rows than the
+    rollout's 16 bound nothing, so they are clamped (config.json records 16), never refused."""
+    assert train.parse_args(["--steps", "2", "--prompts-per-step", "4", "--group-size", "4"]).micro_batch == 16
+    assert cfg_for(tiny, micro_batch=5).micro_batch == 5
+    assert "clamped" in train.build_parser().format_help()
+
+
+def test_help_text_comes_from_the_config_fields():
+    import dataclasses
+    text = " ".join(train.build_parser().format_help().split())
+    for f in dataclasses.fields(train.Config):
+        assert f.metadata["help"].split()[0] in text and "--" + f.name.replace("_", "-") in text, f.name
+    assert "P distinct prompts per step (default: 16)" in text
 
 
 # ---------------------------------------------------------------- data
@@ -139,6 +155,17 @@ def test_held_out_records_never_trained_on(tiny):
     cfg = cfg_for(tiny, eval_prompts=5)
     tr, held, _ = train.load_problems(cfg)
     assert len(held) == 5 and not {p["prompt"] for p in held} & {p["prompt"] for p in tr}
+
+
+def test_a_data_file_too_small_for_the_default_eval_prompts_holds_out_half(tiny, tmp_path):
+    warnings = []
+    cfg = cfg_for(tiny, eval_prompts=128)  # the default, for a 24-record file
+    tr, held, _ = train.load_problems(cfg, warn=warnings.append)
+    assert (len(held), len(tr)) == (12, 12) and "holding out 12 of its 24 records" in warnings[0]
+    assert [len(x) for x in train.load_problems(cfg_for(tiny, eval_prompts=23))[:2]] == [1, 23]  # as before
+    one = write_jsonl(tmp_path / "one.jsonl", [{"prompt": "a", "answer": "1"}])
+    with pytest.raises(train.DataError, match="cannot be split"):
+        train.load_problems(cfg_for(tiny, data=str(one)))
 
 
 # ---------------------------------------------------------------- the stages

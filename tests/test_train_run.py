@@ -172,3 +172,73 @@ def test_main_job_path_on_the_shipped_toy(tmp_path, capsys):
     m = metrics(out)[0]
     assert m["conf_q_mean"] > 0 and m["response_len"] > 3
     assert "| pass@4 |" in capsys.readouterr().out
+
+
+def old_layout(state_pt: Path) -> None:
+    """Rewrite a state.pt as train.py wrote it before checkpoint.py: Python's and numpy's RNG states
+    pickled as random.getstate() and np.random.get_state() return them (a tuple, a numpy array)."""
+    import numpy as np
+
+    s = torch.load(state_pt, weights_only=True)
+    version, internal, gauss = s["rng"]["python"]
+    name, keys, pos, has_gauss, cached = s["rng"]["numpy"]
+    s["rng"]["python"] = (version, tuple(internal), gauss)
+    s["rng"]["numpy"] = (name, keys.numpy().astype(np.uint32), pos, has_gauss, cached)
+    torch.save(s, state_pt)
+
+
+def test_old_layout_checkpoint_is_refused_then_upgraded_and_resumes_bit_identically(tiny, tmp_path, capsys,
+                                                                                     mixed_rewards):
+    import checkpoint
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert train.main(argv(tiny, a, "--steps", "2", "--save-every", "1", "--keep-checkpoints", "0")) == 0
+    shutil.copytree(a / "checkpoints" / "step_000001", b / "checkpoints" / "step_000001")
+    step1 = b / "checkpoints" / "step_000001"
+    old_layout(step1 / "state.pt")
+    capsys.readouterr()
+    assert train.main(["--resume", str(b)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not loaded" in err and f"python checkpoint.py --upgrade {step1}" in err
+    assert checkpoint.main(["--upgrade", str(step1)]) == 0
+    torch.load(step1 / "state.pt", weights_only=True)
+    assert train.main(["--resume", str(b)]) == 0
+    wa, wb = weights(a), weights(b)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa) and metrics(a) == metrics(b)
+
+
+class RunsCode:
+    """Unpickling this creates a file: what a tampered state.pt could do with weights_only=False."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.makedirs, (str(self.marker),)
+
+
+@pytest.mark.parametrize("payload", ["code", "garbage", "not a dict"])
+def test_tampered_state_is_refused_in_one_line_and_runs_nothing(tiny, tmp_path, capsys, payload):
+    run = tmp_path / "run"
+    assert train.main(argv(tiny, run, "--steps", "1", "--eval-prompts", "0")) == 0
+    state = run / "checkpoints" / "step_000001" / "state.pt"
+    marker = tmp_path / "pwned"
+    if payload == "code":
+        s = torch.load(state, weights_only=True)
+        s["history"]["metrics"].append(RunsCode(marker))
+        torch.save(s, state)
+    elif payload == "garbage":
+        state.write_bytes(b"\x00not a torch file")
+    else:
+        torch.save([1, 2, 3], state)
+    capsys.readouterr()
+    assert train.main(["--resume", str(run), "--steps", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"train.py: error: resume: {state}:"), err
+    assert not marker.exists()
+
+
+def test_every_evaluation_shows_a_progress_bar(tiny, tmp_path, capsys):
+    assert train.main(argv(tiny, tmp_path / "run", "--steps", "1")) == 0
+    err = capsys.readouterr().err
+    assert "eval at step 0" in err and "eval at step 1" in err and "train" in err

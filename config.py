@@ -1,0 +1,247 @@
+"""A run's settings: the Config dataclass, its validation, and the flags and --config file that fill it.
+
+Flags, --config JSON and a resumed run's config.json all land in one Config, validated in full
+before any work; every mistake a user can make is one line naming the key. Each field is written
+once, with its default, its --help text and (for a string with fixed values) its choices: adding
+a setting is adding one line to Config.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+import templates
+from checkpoint import find_checkpoint
+
+DEFAULT_ALPHA = 1.0  # ARM strength when --algo arm and no --alpha is given
+
+
+def opt(default, help: str, choices: tuple | None = None):
+    """One Config field: its default, its --help text and, for a string, the values it may take."""
+    return field(default=default, metadata={"help": help, **({"choices": choices} if choices else {})})
+
+
+@dataclass
+class Config:
+    # model and data
+    model: str = opt("", "Hugging Face folder; '' = the built-in toy of --toy")
+    data: str = opt("", "training JSONL (GSM8K, MATH or prompt/answer); '' = the toy's generator")
+    toy: str = opt("original", "built-in toy regime: original (toy/) | equal-paths (toy-equal-paths/)",
+                   ("original", "equal-paths"))
+    eval_data: str = opt("", "held-out JSONL; '' = toy held-out split, or the first --eval-prompts lines of --data")
+    template: str = opt("plain", "plain (text as is) | qwen-chat | llama3-chat | chatml (chat markers written "
+                                 "out, boxed instruction) | auto (picked from the tokenizer's special tokens and "
+                                 "saved as the name it picked)", templates.TEMPLATES + ("auto",))
+    strict: bool = opt(False, "refuse a data file with any malformed line instead of skipping the line")
+    # the algorithm (PAPER.md)
+    algo: str = opt("arm", "arm | grpo (= arm with alpha 0)", ("arm", "grpo"))
+    alpha: float | None = opt(None, f"ARM strength; None = {DEFAULT_ALPHA} for arm, 0 for grpo")
+    low_frac: float = opt(0.2, "fraction of lowest-probability tokens in c(o|q)")
+    adv_scale: str = opt("std", "std (GRPO) | none (Dr.GRPO)", ("std", "none"))
+    all_correct: str = opt("arm", "arm: ARM shift also in all-correct groups | grpo: not there", ("arm", "grpo"))
+    shift_rows: str = opt("group", "who gets ARM's shift: group (paper: every response of a group with a correct "
+                                   "answer) | correct (ablation: correct responses only)", ("group", "correct"))
+    shift_center: str = opt("prompt", "what c(o|q) is compared with: prompt (paper: c(q)) | correct-mean (ablation: "
+                                      "the mean c(o|q) of the group's correct responses)", ("prompt", "correct-mean"))
+    loss_agg: str = opt("token-mean", "token-mean (DAPO) | seq-mean-token-mean (GRPO) | constant (Dr.GRPO)",
+                        ("token-mean", "seq-mean-token-mean", "constant"))
+    eps_low: float = opt(0.2, "clip ratio below at 1 - eps_low")
+    eps_high: float = opt(0.28, "clip ratio above at 1 + eps_high")
+    kl_coef: float = opt(0.0, "k3 KL to the frozen initial model; 0 = no reference model loaded")
+    # rollout
+    steps: int = opt(200, "training steps (one rollout batch each)")
+    prompts_per_step: int = opt(16, "P distinct prompts per step")
+    group_size: int = opt(8, "G responses per prompt")
+    max_new_tokens: int = opt(48, "longest response; longer ones are cut and counted as truncated")
+    temperature: float = opt(1.0, "sampling temperature (training log-probs use the same one)")
+    top_p: float = opt(1.0, "nucleus sampling (log-probs stay those of the full distribution)")
+    # optimisation
+    lr: float = opt(2e-4, "AdamW peak learning rate")
+    weight_decay: float = opt(0.0, "AdamW weight decay")
+    warmup_steps: int = opt(5, "linear warm-up of the learning rate, then constant")
+    grad_clip: float = opt(1.0, "max global gradient norm (0 = no clipping)")
+    epochs: int = opt(1, "PPO epochs over each rollout batch")
+    mini_batches: int = opt(1, "optimizer steps per epoch (the rollout is split into this many)")
+    micro_batch: int = opt(32, "rows per forward/backward pass: bounds memory, not the result; "
+                               "more than the rollout's P x G rows is clamped to P x G")
+    # evaluation
+    eval_every: int = opt(0, "evaluate every N steps (0 = only before and after training)")
+    eval_prompts: int = opt(128, "held-out prompts per evaluation (0 = no evaluation); without --eval-data, the "
+                                 "first records of --data, or half of them if it has no more than this")
+    eval_n: int = opt(32, "samples per held-out prompt (pass@k for k = 1, 2, 4, ..., n)")
+    eval_seed: int = opt(1234, "fixes the held-out prompts and the eval samples (same for every run)")
+    eval_before: bool = opt(True, "evaluate the initial model before training")
+    # run
+    seed: int = opt(0, "data order, sampling, everything")
+    save_every: int = opt(50, "checkpoint every N steps (0 = only at the end / on Ctrl-C)")
+    keep_checkpoints: int = opt(2, "checkpoints kept (0 = all)")
+    resume: str = opt("", "run folder or checkpoint folder to continue from")
+    out: str = opt("", "output folder; '' = runs/<timestamp>")
+    device: str = opt("auto", "auto | cpu | cuda | cuda:N")
+    dtype: str = opt("auto", "auto (bf16 autocast on CUDA, float32 on CPU) | float32 | bfloat16",
+                     ("auto", "float32", "bfloat16"))
+    threads: int = opt(1, "CPU threads for torch; 1 suits the toy's tiny matrices and shared machines "
+                          "(0 = torch's default)")
+
+
+CHOICES = {f.name: f.metadata["choices"] for f in dataclasses.fields(Config) if "choices" in f.metadata}
+
+
+class ConfigError(ValueError):
+    """A configuration a user can get wrong; the message is one line naming the key."""
+
+
+def _field_types() -> dict[str, tuple[type, bool]]:
+    """name -> (base type, None allowed), read from the dataclass annotations."""
+    out = {}
+    for f in dataclasses.fields(Config):
+        t = str(f.type)
+        base = {"int": int, "float": float, "str": str, "bool": bool}[t.split(" ")[0]]
+        out[f.name] = (base, "None" in t)
+    return out
+
+
+def _coerce(key: str, value, base: type, nullable: bool):
+    """Check one value's type (JSON or argparse); ints are accepted for floats, nothing else is."""
+    if value is None and nullable:
+        return None
+    ok = (isinstance(value, base) and not (base is int and isinstance(value, bool))) or (
+        base is float and isinstance(value, int) and not isinstance(value, bool))
+    if not ok:
+        raise ConfigError(f"{key}: expected {base.__name__}, got {type(value).__name__} {value!r}")
+    return float(value) if base is float else value
+
+
+def make_config(values: dict) -> Config:
+    """Config from a dict (a --config file, flags, a checkpoint's config); validated in full."""
+    types = _field_types()
+    kw = {}
+    for key, value in values.items():
+        k = key.replace("-", "_")
+        if k not in types:
+            raise ConfigError(f"{key}: unknown key (known: {', '.join(types)})")
+        kw[k] = _coerce(key, value, *types[k])
+    cfg = Config(**kw)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Every impossible value or combination, as one line naming the key. Resolves what is left to
+    the program: alpha (None), template (auto) and a micro_batch larger than the rollout."""
+    def bad(key, msg):
+        raise ConfigError(f"{key}: {msg}")
+
+    for k, options in CHOICES.items():
+        if getattr(cfg, k) not in options:
+            bad(k, f"{getattr(cfg, k)!r} is not one of {', '.join(options)}")
+    if cfg.algo == "grpo":
+        if cfg.alpha not in (None, 0.0):
+            bad("alpha", f"--algo grpo is ARM with alpha = 0; got alpha {cfg.alpha} (use --algo arm)")
+        cfg.alpha = 0.0
+    elif cfg.alpha is None:
+        cfg.alpha = DEFAULT_ALPHA
+    for k in ("steps", "eval_every", "eval_prompts", "save_every", "keep_checkpoints", "warmup_steps", "threads"):
+        if getattr(cfg, k) < 0:
+            bad(k, f"must be >= 0, got {getattr(cfg, k)}")
+    for k in ("prompts_per_step", "max_new_tokens", "epochs", "mini_batches", "micro_batch", "eval_n"):
+        if getattr(cfg, k) < 1:
+            bad(k, f"must be >= 1, got {getattr(cfg, k)}")
+    if cfg.group_size < 2:
+        bad("group_size", f"GRPO compares responses within a group: need >= 2, got {cfg.group_size}")
+    if not cfg.temperature > 0:
+        bad("temperature", f"must be > 0 for policy-gradient training, got {cfg.temperature}")
+    if not 0 < cfg.top_p <= 1:
+        bad("top_p", f"must be in (0, 1], got {cfg.top_p}")
+    if not 0 < cfg.low_frac <= 1:
+        bad("low_frac", f"must be in (0, 1], got {cfg.low_frac}")
+    if not 0 <= cfg.eps_low < 1:
+        bad("eps_low", f"must be in [0, 1), got {cfg.eps_low}")
+    for k in ("eps_high", "kl_coef", "lr", "weight_decay", "grad_clip"):
+        if not getattr(cfg, k) >= 0 or not math.isfinite(getattr(cfg, k)):
+            bad(k, f"must be a finite number >= 0, got {getattr(cfg, k)}")
+    if not math.isfinite(cfg.alpha):
+        bad("alpha", f"must be finite, got {cfg.alpha}")
+    rows = cfg.prompts_per_step * cfg.group_size
+    cfg.micro_batch = min(cfg.micro_batch, rows)  # a bound on memory: more rows than the rollout has is no error
+    if rows % cfg.mini_batches:
+        bad("mini_batches", f"the rollout of {rows} rows does not split into {cfg.mini_batches} equal mini-batches")
+    if cfg.device != "auto" and not (cfg.device == "cpu" or cfg.device.startswith("cuda")):
+        bad("device", f"{cfg.device!r} is not auto, cpu, cuda or cuda:N")
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        bad("device", f"{cfg.device!r} asked for, but torch sees no CUDA device")
+    if cfg.dtype == "bfloat16" and resolve_device(cfg).type != "cuda":
+        bad("dtype", "bfloat16 autocast is for CUDA; on CPU use float32")
+    for k in ("model", "resume"):
+        if getattr(cfg, k) and not Path(getattr(cfg, k)).is_dir():
+            bad(k, f"{getattr(cfg, k)}: folder not found")
+    for k in ("data", "eval_data"):
+        if getattr(cfg, k) and not Path(getattr(cfg, k)).is_file():
+            bad(k, f"{getattr(cfg, k)}: file not found")
+    if cfg.template == "auto":
+        cfg.template = templates.pick_template(cfg.model)[0] if cfg.model else "plain"
+    if cfg.template != "plain" and not cfg.model:
+        bad("template", f"{cfg.template} needs a chat model (--model); the toy continues plain text")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """One flag per Config field (--snake-case -> --kebab-case); help and default from the field."""
+    ap = argparse.ArgumentParser(
+        prog="train.py", description="ARM-weighted GRPO (ProGRPO). No arguments: train the built-in toy on CPU.",
+        argument_default=argparse.SUPPRESS)  # only flags the user gave override --config / --resume
+    ap.add_argument("--config", help="JSON file of config keys (as in a run's config.json); flags override it")
+    types = _field_types()
+    for f in dataclasses.fields(Config):
+        base, _ = types[f.name]
+        flag = "--" + f.name.replace("_", "-")
+        help_ = f"{f.metadata['help']} (default: {f.default!r})"
+        if base is bool:
+            ap.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_)
+        elif f.name in CHOICES:
+            ap.add_argument(flag, choices=CHOICES[f.name], help=help_)
+        else:
+            ap.add_argument(flag, type=base, help=help_, metavar=f.name.upper())
+    return ap
+
+
+def read_json_object(path: str | Path, what: str) -> dict:
+    try:
+        d = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{what}: {path}: file not found") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{what}: {path}:{e.lineno}: malformed JSON ({e.msg})") from None
+    if not isinstance(d, dict):
+        raise ConfigError(f"{what}: {path}: expected a JSON object")
+    return d
+
+
+def parse_args(argv: list[str] | None = None, log=print) -> Config:
+    """Flags > --config file > the resumed run's config > defaults."""
+    given = vars(build_parser().parse_args(argv))
+    values = {}
+    if "config" in given:
+        values.update(read_json_object(given.pop("config"), "config"))
+    resume = given.get("resume", values.get("resume", ""))
+    if resume:
+        ckpt = find_checkpoint(resume)
+        saved = read_json_object(ckpt / "config.json", "resume")
+        saved.pop("out", None)  # a resumed run writes where its checkpoint lives, unless --out says otherwise
+        values = {**saved, **values, "resume": resume}
+    values.update(given)
+    cfg = make_config(values)
+    if values.get("template") == "auto" and cfg.model:
+        log(f"--template auto: {cfg.template} ({templates.pick_template(cfg.model)[1]})")
+    return cfg
+
+
+def resolve_device(cfg: Config) -> torch.device:
+    if cfg.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(cfg.device)

@@ -1,0 +1,125 @@
+"""The problems a run trains and evaluates on: the toy's generator or a JSONL file, as a seeded stream.
+
+JSONL records may be GSM8K (question/answer), MATH (problem/solution) or prompt/answer; each
+question goes through the run's template (templates.py).
+
+A problem is {"prompt": text the policy continues, "answer": the gold answer verifier.verify reads}.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+import verifier
+from config import Config
+from templates import apply_template
+
+TOY_TRAIN_PROBLEMS = 10000  # the toy's training pool (a step uses --prompts-per-step of them)
+
+
+class DataError(ValueError):
+    """A data file we refuse; the message names FILE:LINE and the reason."""
+
+
+def parse_record(d) -> dict:
+    """One JSONL record -> {"question", "answer"}; raises ValueError(reason) if malformed.
+
+    GSM8K: question + answer ending in '#### N'. MATH: problem + solution with \\boxed{} (or an
+    explicit answer field). Plain: prompt + answer."""
+    if not isinstance(d, dict):
+        raise ValueError(f"expected a JSON object, got {type(d).__name__}")
+
+    def text(key):
+        v = d[key]
+        if not isinstance(v, (str, int, float)) or isinstance(v, bool) or str(v).strip() == "":
+            raise ValueError(f"field {key!r} is empty or not a string")
+        return str(v)
+
+    if "question" in d and "answer" in d:  # GSM8K
+        ans = text("answer")
+        if "####" not in ans:
+            raise ValueError("GSM8K answer has no '#### N' final answer")
+        gold = ans.rsplit("####", 1)[1].strip()
+        if not gold:
+            raise ValueError("GSM8K answer is empty after '####'")
+        return {"question": text("question"), "answer": gold}
+    if "problem" in d and ("answer" in d or "solution" in d):  # MATH (MATH-500 has both)
+        if "answer" in d:
+            return {"question": text("problem"), "answer": text("answer")}
+        gold = verifier.extract_answer(text("solution"))
+        if not gold:
+            raise ValueError("MATH solution has no \\boxed{} answer")
+        return {"question": text("problem"), "answer": gold}
+    if "prompt" in d and "answer" in d:
+        return {"question": text("prompt"), "answer": text("answer")}
+    raise ValueError(f"unknown record with keys {sorted(d)[:6]}: expected question/answer (GSM8K), "
+                     "problem/solution (MATH) or prompt/answer")
+
+
+def read_jsonl(path: str | Path, *, strict: bool = False, warn=print) -> list[dict]:
+    """Records of a JSONL file. A malformed line is reported as FILE:LINE: reason and skipped
+    (strict: the file is refused with that message)."""
+    out, bad = [], 0
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                try:
+                    d = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"malformed JSON ({e.msg}, column {e.colno})") from None
+                out.append(parse_record(d))
+            except ValueError as e:
+                msg = f"{path}:{lineno}: {e}"
+                if strict:
+                    raise DataError(msg + " (--strict: refusing the file)") from None
+                warn(f"skipping {msg}")
+                bad += 1
+    if not out:
+        raise DataError(f"{path}: no usable records" + (f" ({bad} malformed lines)" if bad else ""))
+    return out
+
+
+def load_problems(cfg: Config, warn=print) -> tuple[list[dict], list[dict], Callable[[str], str | None]]:
+    """(train problems, held-out problems, path_fn). Each problem: {"prompt": text, "answer": gold}.
+    path_fn(text) names the solution a correct response took (toy.solution_path for the toy;
+    for other data the whitespace-normalised response, i.e. distinct correct texts).
+    Without --eval-data, the first --eval-prompts records of --data are held out; a file with no
+    more records than that holds out half of them instead (and says so), so that it still trains."""
+    if not cfg.data:
+        import toy
+
+        train = toy.make_problems(TOY_TRAIN_PROBLEMS, cfg.seed, "train", cfg.toy)  # fixed size: --steps never changes the order
+        held = toy.make_problems(cfg.eval_prompts, cfg.eval_seed, "heldout", cfg.toy) if cfg.eval_prompts else []
+        return train, held, toy.solution_path
+    records = read_jsonl(cfg.data, strict=cfg.strict, warn=warn)
+    if cfg.eval_data:
+        held = read_jsonl(cfg.eval_data, strict=cfg.strict, warn=warn)[: cfg.eval_prompts]
+    else:  # hold out the first records; never train on them
+        n_held = cfg.eval_prompts if cfg.eval_prompts < len(records) else len(records) // 2
+        if n_held < cfg.eval_prompts:
+            if not n_held:
+                raise DataError(f"{cfg.data}: {len(records)} record(s) cannot be split into held-out and training "
+                                "problems; give --eval-data or --eval-prompts 0")
+            warn(f"{cfg.data}: holding out {n_held} of its {len(records)} records, not --eval-prompts "
+                 f"{cfg.eval_prompts}, which would leave nothing to train on (--eval-data gives a separate file)")
+        held, records = records[:n_held], records[n_held:]
+    as_problem = lambda r: {"prompt": apply_template(r["question"], cfg.template), "answer": r["answer"]}
+    return [as_problem(r) for r in records], [as_problem(r) for r in held], lambda t: " ".join(t.split())
+
+
+def take_batch(problems: list[dict], pos: int, k: int, seed: int) -> list[dict]:
+    """Problems pos .. pos+k-1 of an endless stream: the list shuffled anew each pass, by (seed, pass).
+    Stateless, so a resumed run only needs `pos`."""
+    orders = {}  # pass -> permutation, for the one or two passes this batch touches
+    out = []
+    for i in range(pos, pos + k):
+        epoch, j = divmod(i, len(problems))
+        if epoch not in orders:
+            orders[epoch] = np.random.default_rng([seed, epoch]).permutation(len(problems))
+        out.append(problems[orders[epoch][j]])
+    return out
