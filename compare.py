@@ -27,7 +27,9 @@ the same sampling seed, n samples each (32). Reported per regime and method, mea
 (ddof 1) over seeds: pass@k for k = 1..n (arm.pass_at_k on the per-prompt counts), token entropy,
 distinct correct paths per prompt (toy.solution_path), the spread of c(o|q) over correct samples,
 the share of correct samples per path, and the training curves (entropy, accuracy). Each method is
-compared with GRPO seed by seed: mean paired difference and its 95 % t-interval over seeds.
+compared with GRPO seed by seed: mean paired difference and its 95 % t-interval over seeds. The
+row "pass@n − pass@1" is how much a policy gains from more samples: its paired difference to GRPO
+is positive when a method's gain over GRPO grows with k (PAPER.md claim 2).
 
 Outputs: <out>/<regime>/results.json (every number, per-run values, the exact settings) and
 <out>/<regime>/compare.png (when matplotlib is importable: pip install -r requirements-plot.txt),
@@ -305,8 +307,9 @@ def path_shares(e: dict) -> dict[str, float]:
 def finals(r: dict) -> dict:
     """One run's final numbers, flat: pass@k for every k, the scalars, the correct-path shares."""
     e = r["final"]
-    return {**{f"pass@{k}": v for k, v in all_pass_at_k(e).items()}, **{k: e.get(k) for k in SCALARS},
-            **{f"share:{p}": v for p, v in path_shares(e).items()}}
+    p = all_pass_at_k(e)
+    return {**{f"pass@{k}": v for k, v in p.items()}, "pass@n-pass@1": p[str(e["n"])] - p["1"],
+            **{k: e.get(k) for k in SCALARS}, **{f"share:{q}": v for q, v in path_shares(e).items()}}
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -383,7 +386,8 @@ def format_tables(res: dict) -> str:
     names = [m for m in ms if m != "base"]
     n = res["eval"]["n"]
     ks = [k for k in (1, 2, 4, 8, 16, 32) if k <= n] + ([n] if n not in (1, 2, 4, 8, 16, 32) else [])
-    rows = [(f"pass@{k}", f"pass@{k}", 3) for k in ks] + [(k, label, 1 if k == "response_len" else 3) for k, label in ROWS]
+    rows = [(f"pass@{k}", f"pass@{k}", 3) for k in ks] + [("pass@n-pass@1", f"pass@{n} − pass@1", 3)] + \
+        [(k, label, 1 if k == "response_len" else 3) for k, label in ROWS]
     head = f"regime {res['regime']}, mean ± std over {len(res['seeds'])} seeds"
     lines = [f"| {head} | base | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
     for key, label, digits in rows:
