@@ -1,6 +1,6 @@
 """GRPO vs ARM and ARM's parts, side by side on both toy regimes, over seeds (PAPER.md's claims).
 
-    python compare.py --workers 2                   # the full comparison: both regimes x 5 methods x 6 seeds
+    python compare.py --workers 2                   # the full comparison: both regimes x 6 methods x 12 seeds
     python compare.py --quick                       # a first look: 1 seed, short runs (~3 min)
     python compare.py --regime equal-paths --method arm --seed 3    # rerun one cell, beside the stored one
     python compare.py --regime original --method grpo,arm --seeds 3 --out /tmp/cmp  # any subset
@@ -19,6 +19,7 @@ The methods (every ARM variant with the same alpha, fixed before any run; PAPER.
 
 All four ARM variants share the re-weighting among correct answers, alpha (cbar - c(o_i|q)); they
 differ only in the offset alpha (c(q) - cbar) and in whether wrong answers get a shift at all.
+NAME@ALPHA is a variant at another alpha: the default list adds arm-centred-correct-only@10.
 
 Every run of a regime starts from that regime's shipped toy with the same settings; runs of one seed
 share the training prompts, their order and the sampling seed and differ only in the advantage.
@@ -67,7 +68,11 @@ METHODS = {  # name -> (shift_rows, shift_center); grpo is alpha = 0
     "arm-centred": ("group", "correct-mean"),
     "arm-centred-correct-only": ("correct", "correct-mean"),
 }
-SEEDS = 6  # training seeds 0 .. SEEDS-1, the same for every method and regime
+# the default methods: the five above at ALPHA, and the zero-sum re-weighting at alpha 10, where its
+# shifts are as large as GRPO's advantages (c(o|q) spreads by only 0.04-0.12 among a group's
+# correct answers); fixed, with its reason, before any run (results/PREDICTIONS.md)
+DEFAULT_METHODS = tuple(METHODS) + ("arm-centred-correct-only@10",)
+SEEDS = 12  # training seeds 0 .. SEEDS-1, the same for every method and regime
 RUN = dict(  # train.py settings shared by every run (any train.py flag overrides them)
     steps=100,  # training steps per run
     prompts_per_step=16,  # P prompts per step
@@ -98,7 +103,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]
     ap = argparse.ArgumentParser(prog="compare.py", description=__doc__.split("\n")[0], allow_abbrev=False,
                                  epilog="Any other train.py flag (e.g. --lr, --low-frac, --model) is passed on to every run.")
     ap.add_argument("--regime", default=",".join(REGIMES), help=f"comma-separated toy regimes (default {','.join(REGIMES)})")
-    ap.add_argument("--method", default=",".join(METHODS), help=f"comma-separated methods (default all: {','.join(METHODS)})")
+    ap.add_argument("--method", default=",".join(DEFAULT_METHODS),
+                    help=f"comma-separated methods, NAME or NAME@ALPHA (default {','.join(DEFAULT_METHODS)})")
     ap.add_argument("--seeds", type=int, default=SEEDS, help=f"number of training seeds, 0..N-1 (default {SEEDS}; 1 with --quick)")
     ap.add_argument("--seed", type=int, default=None, help="rerun this one seed only and print it beside the stored results")
     ap.add_argument("--alpha", type=float, default=ALPHA, help=f"ARM strength of every ARM variant (default {ALPHA:g})")
@@ -117,7 +123,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]
             raise CompareError(f"--{k.replace('_', '-')}: set by compare.py for each run; not allowed here")
     args.regimes = parse_list(args.regime, "--regime", REGIMES)
     args.alphas = parse_alphas(args.alphas)
-    args.methods = parse_list(args.method, "--method", tuple(METHODS) + tuple(method_name(a) for a in args.alphas))
+    args.methods = parse_methods(args.method) + [method_name(a) for a in args.alphas]
+    args.methods = list(dict.fromkeys(args.methods))
     if args.seed is not None:
         if args.seed < 0:
             raise CompareError(f"--seed: need a seed >= 0, got {args.seed}")
@@ -149,6 +156,24 @@ def parse_list(text: str, flag: str, known: tuple[str, ...]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+def parse_methods(text: str) -> list[str]:
+    """'grpo,arm,arm-centred@10' -> the names, each a METHODS key, optionally @ a finite alpha > 0."""
+    out = [p.strip() for p in text.split(",") if p.strip()]
+    for p in out:
+        name, at, a = p.partition("@")
+        if name not in METHODS or (at and name == "grpo"):
+            raise CompareError(f"--method: {p!r} is not one of {', '.join(METHODS)} (ARM ones may end in @ALPHA)")
+        try:
+            ok = not at or (math.isfinite(float(a)) and float(a) > 0)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise CompareError(f"--method: {p!r}: the alpha after @ must be a finite number > 0")
+    if not out:
+        raise CompareError(f"--method: name at least one of {', '.join(METHODS)}")
+    return list(dict.fromkeys(out))
+
+
 def parse_alphas(text: str) -> list[float]:
     """'0.3,3' -> [0.3, 3.0]; each alpha must be a finite number > 0."""
     out = []
@@ -166,18 +191,17 @@ def parse_alphas(text: str) -> list[float]:
 
 
 def method_name(alpha: float) -> str:
-    """The name of a sweep point of the paper's form: arm@0.3."""
+    """The name of a sweep point (--alphas) of the paper's form: arm@0.3."""
     return f"arm@{alpha:g}"
 
 
 def method_values(method: str, alpha: float) -> dict:
     """The train.py config keys that make a run this method."""
-    if method == "grpo":
+    name, at, a = method.partition("@")
+    if name == "grpo":
         return {"algo": "grpo"}
-    if method.startswith("arm@"):
-        return {"algo": "arm", "alpha": float(method[4:]), "shift_rows": "group", "shift_center": "prompt"}
-    rows, center = METHODS[method]
-    return {"algo": "arm", "alpha": alpha, "shift_rows": rows, "shift_center": center}
+    rows, center = METHODS[name]
+    return {"algo": "arm", "alpha": float(a) if at else alpha, "shift_rows": rows, "shift_center": center}
 
 
 def plan_runs(args: argparse.Namespace, values: dict, runs_dir: Path) -> list[dict]:

@@ -9,7 +9,7 @@ import compare
 import verifier
 from train_helpers import plain_data, tiny_model_dir
 
-METHODS = ["grpo", "arm", "arm-centred-correct-only"]
+METHODS = ["grpo", "arm", "arm-centred-correct-only", "arm-centred-correct-only@10"]
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def test_every_method_and_seed_is_there(results):
     res, _ = results
     assert res["regime"] == "original"
     assert list(res["methods"]) == ["base"] + METHODS + ["arm@0.5"]
-    assert set(res["minus_grpo"]) == {"arm", "arm-centred-correct-only", "arm@0.5"}
+    assert set(res["minus_grpo"]) == {"arm", "arm-centred-correct-only", "arm-centred-correct-only@10", "arm@0.5"}
     assert len(res["methods"]["base"]["runs"]) == 1
     for name in METHODS + ["arm@0.5"]:
         runs = res["methods"][name]["runs"]
@@ -46,6 +46,8 @@ def test_every_method_and_seed_is_there(results):
     assert res["methods"]["arm"]["variant"] == {"algo": "arm", "alpha": 1.0, "shift_rows": "group", "shift_center": "prompt"}
     assert res["methods"]["arm-centred-correct-only"]["variant"]["shift_rows"] == "correct"
     assert res["methods"]["arm@0.5"]["variant"]["alpha"] == 0.5
+    assert res["methods"]["arm-centred-correct-only@10"]["variant"] == {
+        "algo": "arm", "alpha": 10.0, "shift_rows": "correct", "shift_center": "correct-mean"}
 
 
 def test_same_eval_prompts_and_settings_for_every_method(results):
@@ -138,7 +140,7 @@ def test_toy_regimes_record_path_shares(tmp_path):
         paths = res["methods"]["base"]["runs"][0]["final"]["paths"]
         assert sum(s["correct"] + s["wrong"] for s in paths.values()) == 2 * 4
         shares = {k: v["mean"] for k, v in res["methods"]["grpo"]["summary"].items() if k.startswith("share:")}
-        assert not shares or sum(shares.values()) == pytest.approx(1.0)
+        assert sum(shares.values()) == pytest.approx(1.0) or sum(shares.values()) == 0  # 0: no correct sample
         assert res["methods"]["base"]["runs"][0]["out"] == compare.toy.REGIMES[regime]["folder"]
 
 
@@ -160,7 +162,9 @@ def no_runs(*a):
     (["--alpha", "0"], "--alpha"),
     (["--regime", "big"], "--regime: 'big' is not one of"),
     (["--method", "ppo"], "--method: 'ppo' is not one of"),
-    (["--method", "arm@0.3"], "--method: 'arm@0.3' is not one of"),  # a sweep point needs --alphas
+    (["--method", "grpo@2"], "--method: 'grpo@2' is not one of"),
+    (["--method", "arm@x"], "--method: 'arm@x': the alpha"),
+    (["--method", "arm@-1"], "--method: 'arm@-1': the alpha"),
     (["--seed", "-1"], "--seed"),
     (["--toy", "original"], "--toy: set by compare.py"),
     (["--shift-rows", "correct"], "--shift-rows: set by compare.py"),
