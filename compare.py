@@ -442,6 +442,39 @@ def format_tables(res: dict) -> str:
     return "\n".join(lines)
 
 
+def verdict(d: dict | None) -> str:
+    """'holds' when the 95 % interval of a paired difference lies above 0, 'against' when below,
+    'undecided' otherwise (or with one seed)."""
+    if not d or d["mean"] is None or d["ci95"] is None:
+        return "undecided"
+    return "holds" if d["mean"] - d["ci95"] > 0 else "against" if d["mean"] + d["ci95"] < 0 else "undecided"
+
+
+def claims(res: dict) -> dict[str, dict[str, str]]:
+    """PAPER.md's three claims per method against GRPO, by results/PREDICTIONS.md's decision rules:
+    1 entropy kept (final entropy higher); 2 the pass@k gain grows with k ((pass@n - pass@1) higher)
+    with pass@1 no worse (its interval not wholly below 0); 3 more distinct correct paths."""
+    out = {}
+    for m, d in res["minus_grpo"].items():
+        two = verdict(d["pass@n-pass@1"])
+        if two == "holds" and verdict(d["pass@1"]) == "against":
+            two = "against"  # the gain at large k comes from a lower pass@1
+        out[m] = {"1 entropy": verdict(d["entropy"]), "2 pass@k gain grows": two,
+                  "3 distinct paths": verdict(d["distinct_correct"])}
+    return out
+
+
+def format_claims(res: dict) -> str:
+    """One line per method: each claim's verdict with the paired difference and its 95 % interval."""
+    keys = (("1 entropy", "entropy"), ("2 pass@k gain grows", "pass@n-pass@1"), ("3 distinct paths", "distinct_correct"))
+    lines = [f"| {res['regime']}: method vs GRPO | " + " | ".join(k for k, _ in keys) + " | pass@1 |", "|---" * 5 + "|"]
+    for m, c in claims(res).items():
+        d = res["minus_grpo"][m]
+        lines.append(f"| {m} | " + " | ".join(f"{c[k]} ({fmt(d[key], 3, True, 'ci95')})" for k, key in keys)
+                     + f" | {fmt(d['pass@1'], 3, True, 'ci95')} |")
+    return "\n".join(lines)
+
+
 COLORS = {"base": "black", "grpo": "tab:blue", "arm": "tab:red", "arm-correct-only": "tab:orange",
           "arm-centred": "tab:green", "arm-centred-correct-only": "tab:purple"}
 
@@ -498,6 +531,8 @@ def plot(res: dict, path: Path) -> bool:
 def report(res: dict, out: Path) -> None:
     """Print the tables and draw out/compare.png (or say how to get it)."""
     print()
+    if res["minus_grpo"]:
+        print(format_claims(res) + "\n")
     print(format_tables(res))
     print(f"\n{res['eval']['n']} samples on each of {len(res['eval']['prompts'])} held-out prompts; "
           f"wall time {res['wall_s']:.0f} s; {out / 'results.json'}")

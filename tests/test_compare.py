@@ -182,3 +182,18 @@ def test_train_config_errors_surface_before_any_run(capsys, monkeypatch):
     monkeypatch.setattr(compare, "evaluate_base", no_runs)
     assert compare.main(["--group-size", "1"]) == 2
     assert "group_size" in capsys.readouterr().err
+
+
+def test_verdicts_follow_the_decision_rules():
+    s = lambda mean, ci: {"mean": mean, "std": None, "ci95": ci, "n": 12}
+    assert compare.verdict(s(0.05, 0.02)) == "holds"
+    assert compare.verdict(s(-0.05, 0.02)) == "against"
+    assert compare.verdict(s(0.01, 0.02)) == "undecided"
+    assert compare.verdict(s(0.05, None)) == "undecided"  # one seed decides nothing
+    res = {"minus_grpo": {"m": {"entropy": s(0.1, 0.01), "pass@n-pass@1": s(0.1, 0.01), "pass@1": s(-0.1, 0.01),
+                                "distinct_correct": s(0.0, 0.1)}}, "regime": "r"}
+    # a larger pass@32 - pass@1 that comes from a lower pass@1 is not claim 2
+    assert compare.claims(res)["m"] == {"1 entropy": "holds", "2 pass@k gain grows": "against", "3 distinct paths": "undecided"}
+    res["minus_grpo"]["m"]["pass@1"] = s(-0.01, 0.02)
+    assert compare.claims(res)["m"]["2 pass@k gain grows"] == "holds"
+    assert "| m | holds (+0.100 [+0.090, +0.110])" in compare.format_claims(res)
