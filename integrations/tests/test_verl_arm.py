@@ -172,3 +172,25 @@ def test_trainer_hook_through_verls_own_advantage_step(monkeypatch):
     monkeypatch.setitem(trainer_base.TRAINER_REGISTRY, "sync", PPOTrainerSync)
     verl_arm.setup()
     assert get_trainer_cls("sync").__name__ == "ARMPPOTrainerSync"
+
+
+def test_setup_hook_registers_inside_ray_workers():
+    """verl builds its trainer inside a Ray actor: verl_arm.setup as Ray's worker_process_setup_hook
+    registers the estimator and the trainer there (a local one-CPU Ray instance, ~15 s)."""
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("transfer_queue")
+    import os
+    here = os.path.dirname(os.path.abspath(__file__))
+    path = os.pathsep.join([os.path.dirname(here), os.path.dirname(os.path.dirname(here))])
+    ray.init(num_cpus=1, include_dashboard=False, runtime_env={"worker_process_setup_hook": "verl_arm.setup",
+                                                                "env_vars": {"PYTHONPATH": path}})
+    try:
+        @ray.remote
+        def probe():
+            from verl.trainer.ppo import core_algos
+            from verl.trainer.ppo.v1 import get_trainer_cls
+            return core_algos.get_adv_estimator_fn("arm").__name__, get_trainer_cls("sync").__name__
+
+        assert ray.get(probe.remote()) == ("compute_arm_outcome_advantage", "ARMPPOTrainerSync")
+    finally:
+        ray.shutdown()
