@@ -194,3 +194,29 @@ def test_setup_hook_registers_inside_ray_workers():
         assert ray.get(probe.remote()) == ("compute_arm_outcome_advantage", "ARMPPOTrainerSync")
     finally:
         ray.shutdown()
+
+
+def test_readme_example_config_passes_verls_validation():
+    """The README's verl command, as Hydra overrides: it composes and passes verl's validate_config
+    (no GPU needed for that; the run itself is not tested here)."""
+    import os
+
+    from hydra import compose, initialize_config_dir
+    import verl.trainer.main_ppo as main_ppo
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+
+    overrides = ["algorithm.adv_estimator=arm", "+algorithm.arm.alpha=1.0", "+algorithm.arm.shift_center=correct-mean",
+                 "actor_rollout_ref.model.path=Qwen/Qwen2.5-7B-Instruct", "actor_rollout_ref.rollout.name=vllm",
+                 "actor_rollout_ref.rollout.n=8", "data.train_batch_size=256",
+                 "actor_rollout_ref.actor.ppo_mini_batch_size=64",
+                 "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4",
+                 "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=8",
+                 "trainer.n_gpus_per_node=8", "trainer.nnodes=1",
+                 "+ray_kwargs.ray_init.runtime_env.worker_process_setup_hook=verl_arm.setup",
+                 "+ray_kwargs.ray_init.runtime_env.env_vars.PYTHONPATH=/repo/integrations:/repo"]
+    with initialize_config_dir(config_dir=os.path.join(os.path.dirname(main_ppo.__file__), "config"), version_base=None):
+        cfg = compose(config_name="ppo_trainer", overrides=overrides)
+    assert cfg.trainer.use_v1 and cfg.trainer.v1.trainer_mode == "sync"  # the mode setup() hooks
+    assert verl_arm.arm_settings(cfg.algorithm)["shift_center"] == "correct-mean"
+    validate_config(config=cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
