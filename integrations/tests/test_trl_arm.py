@@ -194,3 +194,22 @@ def test_step_time_with_and_without_arm(tmp_path):
     print(f"\nseconds per step (TRL's step_time, steps 2-5): GRPOTrainer {step['grpo']:.4f}, "
           f"ARMGRPOTrainer {step['arm']:.4f}; ARM's own work in it: {sum(arm_time) / len(arm_time):.4f}")
     assert step["grpo"] > 0 and step["arm"] > 0
+
+
+def test_trl_train_script_runs_on_a_tiny_model(tmp_path):
+    """integrations/trl_train.py end to end on CPU: a tiny model folder, plain prompt/answer JSONL, 2 steps."""
+    import json
+
+    import trl_train
+    model, tok = tiny_model_and_tokenizer()
+    model.save_pretrained(tmp_path / "model")
+    tok.save_pretrained(tmp_path / "model")
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"Q: 1{i}+2{i}=?\n", "answer": str(30 + 2 * i)}) + "\n"
+                            for i in range(8)))
+    trainer = trl_train.main(["--model", str(tmp_path / "model"), "--data", str(data), "--out", str(tmp_path / "run"),
+                              "--steps", "2", "--per-device-batch", "8", "--group-size", "4",
+                              "--max-completion-length", "6", "--lr", "1e-3", "--cpu"])
+    assert trainer.state.global_step == 2
+    assert (tmp_path / "run" / "policy" / "config.json").exists()
+    assert trl_train.verifier_reward(["so \\boxed{42}", "\\boxed{41}"], ["42", "42"]) == [1.0, 0.0]
