@@ -213,3 +213,34 @@ def test_trl_train_script_runs_on_a_tiny_model(tmp_path):
     assert trainer.state.global_step == 2
     assert (tmp_path / "run" / "policy" / "config.json").exists()
     assert trl_train.verifier_reward(["so \\boxed{42}", "\\boxed{41}"], ["42", "42"]) == [1.0, 0.0]
+
+
+def test_two_real_processes_gate_a_split_group(tmp_path):
+    """A real two-process GRPOTrainer step (torch.distributed on CPU, gloo; ~15 s): group 1 spans the
+    processes with its correct answers all on process 0 (two_process_run.py). Process 1's rows of that
+    group get ARM's shift, its all-wrong group 2 none, and each process trains with its slice of
+    TRL's advantages + arm.py's shift on the gathered batch."""
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = Path(__file__).with_name("two_process_run.py")
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                          str(port), str(script), str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    seen = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert seen[0]["prompts"][4:] == seen[1]["prompts"][:2] and seen[0]["prompts"][3] != seen[0]["prompts"][4]
+    assert seen[0]["rewards_all"] == seen[1]["rewards_all"] == [1.0] * 6 + [0.0] * 6  # gathered, in process order
+    rewards, c_q, c_o = (torch.tensor(seen[0][k]) for k in ("rewards_all", "c_q_all", "c_o_all"))
+    _, shift = arm_shift(rewards, c_q, c_o, G, alpha=1.0)
+    for r in (0, 1):
+        local = slice(6 * r, 6 * r + 6)
+        torch.testing.assert_close(torch.tensor(seen[r]["advantages"]),
+                                   torch.tensor(seen[r]["trl_advantages"]) + shift[local])
+    s1 = torch.tensor(seen[1]["advantages"]) - torch.tensor(seen[1]["trl_advantages"])
+    torch.testing.assert_close(s1[:2], c_q[6:8] - c_o[6:8])  # group 1 on process 1: all wrong there, shifted
+    assert (s1[:2] != 0).all() and (s1[2:] == 0).all()  # group 2: no correct answer anywhere
