@@ -79,19 +79,20 @@ def prompt_token_mask(prompt_mask: torch.Tensor) -> torch.Tensor:
 
 
 def arm_shift(rewards: torch.Tensor, c_q: torch.Tensor | None, c_o: torch.Tensor, num_generations: int, *,
-              alpha: float, all_correct: str = "arm", shift_rows: str = "group", shift_center: str = "prompt"
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+              alpha: float, all_correct: str = "arm", shift_rows: str = "group", shift_center: str = "prompt",
+              scale: str = "std") -> tuple[torch.Tensor, torch.Tensor]:
     """ARM over the whole (gathered) batch, groups of num_generations consecutive rows.
     rewards (B,) with NaN for unscored rows, c_q (B,) or None, c_o (B,) -> (arm.arm_advantages (B,),
+    scale "std" or "none" (arm.py's; the shift does not depend on it),
     shift (B,)), where shift = arm.arm_advantages - arm.grpo_advantages (alpha (c(q) - c(o|q)) on the
     rows ARM touches, 0 elsewhere; equal up to float32 round-off). Unscored rows get 0 in both."""
     G = num_generations
     unscored = torch.isnan(rewards)
     R = torch.nan_to_num(rewards, nan=0.0).view(-1, G)  # (P, G); unscored counts as wrong
     cq = None if c_q is None else c_q.view(-1, G)[:, 0]  # (P,) the G rows of a group share the prompt
-    kw = dict(alpha=alpha, all_correct=all_correct, shift_rows=shift_rows, shift_center=shift_center)
+    kw = dict(alpha=alpha, all_correct=all_correct, shift_rows=shift_rows, shift_center=shift_center, scale=scale)
     adv = arm.arm_advantages(R, cq, c_o.view(-1, G), **kw).view(-1)  # (B,)
-    shift = adv - arm.grpo_advantages(R).view(-1)
+    shift = adv - arm.grpo_advantages(R, scale=scale).view(-1)
     zero = torch.zeros_like(adv)
     return torch.where(unscored, zero, adv), torch.where(unscored, zero, shift)
 
@@ -149,7 +150,8 @@ class ARMGRPOTrainer(GRPOTrainer):
         rewards[torch.isnan(rpf).all(dim=1)] = torch.nan
         adv_all, shift_all = arm_shift(rewards, c_q_all, c_o_all, G, alpha=self.args.alpha,
                                        all_correct=self.args.all_correct, shift_rows=self.args.shift_rows,
-                                       shift_center=self.args.shift_center)
+                                       shift_center=self.args.shift_center,
+                                       scale="none" if self.scale_rewards == "none" else "std")
         local = slice(self.accelerator.process_index * B, (self.accelerator.process_index + 1) * B)
         trl_adv = out["advantages"]
         if self.args.arm_base == "trl":

@@ -74,9 +74,11 @@ class Recording(ARMGRPOTrainer):
         return out
 
 
-def trl_grpo_advantages(r: torch.Tensor) -> torch.Tensor:
-    """TRL's convention, written out: (r - mean) / (sample std + 1e-4), per group. (P, G) -> (P, G)."""
-    return (r - r.mean(1, keepdim=True)) / (r.std(1, correction=1, keepdim=True) + 1e-4)
+def trl_grpo_advantages(r: torch.Tensor, scale_rewards: str = "group") -> torch.Tensor:
+    """TRL's convention, written out: (r - mean) / (sample std + 1e-4) per group, or r - mean
+    (scale_rewards="none"). (P, G) -> (P, G)."""
+    centred = r - r.mean(1, keepdim=True)
+    return centred if scale_rewards == "none" else centred / (r.std(1, correction=1, keepdim=True) + 1e-4)
 
 
 def expected(rec: dict, args: ARMGRPOConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,11 +86,14 @@ def expected(rec: dict, args: ARMGRPOConfig) -> tuple[torch.Tensor, torch.Tensor
     R = rec["rewards"].view(-1, G)
     c_o = arm.answer_confidence(rec["completion_lp"], rec["completion_mask"], low_frac=args.low_frac).view(-1, G)
     c_q = arm.prompt_confidence(rec["prompt_lp"], rec["prompt_mask"]).view(-1, G)[:, 0]
-    kw = dict(alpha=args.alpha, all_correct=args.all_correct, shift_rows=args.shift_rows, shift_center=args.shift_center)
+    scale = "none" if args.scale_rewards == "none" else "std"
+    kw = dict(alpha=args.alpha, all_correct=args.all_correct, shift_rows=args.shift_rows, shift_center=args.shift_center,
+              scale=scale)
     arm_adv = arm.arm_advantages(R, c_q, c_o, **kw)
     if args.arm_base == "arm":
         return arm_adv.view(-1), arm_adv.view(-1)
-    return (trl_grpo_advantages(R) + arm_adv - arm.grpo_advantages(R)).view(-1), arm_adv.view(-1)
+    return (trl_grpo_advantages(R, args.scale_rewards) + arm_adv - arm.grpo_advantages(R, scale=scale)).view(-1), \
+        arm_adv.view(-1)
 
 
 def run(tmp_path, trainer_cls=Recording, **kw):
@@ -100,9 +105,9 @@ def run(tmp_path, trainer_cls=Recording, **kw):
     return trainer
 
 
-@pytest.mark.parametrize("arm_base", ["trl", "arm"])
-def test_trains_with_arm_py_advantages(tmp_path, arm_base):
-    trainer = run(tmp_path, alpha=1.0, arm_base=arm_base)
+@pytest.mark.parametrize("arm_base,scale_rewards", [("trl", "group"), ("arm", "group"), ("trl", "none"), ("arm", "none")])
+def test_trains_with_arm_py_advantages(tmp_path, arm_base, scale_rewards):
+    trainer = run(tmp_path, alpha=1.0, arm_base=arm_base, scale_rewards=scale_rewards)
     assert trainer.state.global_step == 2
     assert len(trainer.records) == 2  # one generation batch per step
     for rec in trainer.records:
