@@ -116,7 +116,7 @@ class ARMGRPOTrainer(GRPOTrainer):
             if old is not None:  # TRL already scored the completions: only the prompts are left
                 c_lp = old
                 p_lp = (self._get_per_token_logps_and_entropies(self.model, p_ids, p_mask, Lp - 1, batch_size=batch_size)[0]
-                        if need_q and Lp > 1 else None)
+                        if need_q and Lp > 1 else None)  # Lp = 1: TRL's fused head has nothing to score
             else:  # one forward over prompt + completion: column j is log pi(token j+1 | tokens <= j)
                 ids, mask = torch.cat([p_ids, c_ids], 1), torch.cat([p_mask, c_mask], 1)  # (B, L)
                 lp = self._get_per_token_logps_and_entropies(self.model, ids, mask, ids.size(1) - 1,

@@ -15,9 +15,10 @@ and, per prompt, c(q) from the prompt's log-probs (definition 3). So:
 
 c(q) is the gap: verl 0.9.1 keeps no prompt log-probs (its actor's compute_log_prob scores the
 response only), so the hook passes prompt_conf=None and the paper's shift_center="prompt" stops
-with a one-line error; shift_center="correct-mean" needs no c(q) and runs. A rollout that returns
-prompt log-probs (vLLM's prompt_logprobs) can fill the batch field "arm_prompt_conf" (one c(q)
-per response row); the hook then passes it.
+with a one-line error; shift_center="correct-mean" needs no c(q) and runs. arm_compute_step passes
+a batch field "arm_prompt_conf" (one c(q) per response row) when the DataProto has one, but nothing
+fills it yet: that needs a rollout returning prompt log-probs (vLLM's prompt_logprobs) and
+ARMPPOTrainerSync fetching the field too (verl's advantage step fetches a fixed list of fields).
 
 The convention (algorithm.arm.base):
   "verl" (default)  A~_i = verl's GRPO advantage + arm.py's shift alpha (c(q) - c(o_i|q)), where
@@ -89,7 +90,7 @@ def arm_outcome_advantage(token_level_rewards: torch.Tensor, response_mask: torc
                          "to a custom estimator: train with ARMPPOTrainerSync (verl_arm.setup as Ray's setup hook)")
     if s["shift_center"] == "prompt" and prompt_conf is None:
         raise ValueError("verl_arm: shift_center='prompt' needs c(q), and verl 0.9.1 keeps no prompt log-probs: set "
-                         "algorithm.arm.shift_center=correct-mean, or fill the batch field 'arm_prompt_conf'")
+                         "algorithm.arm.shift_center=correct-mean")
     if norm_adv_by_std_in_grpo is None:
         norm_adv_by_std_in_grpo = bool(config.get("norm_adv_by_std_in_grpo", True)) if config is not None else True
     scores = token_level_rewards.sum(dim=-1)  # (B,)
