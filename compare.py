@@ -36,6 +36,7 @@ Outputs: <out>/<regime>/results.json (every number, per-run values, the exact se
 <out>/<regime>/compare.png (when matplotlib is importable: pip install -r requirements-plot.txt),
 and markdown tables on stdout. Run folders go to --runs (default runs/compare-<time>/).
 With --seed (one seed), nothing is written to <out>: the cells are printed beside the stored ones.
+An interrupted comparison continues with --runs <its run folder> --reuse: finished runs are read back.
 """
 from __future__ import annotations
 
@@ -114,6 +115,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]
     ap.add_argument("--out", default=None, help="folder for <regime>/results.json and compare.png "
                                                 "(default results, or runs/compare-quick with --quick)")
     ap.add_argument("--runs", default="", help="folder for the run folders (default runs/compare-<time>)")
+    ap.add_argument("--reuse", action="store_true", help="with --runs: read runs that are already there and "
+                                                          "finished (same config) instead of training them again")
     ap.add_argument("--workers", type=int, default=1, help="runs in parallel processes (1 thread each)")
     ap.add_argument("--plot", metavar="RESULTS_JSON", help="only redraw compare.png (beside it) and reprint the tables")
     args, rest = ap.parse_known_args(argv)
@@ -232,18 +235,38 @@ def repo_relative(path: str | Path) -> str:
     return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(path)
 
 
-def run_one(spec: dict) -> dict:
-    """Train one (regime, method, seed) with train.train and keep what the comparison needs."""
+def finished_run(cfg: train.Config) -> dict | None:
+    """The outputs of a run folder that already holds this very run, finished (--reuse): the same
+    config.json, a metrics line per step, the final evaluation and the final policy/; else None."""
+    out = Path(cfg.out)
+    try:
+        same = json.loads((out / "config.json").read_text()) == dataclasses.asdict(cfg)
+        metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        evals = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines()]
+    except (OSError, ValueError):
+        return None
+    if not (same and len(metrics) == cfg.steps and evals and evals[-1]["step"] == cfg.steps
+            and (out / "policy" / "model.safetensors").is_file()):
+        return None
+    return {"out": str(out), "metrics": metrics, "after": evals[-1], "wall_s": metrics[-1]["elapsed_s"]}
+
+
+def run_one(spec: dict, reuse: bool = False) -> dict:
+    """Train one (regime, method, seed) with train.train and keep what the comparison needs. With
+    reuse, a run folder that already holds this run, finished, is read instead of training again."""
     cfg = train.make_config(spec["values"])
     _, held, _ = train.load_problems(cfg)  # the very list train() evaluates on (deterministic in cfg)
     t = time.time()
-    res = train.train(cfg, log=lambda *a: None)
-    if res["interrupted"]:
-        raise KeyboardInterrupt
+    res = finished_run(cfg) if reuse else None
+    if res is None:
+        res = train.train(cfg, log=lambda *a: None)
+        if res["interrupted"]:
+            raise KeyboardInterrupt
+        res["wall_s"] = time.time() - t
     metrics = res["metrics"]
     return {
         "regime": spec["regime"], "method": spec["method"], "alpha": spec["alpha"], "seed": spec["seed"],
-        "out": repo_relative(res["out"]), "wall_s": round(time.time() - t, 1),
+        "out": repo_relative(res["out"]), "wall_s": round(res["wall_s"], 1),
         "eval_prompts_digest": prompts_digest([p["prompt"] for p in held]),
         "final": res["after"],
         "curve": {"step": [m["step"] for m in metrics], **{k: [m[k] for m in metrics] for k in CURVES},
@@ -269,19 +292,19 @@ def evaluate_base(values: dict, regime: str) -> dict:
             "final": e, "eval_prompts": [p["prompt"] for p in held]}
 
 
-def run_all(specs: list[dict], workers: int, log=print) -> list[dict]:
+def run_all(specs: list[dict], workers: int, log=print, reuse: bool = False) -> list[dict]:
     """Sequential (workers = 1, with train.py's progress bar) or in `workers` spawned processes."""
     if workers == 1:
         out = []
         for i, s in enumerate(specs):
             log(f"[{i + 1}/{len(specs)}] {s['regime']} {s['method']} seed {s['seed']}")
-            out.append(run_one(s))
+            out.append(run_one(s, reuse))
             log(run_line(out[-1]))
         return out
     os.environ["TQDM_DISABLE"] = "1"  # spawned workers inherit it: no interleaved progress bars
     try:
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as ex:
-            futures = [ex.submit(run_one, s) for s in specs]
+            futures = [ex.submit(run_one, s, reuse) for s in specs]
             out = []
             for f in futures:  # in plan order, so the results file is the same whatever the timing
                 out.append(f.result())
@@ -582,7 +605,7 @@ def main(argv: list[str] | None = None) -> int:
         for g, b in bases.items():
             print(f"base {g}: pass@1 {b['final']['pass@k']['1']:.3f}, entropy {b['final']['entropy']:.3f} "
                   f"({b['wall_s']:.0f} s to evaluate)")
-        runs = run_all(specs, args.workers)
+        runs = run_all(specs, args.workers, reuse=args.reuse)
     except (CompareError, train.ConfigError, train.DataError, train.ModelLoadError) as e:
         print(f"compare.py: error: {e}", file=sys.stderr)
         return 2

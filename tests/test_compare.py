@@ -197,3 +197,24 @@ def test_verdicts_follow_the_decision_rules():
     res["minus_grpo"]["m"]["pass@1"] = s(-0.01, 0.02)
     assert compare.claims(res)["m"]["2 pass@k gain grows"] == "holds"
     assert "| m | holds (+0.100 [+0.090, +0.110])" in compare.format_claims(res)
+
+
+def test_reuse_reads_finished_runs_and_trains_the_rest(results, monkeypatch):
+    res, d = results
+    monkeypatch.setattr(verifier, "verify", lambda response, gold: len(response) % 2 == 0)
+    argv = ["--regime", "original", "--method", ",".join(METHODS + ["arm@0.5"]), "--alphas", "0.5",
+            "--model", str(d / "model"), "--data", str(d / "data.jsonl"), "--seeds", "2", "--steps", "2",
+            "--prompts-per-step", "3", "--group-size", "4", "--max-new-tokens", "6", "--micro-batch", "12",
+            "--eval-prompts", "3", "--eval-n", "8", "--lr", "3e-3", "--warmup-steps", "1", "--threads", "1",
+            "--out", str(d / "reused"), "--runs", str(d / "runs"), "--reuse"]
+    import shutil
+    shutil.rmtree(d / "runs" / "original" / "arm-seed1" / "policy")  # as if killed before its end
+    trained = []
+    real_train = compare.train.train
+    monkeypatch.setattr(compare.train, "train", lambda cfg, log=None: trained.append(cfg.out) or real_train(cfg, log=log))
+    assert compare.main(argv) == 0
+    assert trained == [str(d / "runs" / "original" / "arm-seed1")]  # only the unfinished one trains again
+    again = json.loads((d / "reused" / "original" / "results.json").read_text())
+    for name in res["methods"]:
+        for a, b in zip(again["methods"][name]["runs"], res["methods"][name]["runs"]):
+            assert a["final"] == b["final"] and a.get("curve") == b.get("curve")  # same machine: the same numbers
