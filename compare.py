@@ -1,7 +1,7 @@
 """GRPO vs ARM and ARM's parts, side by side on both toy regimes, over seeds (PAPER.md's claims).
 
     python compare.py --workers 2                   # the full comparison: both regimes x 6 methods x 12 seeds
-    python compare.py --quick                       # a first look: 1 seed, short runs (~3 min)
+    python compare.py --quick                       # a first look: 1 seed, short runs (~30 s with --workers 2)
     python compare.py --regime equal-paths --method arm --seed 3    # rerun one cell, beside the stored one
     python compare.py --regime original --method grpo,arm --seeds 3 --out /tmp/cmp  # any subset
     python compare.py --plot results/equal-paths/results.json       # redraw the figure and the tables
@@ -118,7 +118,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]
     ap.add_argument("--reuse", action="store_true", help="with --runs: read runs that are already there and "
                                                           "finished (same config) instead of training them again")
     ap.add_argument("--workers", type=int, default=1, help="runs in parallel processes (1 thread each)")
-    ap.add_argument("--plot", metavar="RESULTS_JSON", help="only redraw compare.png (beside it) and reprint the tables")
+    ap.add_argument("--plot", metavar="RESULTS_JSON", help="only redraw compare.png (beside it) and reprint the "
+                                                            "tables, recomputed from the per-run values")
     args, rest = ap.parse_known_args(argv)
     given = vars(train.build_parser().parse_args(rest))  # unknown flags fail here, naming train.py's list
     for k in FIXED:
@@ -377,8 +378,20 @@ def paired_diff(a: list[dict], b: list[dict]) -> dict:
     """a - b seed by seed (same seed = same prompts and sampling seed): mean, std, 95 % interval."""
     by_seed = {r["seed"]: finals(r) for r in b}
     pairs = [(finals(r), by_seed[r["seed"]]) for r in a if r["seed"] in by_seed]
-    keys = [k for k in pairs[0][0] if not k.startswith("share:")] if pairs else []
-    return {k: mean_std([x[k] - y[k] for x, y in pairs if x.get(k) is not None and y.get(k) is not None]) for k in keys}
+    keys = list(dict.fromkeys(k for x, y in pairs for k in [*x, *y]))
+    share = lambda f, k: f.get(k, 0.0) if k.startswith("share:") else f.get(k)  # a path never taken: share 0
+    return {k: mean_std([share(x, k) - share(y, k) for x, y in pairs
+                         if share(x, k) is not None and share(y, k) is not None]) for k in keys}
+
+
+def recompute(res: dict) -> dict:
+    """Summaries and paired differences from a results.json's per-run values, by this code (--plot)."""
+    ms = res["methods"]
+    for m in ms.values():
+        m["summary"] = summarize(m["runs"])
+    res["minus_grpo"] = {name: paired_diff(m["runs"], ms["grpo"]["runs"]) for name, m in ms.items()
+                         if name not in ("base", "grpo")}
+    return res
 
 
 def collect(regime: str, base: dict, runs: list[dict], args: argparse.Namespace, values: dict, wall_s: float,
@@ -444,7 +457,8 @@ def format_tables(res: dict) -> str:
     if diffs:
         lines += ["", "| method − GRPO, paired: mean [95 % interval] | " + " | ".join(diffs) + " |",
                   "|---" * (len(diffs) + 1) + "|"]
-        for key, label, digits in rows:
+        shares = sorted({k for m in diffs for k in res["minus_grpo"][m] if k.startswith("share:")})
+        for key, label, digits in rows + [(k, f"share of correct samples, path {k[6:]}", 3) for k in shares]:
             lines.append(f"| {label} | " + " | ".join(fmt(res["minus_grpo"][m].get(key), digits, True, "ci95")
                                                       for m in diffs) + " |")
     paths = sorted({k[6:] for m in ms.values() for k in m["summary"] if k.startswith("share:")})
@@ -499,7 +513,7 @@ def format_claims(res: dict) -> str:
 
 
 COLORS = {"base": "black", "grpo": "tab:blue", "arm": "tab:red", "arm-correct-only": "tab:orange",
-          "arm-centred": "tab:green", "arm-centred-correct-only": "tab:purple"}
+          "arm-centred": "tab:green", "arm-centred-correct-only": "tab:purple", "arm-centred-correct-only@10": "tab:brown"}
 
 
 def plot(res: dict, path: Path) -> bool:
@@ -595,7 +609,7 @@ def main(argv: list[str] | None = None) -> int:
             res = train.read_json_object(args.plot, "--plot")
             if "methods" not in res or "regime" not in res:
                 raise CompareError(f"--plot: {args.plot}: not a compare.py results.json (no 'methods' / 'regime')")
-            report(res, Path(args.plot).parent)
+            report(recompute(res), Path(args.plot).parent)
             return 0
         runs_dir = Path(args.runs) if args.runs else Path("runs") / time.strftime("compare-%Y%m%d-%H%M%S")
         specs = plan_runs(args, values, runs_dir)
