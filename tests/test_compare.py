@@ -12,19 +12,23 @@ from train_helpers import plain_data, tiny_model_dir
 METHODS = ["grpo", "arm", "arm-centred-correct-only", "arm-centred-correct-only@10"]
 
 
+def tiny_run(d) -> list[str]:
+    """The flags of a 2-step run on the tiny model and data in folder d (regime original)."""
+    return ["--regime", "original", "--model", str(d / "model"), "--data", str(d / "data.jsonl"), "--steps", "2",
+            "--prompts-per-step", "3", "--group-size", "4", "--max-new-tokens", "6", "--micro-batch", "12",
+            "--eval-prompts", "3", "--eval-n", "8", "--lr", "3e-3", "--warmup-steps", "1", "--threads", "1"]
+
+
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     """2 seeds x (GRPO, ARM as written, the centred correct-only ablation, ARM alpha 0.5), 2 steps each.
     A random model never answers right, so rewards are 'the response has an even number of
     characters': every statistic is non-trivial."""
     d = tmp_path_factory.mktemp("compare")
-    model, data = tiny_model_dir(d / "model"), plain_data(d / "data.jsonl")
+    tiny_model_dir(d / "model"), plain_data(d / "data.jsonl")
     mp = pytest.MonkeyPatch()
     mp.setattr(verifier, "verify", lambda response, gold: len(response) % 2 == 0)
-    argv = ["--regime", "original", "--method", ",".join(METHODS + ["arm@0.5"]), "--alphas", "0.5",
-            "--model", str(model), "--data", str(data), "--seeds", "2", "--steps", "2",
-            "--prompts-per-step", "3", "--group-size", "4", "--max-new-tokens", "6", "--micro-batch", "12",
-            "--eval-prompts", "3", "--eval-n", "8", "--lr", "3e-3", "--warmup-steps", "1", "--threads", "1",
+    argv = ["--method", ",".join(METHODS + ["arm@0.5"]), "--alphas", "0.5", "--seeds", "2", *tiny_run(d),
             "--out", str(d / "out"), "--runs", str(d / "runs")]
     try:
         assert compare.main(argv) == 0
@@ -116,10 +120,7 @@ def test_tables_plot_only_mode_and_relative_paths(results, capsys):
 def test_one_cell_reruns_beside_the_stored_one(results, capsys, monkeypatch):
     res, d = results
     monkeypatch.setattr(verifier, "verify", lambda response, gold: len(response) % 2 == 0)
-    argv = ["--regime", "original", "--method", "arm", "--seed", "1", "--model", str(d / "model"),
-            "--data", str(d / "data.jsonl"), "--steps", "2", "--prompts-per-step", "3", "--group-size", "4",
-            "--max-new-tokens", "6", "--micro-batch", "12", "--eval-prompts", "3", "--eval-n", "8", "--lr", "3e-3",
-            "--warmup-steps", "1", "--threads", "1", "--out", str(d / "out"), "--runs", str(d / "rerun")]
+    argv = ["--method", "arm", "--seed", "1", *tiny_run(d), "--out", str(d / "out"), "--runs", str(d / "rerun")]
     assert compare.main(argv) == 0
     out = capsys.readouterr().out
     stored = next(r for r in res["methods"]["arm"]["runs"] if r["seed"] == 1)["final"]["pass@k"]["1"]
@@ -202,10 +203,7 @@ def test_verdicts_follow_the_decision_rules():
 def test_reuse_reads_finished_runs_and_trains_the_rest(results, monkeypatch):
     res, d = results
     monkeypatch.setattr(verifier, "verify", lambda response, gold: len(response) % 2 == 0)
-    argv = ["--regime", "original", "--method", ",".join(METHODS + ["arm@0.5"]), "--alphas", "0.5",
-            "--model", str(d / "model"), "--data", str(d / "data.jsonl"), "--seeds", "2", "--steps", "2",
-            "--prompts-per-step", "3", "--group-size", "4", "--max-new-tokens", "6", "--micro-batch", "12",
-            "--eval-prompts", "3", "--eval-n", "8", "--lr", "3e-3", "--warmup-steps", "1", "--threads", "1",
+    argv = ["--method", ",".join(METHODS + ["arm@0.5"]), "--alphas", "0.5", "--seeds", "2", *tiny_run(d),
             "--out", str(d / "reused"), "--runs", str(d / "runs"), "--reuse"]
     import shutil
     shutil.rmtree(d / "runs" / "original" / "arm-seed1" / "policy")  # as if killed before its end
