@@ -25,7 +25,8 @@ def results(tmp_path_factory):
     A random model never answers right, so rewards are 'the response has an even number of
     characters': every statistic is non-trivial."""
     d = tmp_path_factory.mktemp("compare")
-    tiny_model_dir(d / "model"), plain_data(d / "data.jsonl")
+    tiny_model_dir(d / "model")
+    plain_data(d / "data.jsonl")
     mp = pytest.MonkeyPatch()
     mp.setattr(verifier, "verify", lambda response, gold: len(response) % 2 == 0)
     argv = ["--method", ",".join(METHODS + ["arm@0.5"]), "--alphas", "0.5", "--seeds", "2", *tiny_run(d),
