@@ -257,14 +257,10 @@ def train_tokenizer(texts: list[str]) -> Tokenizer:
 
 
 @torch.no_grad()
-def evaluate(model, tokenizer: Tokenizer, problems: list[dict], n_samples: int, *, temperature: float = 1.0,
-             seed: int = 0, ks: tuple[int, ...] = (1, 8), chunk: int = 64) -> dict:
-    """Sample n_samples completions per problem; returns pass@k (arm.pass_at_k, k <= n_samples), the
-    share of samples per style (None = unrecognised), each style's accuracy, and the share of
-    samples that ended with EOS."""
-    was_training = model.training
-    model.eval()
-    gen = torch.Generator().manual_seed(seed)
+def _sample_and_grade(model, tokenizer: Tokenizer, problems: list[dict], n_samples: int, gen: torch.Generator,
+                      temperature: float, chunk: int) -> tuple[list[int], dict, dict, int]:
+    """n_samples completions per problem, chunk problems per generate call -> correct samples per
+    problem, samples per style, correct samples per style, samples that ended with EOS."""
     eos = [tokenizer.token_to_id(EOS)]
     n_correct, styles, style_ok, finished = [], {}, {}, 0
     for i in range(0, len(problems), chunk):
@@ -284,6 +280,18 @@ def evaluate(model, tokenizer: Tokenizer, problems: list[dict], n_samples: int, 
                 styles[style] = styles.get(style, 0) + 1
                 style_ok[style] = style_ok.get(style, 0) + ok
             n_correct.append(c)
+    return n_correct, styles, style_ok, finished
+
+
+def evaluate(model, tokenizer: Tokenizer, problems: list[dict], n_samples: int, *, temperature: float = 1.0,
+             seed: int = 0, ks: tuple[int, ...] = (1, 8), chunk: int = 64) -> dict:
+    """Sample n_samples completions per problem; returns pass@k (arm.pass_at_k, k <= n_samples), the
+    share of samples per style (None = unrecognised), each style's accuracy, and the share of
+    samples that ended with EOS."""
+    was_training = model.training
+    model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    n_correct, styles, style_ok, finished = _sample_and_grade(model, tokenizer, problems, n_samples, gen, temperature, chunk)
     model.train(was_training)
     total = n_samples * len(problems)
     return {
@@ -322,23 +330,15 @@ def path_accuracy(model, tokenizer: Tokenizer, problems: list[dict], n_samples: 
     """equal-paths: how well the model *executes* each path, whatever it would choose. For each path,
     the prompt is followed by the path's name and n_samples completions are sampled at T = 1.
     Returns path -> per-problem accuracy (a list over problems)."""
+    was_training = model.training
     model.eval()
-    gen = torch.Generator().manual_seed(seed)
-    eos = [tokenizer.token_to_id(EOS)]
+    gen = torch.Generator().manual_seed(seed)  # one stream through the paths
     out = {}
     for path in regime_of(regime)["paths"]:
-        accs = []
-        for i in range(0, len(problems), chunk):
-            part = problems[i:i + chunk]
-            prefix = [p["prompt"] + path + "\n" for p in part]
-            g = generate(model, [tokenizer.encode(t).ids for t in prefix], MAX_NEW_TOKENS, temperature=1.0,
-                         eos_token_ids=eos, generator=gen, samples_per_prompt=n_samples)
-            lengths, ended = g.lengths.tolist(), g.finished.tolist()
-            for j, p in enumerate(part):
-                rows = range(j * n_samples, (j + 1) * n_samples)
-                texts = [tokenizer.decode(g.tokens[r, :lengths[r] - int(ended[r])].tolist()) for r in rows]
-                accs.append(sum(verify(t, p["answer"]) for t in texts) / n_samples)
-        out[path] = accs
+        forced = [{**p, "prompt": p["prompt"] + path + "\n"} for p in problems]
+        n_correct, *_ = _sample_and_grade(model, tokenizer, forced, n_samples, gen, 1.0, chunk)
+        out[path] = [c / n_samples for c in n_correct]
+    model.train(was_training)
     return out
 
 

@@ -328,10 +328,11 @@ def evaluate(model, tokenizer, problems: list[dict], cfg: Config, *, n: int | No
             n_correct.append(int(ok.sum()))
             named = [path_fn(ro.texts[p * n + j]) for j in range(n)] if path_fn else [None] * n
             distinct.append(len({named[j] for j in range(n) if ok[j]} - {None}))
-            for j in range(n if not cfg.data else 0):  # the toy's few named paths (real data: every text differs)
-                s = by_path.setdefault(str(named[j]), [0, 0, 0.0, 0.0])
-                s[0 if ok[j] else 1] += 1
-                s[2 if ok[j] else 3] += float(c_o[p, j])
+            if not cfg.data:  # the toy's few named paths (with real data every text is its own "path")
+                for j in range(n):
+                    s = by_path.setdefault(str(named[j]), [0, 0, 0.0, 0.0])
+                    s[0 if ok[j] else 1] += 1
+                    s[2 if ok[j] else 3] += float(c_o[p, j])
             if ok.sum() >= 2:
                 spreads.append(float(c_o[p][ok].std(unbiased=False)))
         lengths += ro.gen.lengths.tolist()
