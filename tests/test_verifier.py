@@ -71,7 +71,7 @@ def test_normalize_examples():
     assert normalize("\\left( 1, 2 \\right)") == "(1,2)"
 
 
-@pytest.mark.parametrize("module", ["verifier.py", "evaluator.py"])
+@pytest.mark.parametrize("module", ["verifier.py", "extract.py", "evaluator.py"])
 def test_standard_library_only(module):
     import ast
 
@@ -79,13 +79,13 @@ def test_standard_library_only(module):
     nodes = list(ast.walk(ast.parse(text)))
     mods = {a.name.split(".")[0] for n in nodes if isinstance(n, ast.Import) for a in n.names}
     mods |= {n.module.split(".")[0] for n in nodes if isinstance(n, ast.ImportFrom)}
-    assert mods <= set(sys.stdlib_module_names) | {"__future__", "evaluator"}, mods
+    assert mods <= set(sys.stdlib_module_names) | {"__future__", "evaluator", "extract"}, mods
     assert "eval(" not in text.replace(".eval(", "")
     assert "exec(" not in text
 
 
 def test_refused_characters_are_never_equal_even_to_themselves():
-    # verifier._forbidden: refused, not stripped; identical strings do not rescue them.
+    # extract.forbidden: refused, not stripped; identical strings do not rescue them.
     for s in ("4\x002", "\u202e24", "4\u200b2", "\u2460", "1\u0662", "\ud800"):
         assert not answers_equal(s, s) and normalize(s) == ""
         assert not verify(f"\\boxed{{{s}}}", s)

@@ -410,7 +410,7 @@ PAIRS = [
     ("", "", False, "two empty answers are not an answer"),
     ("10", "1", False, "prefix is not equal"),
     ("11", "1 1", True, "spaces are removed (MATH convention)"),
-    # --- characters that are refused, never repaired (see verifier._forbidden)
+    # --- characters that are refused, never repaired (see extract.forbidden)
     ("42", "4\x002", False, "a NUL between digits is not repaired into 42"),
     ("42", "42\x00", False, "a trailing NUL"),
     ("42", "4\x7f2", False, "DEL between digits"),
