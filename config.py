@@ -61,6 +61,8 @@ class Config:
     max_new_tokens: int = opt(48, "longest response; longer ones are cut and counted as truncated")
     temperature: float = opt(1.0, "sampling temperature (training log-probs use the same one)")
     top_p: float = opt(1.0, "nucleus sampling (log-probs stay those of the full distribution)")
+    cuda_graph: bool = opt(False, "on CUDA, replay each rollout decode step as a CUDA graph (fixed shapes; "
+                                  "the same samples up to rounding); no effect on CPU")
     # optimisation
     lr: float = opt(2e-4, "AdamW peak learning rate")
     weight_decay: float = opt(0.0, "AdamW weight decay")

@@ -258,8 +258,14 @@ class KVCache:
         self.k = torch.zeros(shape, dtype=dtype, device=device)
         self.v = torch.zeros(shape, dtype=dtype, device=device)
 
-    def update(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor):
-        """Write k/v (B, n_kv, T, hd) at columns [start, start+T); return all keys/values so far."""
+    def update(self, layer: int, start: int | torch.Tensor, k: torch.Tensor, v: torch.Tensor):
+        """Write k/v (B, n_kv, T, hd) at columns [start, start+T); return all keys/values so far.
+        A tensor `start` (static shapes, for CUDA graphs): write there and return every column."""
+        if isinstance(start, torch.Tensor):
+            cols = start.view(1) + torch.arange(k.shape[2], device=start.device)
+            self.k[layer].index_copy_(2, cols, k.to(self.k.dtype))
+            self.v[layer].index_copy_(2, cols, v.to(self.v.dtype))
+            return self.k[layer], self.v[layer]
         end = start + k.shape[2]
         self.k[layer, :, :, start:end] = k
         self.v[layer, :, :, start:end] = v
@@ -269,6 +275,12 @@ class KVCache:
         """Row b becomes rows b*n .. b*n+n-1 (prompt-major), e.g. one prefilled prompt -> its G samples."""
         out = copy.copy(self)
         out.k, out.v = self.k.repeat_interleave(n, dim=1), self.v.repeat_interleave(n, dim=1)
+        return out
+
+    def select_rows(self, idx: torch.Tensor) -> "KVCache":
+        """A new cache holding rows idx (B',) of this one, e.g. the rows still generating."""
+        out = copy.copy(self)
+        out.k, out.v = self.k[:, idx], self.v[:, idx]
         return out
 
 
@@ -374,7 +386,7 @@ class Transformer(nn.Module):
         *,
         positions: torch.Tensor | None = None,
         cache: KVCache | None = None,
-        start: int = 0,
+        start: int | torch.Tensor = 0,
         last_only: bool = False,
     ) -> torch.Tensor:
         """input_ids (B, T) -> logits (B, T, vocab), or (B, 1, vocab) if last_only.
@@ -382,11 +394,17 @@ class Transformer(nn.Module):
         attention_mask (B, start+T), 1 = real token, covers the cached columns too. positions
         (B, T) default to cumsum(attention_mask) - 1. With `cache`, the new keys/values go to
         columns [start, start+T) and queries attend over columns [0, start+T).
+        Static shapes (a decode step that a CUDA graph can replay): `start` a 0-dim long tensor, T = 1,
+        positions given and attention_mask (B, cache columns) True exactly at the keys to see,
+        this token's column included; every shape is then the same at every step.
         """
         B, T = input_ids.shape
-        S = start + T  # number of key columns
+        static = isinstance(start, torch.Tensor)  # a decode step of fixed shapes (CUDA graphs), see below
+        S = cache.k.shape[3] if static else start + T  # number of key columns
         if attention_mask is not None and tuple(attention_mask.shape) != (B, S):
             raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, expected {(B, S)}")
+        if static and (T != 1 or positions is None or attention_mask is None):
+            raise ValueError("a tensor `start` is for one-token decode steps with positions and a full-width attention_mask")
         if positions is None:
             if attention_mask is None:
                 positions = torch.arange(start, S, device=input_ids.device).expand(B, T)
@@ -394,7 +412,11 @@ class Transformer(nn.Module):
                 positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, start:]  # (B, T)
         rep = self.config.num_attention_heads // self.config.num_key_value_heads
         x = self.embed_tokens(input_ids)  # (B, T, C)
-        attn_bias = attention_bias(attention_mask, B, start, T, rep, x.dtype, x.device)  # (B, 1, rep*T, S) | None
+        if static:  # every cache column is a key; the mask (True up to and including this one) does the rest
+            attn_bias = torch.zeros(B, 1, rep, S, dtype=x.dtype, device=x.device).masked_fill_(
+                ~attention_mask.bool()[:, None, None, :], float("-inf"))
+        else:
+            attn_bias = attention_bias(attention_mask, B, start, T, rep, x.dtype, x.device)  # (B, 1, rep*T, S) | None
         cos, sin = self.rope(positions, x.dtype, S)
         for i, layer in enumerate(self.layers):
             x = layer(x, cos, sin, attn_bias, cache, i, start)

@@ -3,7 +3,15 @@
     prefill      all P distinct prompts in one left-padded pass; the cache of each prompt is
                  then copied to its G sample rows (rows are prompt-major: row = p * G + g)
     decode_one   one token for every row: a (B, 1) forward into the cache, then sample
-    generate     prefill, then decode until every row has emitted an EOS or max_new_tokens
+    generate     prefill, then decode until every row has emitted an EOS or max_new_tokens;
+                 rows that have ended leave the batch (their cache rows are gathered away), so
+                 a step costs in proportion to the rows still generating; optionally with fixed
+                 shapes, each step replayed as a CUDA graph (gpt-fast style)
+
+RL rollouts have long-tailed lengths: with a median a quarter of the longest, about 70 % of the
+row-steps of a batch that runs until its longest row ends belong to rows that have already ended.
+Dropping them changes no sample: every step draws one uniform for each row of the full batch, so a
+row's random numbers do not depend on which other rows are still there.
 
 The policy whose log-probs we report is pi(. | x) = softmax(logits / T) (T = 0 -> greedy
 sampling, log-probs at T = 1), *before* top-k/top-p filtering, i.e. exactly what
@@ -15,7 +23,9 @@ id equals its EOS id works.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -60,15 +70,18 @@ def logits_to_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int =
     return probs
 
 
-def sample(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, generator=None) -> torch.Tensor:
-    """logits (B, V) -> tokens (B,)."""
+def sample(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, generator=None,
+           u: torch.Tensor | None = None) -> torch.Tensor:
+    """logits (B, V) -> tokens (B,). u (B, 1): the row's uniform draw in [0, 1), drawn here if None."""
     if temperature <= 0:
         return logits.argmax(-1)
     probs = logits_to_probs(logits, temperature, top_k, top_p)
     # inverse-CDF draw: one uniform per row (torch.multinomial draws one exponential per vocab entry)
     cdf = probs.cumsum(-1)  # (B, V)
     total = cdf[:, -1:]  # (B, 1), ~1
-    u = torch.rand(probs.shape[0], 1, generator=generator, device=probs.device) * total
+    if u is None:
+        u = torch.rand(probs.shape[0], 1, generator=generator, device=probs.device)
+    u = u * total
     u = torch.minimum(u, torch.nextafter(total, torch.zeros_like(total)))  # u < total even if rand * total rounds up
     # the first index with cdf > u exists (cdf[-1] = total > u) and has cdf[i-1] <= u < cdf[i]: probability > 0
     return torch.searchsorted(cdf, u, right=True).squeeze(-1)
@@ -120,6 +133,79 @@ def decode_one_token(model, tok, cache: KVCache, col: int, positions, key_mask):
     return model(tok[:, None], key_mask, positions=positions, cache=cache, start=col)[:, -1]
 
 
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """The dtype CUDA autocast computes in when it is on for this device, else None."""
+    if device.type != "cuda":
+        return None
+    try:
+        on = torch.is_autocast_enabled("cuda")
+    except TypeError:  # torch < 2.4
+        on = torch.is_autocast_enabled()
+    if not on:
+        return None
+    return torch.get_autocast_dtype("cuda") if hasattr(torch, "get_autocast_dtype") else torch.get_autocast_gpu_dtype()
+
+
+def kv_cache_dtype(device: torch.device, param_dtype: torch.dtype) -> torch.dtype:
+    """The cache holds keys/values in the dtype attention computes in: the autocast dtype (bf16)
+    when autocast is on for this device (half the memory of float32), else the parameters' dtype."""
+    return autocast_dtype(device) or param_dtype
+
+
+def static_decode_step(model, cache: KVCache, tok, col, positions, key_mask):
+    """One decode step with fixed shapes, for CUDA graphs: tok (W,), col a 0-dim long tensor (the
+    cache column), positions (W, 1), key_mask (W, S) True at every key to see (col included)."""
+    return model(tok[:, None], key_mask, positions=positions, cache=cache, start=col)[:, -1]
+
+
+def make_static_step(model, cache: KVCache, key_mask, W: int, device):
+    """A decode function of fixed shapes (gpt-fast style) over `cache` (W rows): step(tok, col, positions)
+    -> logits (W, V). Its inputs live in buffers that the step only copies into; on CUDA the step is
+    captured once as a CUDA graph and replayed (no per-kernel launch cost); elsewhere it runs eagerly."""
+    tok_buf = torch.zeros(W, dtype=torch.long, device=device)
+    col_buf = torch.zeros((), dtype=torch.long, device=device)
+    pos_buf = torch.zeros(W, 1, dtype=torch.long, device=device)
+    run = lambda: static_decode_step(model, cache, tok_buf, col_buf, pos_buf, key_mask)
+    graph = out = None
+
+    def step(tok, col: int, positions):
+        nonlocal graph, out
+        tok_buf[: tok.shape[0]].copy_(tok)  # rows past tok's (padding of the bucket) keep stale tokens
+        col_buf.fill_(col)
+        pos_buf.copy_(positions)
+        if device.type != "cuda":
+            return run()
+        if graph is None:  # first call: warm up on a side stream, then capture (the step is idempotent)
+            ac = autocast_dtype(device)  # cast the weights inside the graph: no casts cached outside it
+            autocast = torch.autocast("cuda", dtype=ac, cache_enabled=False) if ac else contextlib.nullcontext()
+            side = torch.cuda.Stream(device)
+            side.wait_stream(torch.cuda.current_stream(device))
+            with torch.cuda.stream(side), autocast:
+                run()
+            torch.cuda.current_stream(device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph), autocast:
+                out = run()
+        graph.replay()
+        return out
+
+    return step
+
+
+def bucket(n: int) -> int:
+    """Static batch sizes are powers of two: at most log2(B) + 1 graphs per generate call."""
+    return 1 << (n - 1).bit_length()
+
+
+# Drop finished rows once no more than this share of the working batch is still generating: the
+# batch shrinks geometrically, so the copies cost at most a few cache copies in all.
+COMPACT_AT = 0.75
+# ... but keep at least 4 rows (padding with copies of a live row). On the CPU kernels we measured,
+# a matmul of 1 to 3 rows takes another code path that rounds differently; from 4 rows up, a row's
+# result does not depend on the batch size, so dropping rows leaves every number bit-identical.
+MIN_ROWS = 4
+
+
 @torch.no_grad()
 def generate(
     model,
@@ -133,11 +219,25 @@ def generate(
     generator: torch.Generator | None = None,
     samples_per_prompt: int = 1,
     return_prompt_logprobs: bool = False,
+    drop_finished: bool = True,
+    cuda_graph: bool = False,
+    logits_processor: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor] | None = None,
 ) -> Generation:
     """Sample `samples_per_prompt` completions for each prompt; rows are prompt-major (p * G + g).
 
     eos_token_ids: tokens that end a row; empty -> model.eos_token_ids (if the model has them).
     Prompt log-probs (if asked) use the same temperature as the sampled tokens.
+    drop_finished: rows that have ended leave the batch (their cache rows are gathered away), so a
+        decode step costs in proportion to the rows still generating. The result does not depend on
+        it: each step draws one uniform for every row of the full batch, live or not, so row b always
+        gets the same random number at step t (tests/test_sampler.py checks the equality).
+    cuda_graph: decode with fixed shapes (static_decode_step: every cache column is a key, masked),
+        the batch shrinking in powers of two; on CUDA each batch size is captured once as a graph.
+        On CPU the same fixed-shape step runs eagerly (that is how the tests check it).
+    The KV cache is kept in the dtype attention runs in (kv_cache_dtype: bf16 under CUDA autocast).
+    logits_processor(logits, rows, step) -> logits: applied to the logits (b, V) of the rows still
+        in the batch (rows (b,): their output indices) before the draw and the reported log-probs;
+        step is the index of the token about to be drawn. E.g. bench/sampler.py forces row ends.
     """
     _check_inputs(model, prompts, max_new_tokens, samples_per_prompt, temperature, top_p, top_k)
     cfg = model.config
@@ -151,7 +251,7 @@ def generate(
     padded = any(len(p) != T0 for p in prompts)
     S = T0 + max_new_tokens  # cache columns: padded prompt, then one per generated token
 
-    cache = KVCache(cfg, P, S, dtype, device)
+    cache = KVCache(cfg, P, S, kv_cache_dtype(device, dtype), device)
     logits, ids, pmask = prefill(model, prompts, cache, device, all_logits=return_prompt_logprobs)  # each prompt once
     out_plp = out_pmask = None
     if return_prompt_logprobs:
@@ -161,29 +261,54 @@ def generate(
         cache = cache.repeat_rows(G)
     del logits
 
-    key_mask = torch.ones(B, S, dtype=torch.bool, device=device)  # (B, S): real keys
+    key_mask = torch.zeros(B, S, dtype=torch.bool, device=device)  # (B, S): keys written so far
     key_mask[:, :T0] = pmask.repeat_interleave(G, dim=0)
-    pos = pmask.sum(-1).repeat_interleave(G, dim=0)[:, None]  # (B, 1) position of the next token
+    pos = pmask.sum(-1).repeat_interleave(G, dim=0)[:, None]  # (B, 1) position of the first new token
 
     tokens = torch.zeros(B, max_new_tokens, dtype=torch.long, device=device)
     logprobs = torch.zeros(B, max_new_tokens, dtype=torch.float32, device=device)
     lengths = torch.zeros(B, dtype=torch.long, device=device)
     finished = torch.zeros(B, dtype=torch.bool, device=device)
+    # The working batch: W rows in the cache; the first len(rows) are real, rows[j] = its output row;
+    # rows past len(rows) are padding (W >= MIN_ROWS; a power of two with cuda_graph), output unused.
+    rows = torch.arange(B, device=device)
+    W = B
+    step = make_static_step(model, cache, key_mask, W, device) if cuda_graph else None
     n = 0
     for i in range(max_new_tokens):
-        tok = sample(next_logits, temperature, top_k, top_p, generator)  # (B,)
-        lp = logits_to_logprobs(next_logits, temperature).gather(-1, tok[:, None]).squeeze(-1)
-        alive = ~finished
-        tokens[:, i] = tok
-        logprobs[:, i] = lp
-        lengths += alive.long()
-        finished |= alive & torch.isin(tok, eos_t)
+        b = rows.shape[0]
+        step_logits = next_logits[:b]
+        if logits_processor is not None:
+            step_logits = logits_processor(step_logits, rows, i)
+        u = torch.rand(B, 1, generator=generator, device=device) if temperature > 0 else None  # one per row of B
+        tok = sample(step_logits, temperature, top_k, top_p, u=None if u is None else u[rows])  # (b,)
+        lp = logits_to_logprobs(step_logits, temperature).gather(-1, tok[:, None]).squeeze(-1)
+        alive = ~finished[rows]
+        tokens[rows, i] = tok
+        logprobs[rows, i] = lp
+        lengths[rows] += alive.long()
+        live = alive & ~torch.isin(tok, eos_t)
+        finished[rows] = ~live
         n = i + 1
-        if n == max_new_tokens or bool(finished.all()):  # note: a CPU-GPU sync point per step
+        n_live = int(live.sum())  # note: a CPU-GPU sync point per step
+        if n == max_new_tokens or n_live == 0:
             break
+        W_new = max(bucket(n_live) if cuda_graph else n_live, min(MIN_ROWS, W))
+        if drop_finished and W_new < W and (cuda_graph or n_live <= COMPACT_AT * W):
+            keep = live.nonzero().squeeze(1)  # (n_live,) working rows that go on
+            rows, tok, W = rows[keep], tok[keep], W_new
+            keep = torch.cat([keep, keep[:1].expand(W - n_live)])  # padding rows copy a live one
+            cache, key_mask, pos = cache.select_rows(keep), key_mask[keep], pos[keep]
+            step = make_static_step(model, cache, key_mask, W, device) if cuda_graph else None
+        if tok.shape[0] < W:  # padding rows are fed the first row's token
+            tok = torch.cat([tok, tok[:1].expand(W - tok.shape[0])])
         col = T0 + i  # cache column of this token
-        step_mask = key_mask[:, : col + 1] if padded else None  # None: no padding, nothing to mask
-        next_logits = decode_one_token(model, tok, cache, col, pos + i, step_mask)
+        key_mask[:, col] = True
+        if cuda_graph:
+            next_logits = step(tok, col, pos + i)
+        else:
+            step_mask = key_mask[:, : col + 1] if padded else None  # None: no padding, nothing to mask
+            next_logits = decode_one_token(model, tok, cache, col, pos + i, step_mask)
 
     mask = torch.arange(n, device=device)[None, :] < lengths[:, None]  # (B, N), from lengths
     tokens = tokens[:, :n].masked_fill(~mask, 0)

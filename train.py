@@ -112,7 +112,7 @@ def rollout(model, tokenizer, problems: list[dict], cfg: Config, generator: torc
     with autocast(cfg, device):
         gen = generate(model, prompt_ids, cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
                        eos_token_ids=eos_ids, generator=generator, samples_per_prompt=G,
-                       return_prompt_logprobs=prompt_logprobs)
+                       return_prompt_logprobs=prompt_logprobs, cuda_graph=cfg.cuda_graph and device.type == "cuda")
     lengths = gen.lengths.tolist()
     # special tokens (EOS, chat markers) are dropped: they are never answer text
     texts = tokenizer.decode_batch([row[:n] for row, n in zip(gen.tokens.tolist(), lengths)], skip_special_tokens=True)

@@ -185,3 +185,148 @@ def test_single_token_prompts(llama):
     assert out.prompt_logprobs.shape == out.prompt_mask.shape == (2, 0)
     alone = generate(llama, [[5]], 3, temperature=0)
     assert torch.equal(out.tokens[1], alone.tokens[0])
+
+
+# ----------------------------------------------------------------------------------------------
+# dropping finished rows, the fixed-shape (CUDA graph) step, logits processors, the cache dtype
+
+RAGGED = [[1, 5, 9], [1, 40, 41, 42, 43, 44, 45, 46, 47], [1, 100, 7, 7, 30], [3], [1, 2, 3, 4, 5, 6]]
+
+
+def forced_lengths_processor(target, eos, seen=None):
+    """Row r ends (EOS is its only choice) at step target[r] - 1 and cannot draw EOS before."""
+    def proc(logits, rows, step):
+        if seen is not None:
+            seen.append(rows.tolist())
+        end = (target[rows] == step + 1)[:, None]
+        is_eos = torch.arange(logits.shape[-1])[None, :] == eos
+        return logits.masked_fill(end & ~is_eos, float("-inf")).masked_fill(~end & is_eos, float("-inf"))
+    return proc
+
+
+def rows_are_batch_independent() -> bool:
+    """Whether this CPU's matmul gives a row the same bits in any batch of >= 4 rows (sampler.MIN_ROWS)."""
+    g = torch.Generator().manual_seed(0)
+    w, x = torch.randn(64, 48, generator=g), torch.randn(40, 1, 48, generator=g)
+    full = torch.nn.functional.linear(x, w)
+    return all(torch.equal(torch.nn.functional.linear(x[:k], w), full[:k]) for k in range(4, 40))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("temperature, top_k, top_p", [(1.0, 0, 1.0), (0.8, 10, 0.9), (0.0, 0, 1.0)])
+def test_dropping_finished_rows_changes_no_token_and_no_logprob(family, temperature, top_k, top_p):
+    m = load_model(FIX / family)
+    G, N = 4, 24
+    target = torch.tensor([1, 2, 3, 5, 8, 13, 21, 24] * 3 + [24] * 3 + [7, 2, 1, 6, 12, 19, 23, 11, 4, 24, 9, 17, 3])[:20]
+    seen = []
+    run = lambda drop, log=None: generate(
+        m, RAGGED, N, temperature=temperature, top_k=top_k, top_p=top_p, samples_per_prompt=G,
+        generator=torch.Generator().manual_seed(5), eos_token_ids=[2], return_prompt_logprobs=True,
+        drop_finished=drop, logits_processor=forced_lengths_processor(target, 2, log))
+    kept, dropped = run(False), run(True, seen)
+    assert torch.equal(dropped.lengths, target) and dropped.finished.all()  # the processor did its job
+    # rows really left the batch: the processor saw fewer rows as they ended (never the ended ones)
+    sizes = [len(r) for r in seen]
+    assert sizes[0] == 20 and sizes[-1] < 20 and sizes == sorted(sizes, reverse=True)
+    for step, r in enumerate(seen):  # every row that has not ended is in the batch
+        assert set((target > step).nonzero().squeeze(1).tolist()) <= set(r)
+    for a, b in [(kept.tokens, dropped.tokens), (kept.mask, dropped.mask), (kept.lengths, dropped.lengths),
+                 (kept.finished, dropped.finished), (kept.prompt_logprobs, dropped.prompt_logprobs)]:
+        assert torch.equal(a, b)
+    if rows_are_batch_independent():  # true on the CPUs we measured: then every bit is the same
+        assert torch.equal(kept.logprobs, dropped.logprobs)
+    else:
+        assert (kept.logprobs - dropped.logprobs).abs().max().item() <= 1e-5
+
+
+def test_dropping_rows_with_natural_eos_keeps_the_samples(llama):
+    """Without a processor: rows end on their own sampled EOS at mixed lengths, same result."""
+    first = generate(llama, RAGGED, 30, generator=torch.Generator().manual_seed(0), samples_per_prompt=6)
+    eos = [int(t) for t in first.tokens[:, 2].unique()[:6]]  # frequent enough to end rows early
+    run = lambda drop: generate(llama, RAGGED, 30, generator=torch.Generator().manual_seed(1), samples_per_prompt=6,
+                                eos_token_ids=eos, drop_finished=drop)
+    a, b = run(False), run(True)
+    assert len(set(b.lengths.tolist())) >= 4 and b.finished.any()  # mixed lengths: some rows dropped early
+    assert torch.equal(a.tokens, b.tokens) and torch.equal(a.lengths, b.lengths)
+    assert (a.logprobs - b.logprobs).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_fixed_shape_decode_step_equals_the_default(family, monkeypatch):
+    """cuda_graph=True: the fixed-shape step (every cache column a key, masked; batch in powers of
+    two) runs eagerly on CPU and samples the same tokens, log-probs equal up to rounding."""
+    import sampler
+    m = load_model(FIX / family)
+    widths = []
+    make = sampler.make_static_step
+    monkeypatch.setattr(sampler, "make_static_step", lambda model, cache, km, W, dev: widths.append(W) or make(model, cache, km, W, dev))
+    target = torch.tensor([3, 20, 1, 9, 14, 2, 20, 6, 11, 5, 17, 8, 20, 4, 7])
+    run = lambda graph: generate(m, RAGGED, 20, samples_per_prompt=3, generator=torch.Generator().manual_seed(2),
+                                 eos_token_ids=[2], cuda_graph=graph, logits_processor=forced_lengths_processor(target, 2))
+    dyn, static = run(False), run(True)
+    assert torch.equal(dyn.tokens, static.tokens) and torch.equal(dyn.lengths, static.lengths)
+    assert (dyn.logprobs - static.logprobs).abs().max().item() <= 1e-4
+    assert widths[0] == 15 and all(w & (w - 1) == 0 for w in widths[1:])  # then powers of two, shrinking
+    assert widths == sorted(widths, reverse=True) and widths[-1] >= sampler.MIN_ROWS
+
+
+def test_fixed_shape_forward_equals_the_growing_one(llama):
+    """model.forward with a tensor `start`: same logits as the int-start decode step, from the same cache."""
+    from model import KVCache
+    from sampler import prefill
+    prompts = RAGGED[:3]
+    a, b = (KVCache(llama.config, 3, 16, torch.float32, "cpu") for _ in range(2))
+    with torch.no_grad():
+        _, _, pmask = prefill(llama, prompts, a, "cpu")
+        prefill(llama, prompts, b, "cpu")
+    T0 = pmask.shape[1]
+    key_mask = torch.zeros(3, 16, dtype=torch.bool)
+    key_mask[:, :T0 + 1] = torch.cat([pmask, torch.ones(3, 1, dtype=torch.bool)], 1)
+    tok, pos = torch.tensor([[7], [8], [9]]), pmask.sum(-1, keepdim=True)
+    with torch.no_grad():
+        grow = llama(tok, key_mask[:, :T0 + 1], positions=pos, cache=a, start=T0)
+        fixed = llama(tok, key_mask, positions=pos, cache=b, start=torch.tensor(T0))
+    assert (grow - fixed).abs().max().item() <= 1e-5
+    assert torch.equal(a.k[0, :, :, :T0 + 1], b.k[0, :, :, :T0 + 1])  # layer 0's keys: the same bits
+    assert (a.k[:, :, :, :T0 + 1] - b.k[:, :, :, :T0 + 1]).abs().max().item() <= 1e-5  # then rounding
+    assert (b.k[:, :, :, T0 + 1:] == 0).all()  # nothing written past this token's column
+    with pytest.raises(ValueError, match="tensor `start`"), torch.no_grad():
+        llama(tok, key_mask, cache=b, start=torch.tensor(T0))  # no positions
+
+
+def test_logits_processor_sees_rows_and_steps(llama):
+    calls = []
+
+    def proc(logits, rows, step):
+        calls.append((logits.shape[0], rows.tolist(), step))
+        return logits
+    out = generate(llama, PROMPTS, 5, generator=torch.Generator().manual_seed(0), samples_per_prompt=2,
+                   eos_token_ids=[-1], logits_processor=proc)
+    assert [c[2] for c in calls] == list(range(5)) and all(c[1] == list(range(6)) and c[0] == 6 for c in calls)
+    plain = generate(llama, PROMPTS, 5, generator=torch.Generator().manual_seed(0), samples_per_prompt=2, eos_token_ids=[-1])
+    assert torch.equal(out.tokens, plain.tokens)  # an identity processor changes nothing
+
+
+def test_kv_cache_dtype():
+    from sampler import kv_cache_dtype
+    assert kv_cache_dtype(torch.device("cpu"), torch.float32) == torch.float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # only CUDA autocast changes the cache
+        assert kv_cache_dtype(torch.device("cpu"), torch.float32) == torch.float32
+    assert kv_cache_dtype(torch.device("cpu"), torch.bfloat16) == torch.bfloat16
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@cuda
+def test_cuda_autocast_cache_is_bfloat16_and_graphs_replay_the_eager_fixed_step():
+    from sampler import kv_cache_dtype
+    m = load_model(FIX / "qwen2", device="cuda")
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        assert kv_cache_dtype(torch.device("cuda"), torch.float32) == torch.bfloat16
+        run = lambda graph: generate(m, RAGGED, 20, samples_per_prompt=4, eos_token_ids=[2],
+                                     generator=torch.Generator("cuda").manual_seed(0), cuda_graph=graph)
+        eager, graph = run(False), run(True)
+    assert torch.isfinite(graph.logprobs).all() and graph.tokens.shape[0] == 20
+    same = (eager.tokens == graph.tokens).float().mean().item()
+    assert same >= 0.5, same  # bf16: the fixed-shape softmax may round differently and a row part ways
