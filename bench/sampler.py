@@ -3,18 +3,22 @@
 cache. Not a test. Timings are noisy on shared machines, so we print ratios measured in the same
 process, best of --repeats, the repeats interleaved.
 
-Two workloads (both by default):
-  fixed  every row generates exactly --new-tokens tokens (no EOS): the per-step cost alone.
-         ~1M-parameter Llama, batch 64, prompt 32, 128 new tokens.
-  rl     an RL rollout's shape: rows end at long-tailed lengths, log-normal with a median of a
-         quarter of --rl-new-tokens (sigma 0.75), clipped to [1, max]; a 28M-parameter Qwen2
-         (matmuls dominate), batch 64, prompt 32, up to 256 new tokens. Both sides are forced to
-         end each row at its drawn length the same way: a logits processor that leaves only EOS
-         at that step and forbids EOS before it. Throughput counts useful tokens (the rows'
-         lengths summed): transformers computes every row until the longest ends; we drop
-         finished rows (sampler.generate(drop_finished=True)).
+Three workloads (all by default):
+  fixed        every row generates exactly --new-tokens tokens (no EOS): the per-step cost alone.
+               ~1M-parameter Llama, batch 64, prompt 32, 128 new tokens.
+  rl           a GRPO rollout's shape: 8 prompts x 8 samples (--group-size), rows ending at
+               long-tailed lengths, log-normal with a median of a quarter of --rl-new-tokens
+               (sigma 0.75), clipped to [1, max]; a 28M-parameter Qwen2 (matmuls dominate), batch
+               64, prompt 32, up to 256 new tokens. transformers gets the 8 prompts with
+               num_return_sequences=8, as GRPO trainers on top of it do; we prefill each prompt
+               once (samples_per_prompt=8).
+  rl-distinct  the same with 64 distinct prompts (group size 1): both sides prefill 64 rows.
+Both sides are forced to end each row at its drawn length the same way: a logits processor that
+leaves only EOS at that step and forbids EOS before it. Throughput counts useful tokens (the rows'
+lengths summed): transformers computes every row until the longest ends; we drop finished rows
+(sampler.generate(drop_finished=True)).
 
-    python bench/sampler.py                              # both workloads, CPU, 1 thread
+    python bench/sampler.py                              # all three workloads, CPU, 1 thread (~5 min)
     python bench/sampler.py --workload rl --repeats 5
     python bench/sampler.py --workload fixed --model toy  # the shipped toy instead of --size
     python bench/sampler.py --workload rl --device cuda --dtype bfloat16 --cuda-graph
@@ -155,26 +159,31 @@ def run_fixed(args, device, dtype) -> dict:
     return report(times, B * N)
 
 
-def run_rl(args, device, dtype) -> dict:
-    """Rows end at long-tailed lengths (forced the same way on both sides); useful tokens/s."""
+def run_rl(args, device, dtype, G: int) -> dict:
+    """Rows (B / G prompts x G samples, prompt-major) end at long-tailed lengths, forced the same
+    way on both sides; useful tokens/s."""
     B, L, N = args.batch, args.prompt_len, args.rl_new_tokens
+    if B % G:
+        raise SystemExit(f"bench/sampler.py: --batch {B} is not a multiple of --group-size {G}")
     path = random_model_dir(args.rl_size, L + N)
     model = load_model(path, device=device, dtype=dtype)
     target = lognormal_lengths(B, N, N / 4, seed=args.seed).to(device)
     useful = int(target.sum())
-    prompt_ids = torch.randint(3, model.config.vocab_size, (B, L), device=device)
+    prompt_ids = torch.randint(3, model.config.vocab_size, (B // G, L), device=device)
     prompts = prompt_ids.tolist()
     gen = torch.Generator(device=device).manual_seed(0)
     n_params = sum(p.numel() for p in model.parameters())
     q = target.float().quantile(torch.tensor([0.5, 0.9], device=device)).tolist()
-    print(f"\n[rl] random {args.rl_size} {model.config.model_type} ({n_params / 1e6:.1f}M params), {device} {args.dtype}, "
-          f"{torch.get_num_threads()} threads; batch {B}, prompt {L}, up to {N} new tokens; lengths log-normal: "
+    print(f"\n[rl{'' if G > 1 else '-distinct'}] random {args.rl_size} {model.config.model_type} ({n_params / 1e6:.1f}M "
+          f"params), {device} {args.dtype}, {torch.get_num_threads()} threads; batch {B} = {B // G} prompts x {G} samples, "
+          f"prompt {L}, up to {N} new tokens; lengths log-normal: "
           f"median {q[0]:.0f}, p90 {q[1]:.0f}, longest {int(target.max())}, mean {target.float().mean():.1f} "
           f"(useful share of B x longest: {useful / (B * int(target.max())):.2f}); best of {args.repeats}")
 
     def ours(drop=True):
         out = generate(model, prompts, N, temperature=args.temperature, eos_token_ids=[EOS], generator=gen,
-                       logits_processor=ours_forced(target), drop_finished=drop, cuda_graph=args.cuda_graph)
+                       samples_per_prompt=G, logits_processor=ours_forced(target), drop_finished=drop,
+                       cuda_graph=args.cuda_graph)
         assert torch.equal(out.lengths, target) and bool(out.finished.all())
 
     fns = {"ours (drops finished rows)": ours, "ours, keeping finished rows": lambda: ours(False)}
@@ -185,8 +194,10 @@ def run_rl(args, device, dtype) -> dict:
 
         def hf_generate():
             out = hf.generate(prompt_ids, attention_mask=mask, do_sample=True, temperature=args.temperature, top_k=0,
-                              top_p=1.0, max_new_tokens=N, eos_token_id=EOS, pad_token_id=0, logits_processor=[proc])
+                              top_p=1.0, max_new_tokens=N, eos_token_id=EOS, pad_token_id=0, logits_processor=[proc],
+                              num_return_sequences=G)
             assert out.shape == (B, L + int(target.max()))
+            assert torch.equal((out[:, L:] == EOS).long().argmax(-1) + 1, target)  # each row ended where drawn
 
         fns[f"transformers {version} generate"] = hf_generate
     with torch.no_grad():
@@ -203,7 +214,7 @@ def report(times: dict, n_tokens: int) -> dict:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--workload", default="both", choices=["both", "fixed", "rl"])
+    ap.add_argument("--workload", default="all", choices=["all", "fixed", "rl", "rl-distinct"])
     ap.add_argument("--size", default="1m", choices=sorted(SIZES), help="fixed workload's random model")
     ap.add_argument("--rl-size", default="28m", choices=sorted(SIZES), help="rl workload's random model")
     ap.add_argument("--model", default=None, help="fixed workload: a Hugging Face model folder (e.g. toy) instead of --size")
@@ -212,6 +223,7 @@ def main(argv=None):
     ap.add_argument("--new-tokens", type=int, default=128, help="fixed workload: tokens per row")
     ap.add_argument("--rl-new-tokens", type=int, default=256, help="rl workload: the longest a row may run")
     ap.add_argument("--seed", type=int, default=0, help="rl workload: the draw of the lengths")
+    ap.add_argument("--group-size", type=int, default=8, help="rl workload: samples per prompt")
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu")
@@ -225,10 +237,12 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
-    if args.workload in ("both", "fixed"):
+    if args.workload in ("all", "fixed"):
         run_fixed(args, device, dtype)
-    if args.workload in ("both", "rl"):
-        run_rl(args, device, dtype)
+    if args.workload in ("all", "rl"):
+        run_rl(args, device, dtype, args.group_size)
+    if args.workload in ("all", "rl-distinct"):
+        run_rl(args, device, dtype, 1)
 
 
 if __name__ == "__main__":
