@@ -222,12 +222,18 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + rotate_half(x) * sin
 
 
-def attention_bias(attention_mask, B: int, start: int, T: int, rep: int, dtype, device) -> torch.Tensor | None:
+def attention_bias(attention_mask, B: int, start: int | torch.Tensor, T: int, rep: int, dtype,
+                   device) -> torch.Tensor | None:
     """Additive attention mask (B, 1, rep*T, S), S = start + T: 0 where the query at column start+t
     may see key column j (j <= start+t and key j is a real token), -inf elsewhere; repeated `rep`
     times along the query axis for the grouped-query layout of Attention.forward. A query always
     sees itself, so padded queries get finite (ignored) outputs, never NaN.
-    None when there is nothing to mask: no padding and a single query (a decode step)."""
+    None when there is nothing to mask: no padding and a single query (a decode step).
+    A tensor `start` (a fixed-shape decode step, T = 1): every cache column is a key and the mask
+    (B, S), True up to and including this token's column, is the whole rule."""
+    if isinstance(start, torch.Tensor):
+        return torch.zeros(B, 1, rep, attention_mask.shape[1], dtype=dtype, device=device).masked_fill_(
+            ~attention_mask.bool()[:, None, None, :], float("-inf"))
     if attention_mask is None:
         if T == 1:
             return None
@@ -412,11 +418,7 @@ class Transformer(nn.Module):
                 positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, start:]  # (B, T)
         rep = self.config.num_attention_heads // self.config.num_key_value_heads
         x = self.embed_tokens(input_ids)  # (B, T, C)
-        if static:  # every cache column is a key; the mask (True up to and including this one) does the rest
-            attn_bias = torch.zeros(B, 1, rep, S, dtype=x.dtype, device=x.device).masked_fill_(
-                ~attention_mask.bool()[:, None, None, :], float("-inf"))
-        else:
-            attn_bias = attention_bias(attention_mask, B, start, T, rep, x.dtype, x.device)  # (B, 1, rep*T, S) | None
+        attn_bias = attention_bias(attention_mask, B, start, T, rep, x.dtype, x.device)  # (B, 1, rep*T, S) | None
         cos, sin = self.rope(positions, x.dtype, S)
         for i, layer in enumerate(self.layers):
             x = layer(x, cos, sin, attn_bias, cache, i, start)

@@ -194,13 +194,14 @@ RAGGED = [[1, 5, 9], [1, 40, 41, 42, 43, 44, 45, 46, 47], [1, 100, 7, 7, 30], [3
 
 
 def forced_lengths_processor(target, eos, seen=None):
-    """Row r ends (EOS is its only choice) at step target[r] - 1 and cannot draw EOS before."""
+    """Row r ends (EOS is its only choice) at step target[r] - 1 and cannot draw EOS before
+    (bench/sampler.py's rule); `seen` collects the rows of each step."""
+    from bench.sampler import forced_end
+
     def proc(logits, rows, step):
         if seen is not None:
             seen.append(rows.tolist())
-        end = (target[rows] == step + 1)[:, None]
-        is_eos = torch.arange(logits.shape[-1])[None, :] == eos
-        return logits.masked_fill(end & ~is_eos, float("-inf")).masked_fill(~end & is_eos, float("-inf"))
+        return forced_end(logits, target[rows], step, eos)
     return proc
 
 
