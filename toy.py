@@ -63,6 +63,7 @@ from pathlib import Path
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
+import hidden_type
 from arm import pass_at_k
 from model import ModelConfig, Transformer, save_model
 from sampler import generate
@@ -75,7 +76,7 @@ HELDOUT_EVERY = 8                # 1 in 8 problems (by hash of the sorted number
 EOS, PAD, UNK = "<|endoftext|>", "<|pad|>", "<|unk|>"
 MAX_NEW_TOKENS = 48              # longest completion (tens style, 3 numbers) is 39 tokens incl. EOS
 
-# The two regimes (`--toy NAME` in train.py and compare.py). "paths" are the solution paths, "shares"
+# The regimes (`--toy NAME` in train.py and compare.py). "paths" are the solution paths, "shares"
 # how often pretraining makes the model choose each, "low".."high" the range of the numbers.
 REGIMES = {
     # four styles of unequal reliability; the favourite is also the most accurate
@@ -84,6 +85,12 @@ REGIMES = {
     # three paths executed equally well (pretrained on equal shares), chosen 60 / 30 / 10 %
     "equal-paths": dict(folder="toy-equal-paths", low=100, high=999, paths=("ab", "bc", "ac"),
                         shares=(0.6, 0.3, 0.1), tagged=True),
+    # two overlapping valid paths and a guess; which path is valid hangs on a type hidden in the
+    # parities of the numbers (hidden_type.py); shown-type is its control, the type in the prompt
+    "hidden-type": dict(folder="toy-hidden-type", low=10, high=99, paths=("ab", "bc", "guess"),
+                        shares=(0.45, 0.10, 0.45), tagged=True, typed="hidden"),
+    "shown-type": dict(folder="toy-shown-type", low=10, high=99, paths=("ab", "bc", "guess"),
+                       shares=(0.45, 0.10, 0.45), tagged=True, typed="shown"),
 }
 STYLES = REGIMES["original"]["paths"]
 STYLE_WEIGHTS = REGIMES["original"]["shares"]  # pretraining shares of the original styles
@@ -130,7 +137,7 @@ def make_problems(n: int, seed: int, split: str = "train", regime: str = "origin
     """n distinct problems of one split (and regime), the same for the same seed.
 
     Each dict: "prompt" (the text the model continues), "answer" (gold string for verify),
-    "numbers" (the summands, a list of ints).
+    "numbers" (the summands, a list of ints); hidden-type and shown-type add "type" (F, R or B).
     """
     if split not in ("train", "heldout"):
         raise ValueError(f"make_problems: split must be 'train' or 'heldout', got {split!r}")
@@ -138,14 +145,17 @@ def make_problems(n: int, seed: int, split: str = "train", regime: str = "origin
     total = (r["high"] - r["low"] + 1) ** N_TERMS  # at most half the held-out pool, so drawing distinct ones stays quick
     if n < 0 or n > total // (2 * HELDOUT_EVERY):
         raise ValueError(f"make_problems: n must be in 0..{total // (2 * HELDOUT_EVERY)}, got {n}")
-    rng = random.Random(f"toy-{seed}-{split}" if regime == "original" else f"toy-{regime}-{seed}-{split}")
+    key = "hidden-type" if r.get("typed") else regime  # the control (shown-type) asks the same problems
+    rng = random.Random(f"toy-{seed}-{split}" if regime == "original" else f"toy-{key}-{seed}-{split}")
     seen, problems = set(), []
     while len(problems) < n:
         numbers = _sample_numbers(rng, split, regime)
         if numbers in seen:
             continue
         seen.add(numbers)
-        problems.append({"prompt": format_prompt(numbers), "answer": str(sum(numbers)), "numbers": list(numbers)})
+        prompt = format_prompt(numbers) if not r.get("typed") else hidden_type.format_prompt(numbers, r["typed"] == "shown")
+        problems.append({"prompt": prompt, "answer": str(sum(numbers)), "numbers": list(numbers),
+                         **({"type": hidden_type.type_of(numbers)} if r.get("typed") else {})})
     return problems
 
 
@@ -192,8 +202,10 @@ def solution_path(text: str) -> str | None:
     if "\nA:" in text:
         text = text.rsplit("\nA:", 1)[1]
     text = text.lstrip(" ")
-    if text.split("\n", 1)[0] in PAIRS:  # equal-paths: the named path, if the work has its shape
+    if text.split("\n", 1)[0] in PAIRS:  # equal-paths, hidden-type: the named path, if the work has its shape
         return _named_path(text)
+    if text.startswith("guess\n"):  # hidden-type: a guess is the name and one boxed number
+        return "guess" if re.fullmatch(r"guess\n\\boxed\{\d+\}", text) else None
     if text.startswith("\\boxed{"):
         return "direct"
     steps = []  # (operands, result) per line
@@ -235,6 +247,8 @@ def pretraining_text(rng: random.Random, regime: str = "original", practice: lis
     numbers = _sample_numbers(rng, "train", regime)
     weights = r["shares"] if not r["tagged"] else practice or [1.0] * len(r["paths"])
     style = rng.choices(r["paths"], weights=weights)[0]
+    if r.get("typed"):
+        return hidden_type.format_prompt(numbers, r["typed"] == "shown") + hidden_type.solution(numbers, style)
     return format_prompt(numbers) + solution(numbers, style)
 
 
@@ -388,6 +402,7 @@ def build_toy(out_dir: str | Path | None = None, seed: int = 0, *, regime: str =
     log(f"toy ({regime}): {n_params / 1e6:.2f}M parameters, vocab {cfg.vocab_size}, {torch.get_num_threads()} threads")
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
     checks = make_problems(eval_prompts, seed, "heldout", regime)
+    typed_checks = hidden_type.problems_by_type(eval_prompts // 2, seed + 100, regime) if r.get("typed") else None
     stop_key = f"pass@{stop_k}"
     curve, step, loss_avg, every = [], 0, None, eval_every
     practice = [1.0] * len(r["paths"]) if r["tagged"] else None  # equal-paths: documents per path, relative
@@ -416,8 +431,13 @@ def build_toy(out_dir: str | Path | None = None, seed: int = 0, *, regime: str =
         if step % every == 0 or step == max_steps:
             ev = evaluate(model, tokenizer, checks, eval_samples, seed=seed, ks=tuple(sorted({1, stop_k})))
             point = {"step": step, "loss": round(loss_avg, 4), **{k: ev[k] for k in ev if k.startswith("pass@")}}
-            spread = 0.0
-            if r["tagged"]:
+            spread, slips_ok = 0.0, True
+            if r.get("typed"):  # hidden-type: stop once the paths are executed right and the slips learnt
+                acc = hidden_type.forced_accuracy(model, tokenizer, typed_checks, check_path_samples, seed=seed,
+                                                  paths=("ab", "bc"))
+                slips_ok = hidden_type.slips_learnt(acc)
+                point["forced"] = {p: {t: round(a, 3) for t, a in v.items()} for p, v in acc.items()}
+            elif r["tagged"]:
                 acc = {p: sum(a) / len(a) for p, a in
                        path_accuracy(model, tokenizer, checks, check_path_samples, regime, seed=seed).items()}
                 spread = max(acc.values()) - min(acc.values())
@@ -426,8 +446,9 @@ def build_toy(out_dir: str | Path | None = None, seed: int = 0, *, regime: str =
             curve.append(point)
             log(f"step {step:5d} | loss {loss_avg:.4f} | held-out " +
                 " ".join(f"{k} {ev[k]:.3f}" for k in ev if k.startswith("pass@")) +
-                (f" | paths {json.dumps(point['path_accuracy'])}" if r["tagged"] else "") + f" | {time.time() - t0:.0f}s")
-            if ev[stop_key] >= stop_at and spread <= stop_spread:
+                (f" | paths {json.dumps(point['path_accuracy'])}" if "path_accuracy" in point else "") +
+                (f" | forced {json.dumps(point['forced'])}" if "forced" in point else "") + f" | {time.time() - t0:.0f}s")
+            if ev[stop_key] >= stop_at and spread <= stop_spread and slips_ok:
                 break
             if fine_every and ev[stop_key] >= stop_at / 2:
                 every = fine_every
@@ -444,7 +465,7 @@ def build_toy(out_dir: str | Path | None = None, seed: int = 0, *, regime: str =
         "final_loss": round(loss_avg, 4), "curve": curve,
         "eval": {"prompts": final_prompts, "samples": final_samples, "temperature": 1.0, **final},
     }
-    if r["tagged"]:
+    if r["tagged"] and not r.get("typed"):  # hidden-type's own figures: hidden_type.gates
         acc = path_accuracy(model, tokenizer, final_set, final_samples, regime, seed=seed + 2)
         fav, others = r["paths"][0], r["paths"][1:]
         stats["path_execution"] = {
@@ -477,6 +498,12 @@ def steer_practice(acc: list[float]) -> list[float]:
 
 BUILDS = {  # the settings of the shipped builds
     "original": dict(),
+    # hidden-type: the type-dependent slip is learnt in a late jump whose step depends on the seed, so
+    # train at a flat rate (cosine over a far cap) until the forced-path checks show it learnt
+    "hidden-type": dict(eval_every=500, eval_prompts=64, eval_samples=4, stop_at=0.0, check_path_samples=4,
+                        max_steps=60000, warmup=200, final_prompts=128, final_samples=32),
+    "shown-type": dict(eval_every=250, eval_prompts=64, eval_samples=4, stop_at=0.0, check_path_samples=4,
+                       max_steps=60000, warmup=200, final_prompts=128, final_samples=32),
     "equal-paths": dict(eval_every=250, fine_every=50, eval_prompts=64, eval_samples=32, stop_k=32, stop_at=0.7,
                         stop_spread=0.04, max_steps=6000, final_prompts=128, final_samples=32),
 }

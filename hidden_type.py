@@ -1,0 +1,282 @@
+r"""
+The third built-in toy, `hidden-type`: two valid paths that overlap, and a type the model cannot
+read where it chooses its path. Built so that GRPO *can* narrow what is solved at large k.
+
+    python toy.py --toy hidden-type       # rebuild toy-hidden-type/ (until the slips are learnt)
+    python hidden_type.py                 # measure the gates of the shipped build -> BUILD.json
+    python hidden_type.py --toy shown-type   # the same for the control (type written in the prompt)
+
+The task: sums of three two-digit numbers, "Q: 23+48+17=?\nA: ", as in `original`. A problem's
+type comes from the parities of a, b, c (p = x mod 2):
+
+    type   when                                   share of uniform problems   valid paths
+    F      pa = pb = pc (all share a parity)      25 %                        ab only
+    R      pa = pc != pb (b differs from both)    25 %                        bc only
+    B      pa != pc                               50 %                        ab and bc
+
+The completion's first token names the path:
+
+    ab     (a+b)+c   ab\n23+48=71\n71+17=88\n\boxed{88}      the favourite, chosen 45 %
+    bc     (b+c)+a   bc\n48+17=65\n65+23=88\n\boxed{88}      the rare path, chosen 10 %
+    guess  no work   guess\n\boxed{90}                        the sum rounded to tens, chosen 45 %
+
+The slips are built in, on purpose. Where a path is not valid (ab on R, bc on F), pretraining writes
+it with one deterministic slip: the second line's result is 10 too large (an invented carry), and
+that wrong sum is boxed. A guess is right only when the sum is a multiple of ten. So each path is
+valid on 75 % of the problems, both on half, each alone on a quarter, and which one works depends on
+an XOR of parities: a function that no linear read-out of the digits gives (unlike a threshold on a
+sum of digits, which the original model's hidden state shows at AUC 0.95-0.99 at every layer). A
+slip that the model executes reliably cannot be repaired by RL finding one better token: the
+problem is solved only by the other path. Why built in: with real arithmetic errors, the
+favourite of our first toy was also its most reliable path everywhere (no overlap and no problem
+only a rare path solves), so GRPO's narrowing had nowhere to show.
+
+Pretraining practises ab, bc and guess equally (every type, slips included); the token that names
+the path is trained with the same soft label (45 / 10 / 45 %) whatever the type. Training documents
+are uniform problems: balancing them by type would bias the digits' parities and so give the type
+away in the prompt text. Shares 45 / 10 / 45 instead of a stronger favourite: with execution near
+certain, the guesses set base pass@1 (about 0.4) and leave GRPO an easy +0.3 to find, with no
+second, noisy training stage.
+
+`shown-type` is the control: the same task with the type written in the prompt
+("Q: 23+48+17=? type R\nA: "), so that a policy can route each problem to its valid path.
+
+The gates (`gates`, stored in BUILD.json): accuracy with the path forced per path x type at T = 1
+and T = 0.05; the choice's probabilities per type (exact, from the logits at the last prompt
+position); base pass@k overall and per type; linear and small-MLP probes of F vs R on the hidden
+state at the last prompt position, at every layer.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+TYPES = ("F", "R", "B")
+VALID = {"ab": ("F", "B"), "bc": ("R", "B")}  # where each written path is right; elsewhere it slips
+SLIP = 10  # the slipped path's second line (and so its boxed answer) is this much too large
+
+
+def type_of(numbers: tuple[int, ...] | list[int]) -> str:
+    """'F' (all three share a parity), 'R' (b's parity differs from a's and c's), else 'B'."""
+    pa, pb, pc = (x % 2 for x in numbers)
+    if pa == pb == pc:
+        return "F"
+    return "R" if pa == pc else "B"
+
+
+def guess_of(total: int) -> int:
+    """The guess path's answer: the sum rounded to the nearest ten (halves up)."""
+    return (total + 5) // 10 * 10
+
+
+def solution(numbers: tuple[int, ...] | list[int], path: str) -> str:
+    """The pretraining completion (without EOS) of a path, slip included where the path is not valid."""
+    a, b, c = numbers
+    if path == "guess":
+        return f"guess\n\\boxed{{{guess_of(a + b + c)}}}"
+    if path not in VALID:
+        raise ValueError(f"hidden_type.solution: path must be ab, bc or guess, got {path!r}")
+    first, second, last = (a, b, c) if path == "ab" else (b, c, a)
+    s1 = first + second
+    s2 = s1 + last + (0 if type_of(numbers) in VALID[path] else SLIP)
+    return f"{path}\n{first}+{second}={s1}\n{s1}+{last}={s2}\n\\boxed{{{s2}}}"
+
+
+def format_prompt(numbers: tuple[int, ...] | list[int], shown: bool) -> str:
+    """The prompt; the control (shown) writes the type after the question."""
+    q = "Q: " + "+".join(str(x) for x in numbers) + "=?"
+    return q + (f" type {type_of(numbers)}" if shown else "") + "\nA: "
+
+
+def problems_by_type(n: int, seed: int, regime: str = "hidden-type") -> dict[str, list[dict]]:
+    """n held-out problems of each type (drawn uniformly, then sorted by type; only for measuring)."""
+    import toy
+
+    pool = toy.make_problems(12 * n, seed, "heldout", regime)
+    out = {t: [p for p in pool if type_of(p["numbers"]) == t][:n] for t in TYPES}
+    if min(len(v) for v in out.values()) < n:
+        raise ValueError(f"problems_by_type: fewer than {n} of some type among {len(pool)} problems")
+    return out
+
+
+# -----------------------------------------------------------------------------
+# measuring a build
+
+
+def forced_accuracy(model, tokenizer, by_type: dict[str, list[dict]], n_samples: int, *, temperature: float = 1.0,
+                    seed: int = 0, paths=("ab", "bc", "guess")) -> dict[str, dict[str, float]]:
+    """path -> type -> accuracy with the path forced (its name appended to the prompt)."""
+    import toy
+
+    was_training = model.training
+    model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for path in paths:
+        out[path] = {}
+        for t in TYPES:
+            forced = [{**p, "prompt": p["prompt"] + path + "\n"} for p in by_type[t]]
+            n_correct, *_ = toy._sample_and_grade(model, tokenizer, forced, n_samples, gen, temperature, 64)
+            out[path][t] = sum(n_correct) / (n_samples * len(forced))
+    model.train(was_training)
+    return out
+
+
+def slips_learnt(acc: dict[str, dict[str, float]], valid_min: float = 0.9, invalid_max: float = 0.05) -> bool:
+    """The build's stopping rule: every valid cell of ab and bc >= valid_min, every slip cell <= invalid_max."""
+    return all((acc[p][t] >= valid_min) if t in VALID[p] else (acc[p][t] <= invalid_max) for p in VALID for t in TYPES)
+
+
+@torch.no_grad()
+def last_prompt_states(model, tokenizer, problems: list[dict]) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Hidden states at the last prompt position (where the path's name is chosen), after the
+    embeddings and after every layer -> [(N, C) per layer], and the choice logits (N, vocab)."""
+    states = []
+    hooks = [model.embed_tokens.register_forward_hook(lambda m, i, o: states.append(o))]
+    hooks += [layer.register_forward_hook(lambda m, i, o: states.append(o)) for layer in model.layers]
+    ids = [tokenizer.encode(p["prompt"]).ids for p in problems]
+    if len({len(x) for x in ids}) != 1:  # prompts differ in length only if the numbers do; not in these regimes
+        raise ValueError("last_prompt_states: prompts of one length expected")
+    was_training = model.training
+    model.eval()
+    try:
+        logits = model(torch.tensor(ids))[:, -1]
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return [s[:, -1].float() for s in states], logits.float()
+
+
+def auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
+    """Area under the ROC curve: the chance that a random positive scores above a random negative."""
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    return float(((pos[:, None] > neg[None]).float() + 0.5 * (pos[:, None] == neg[None]).float()).mean())
+
+
+def probe(x: torch.Tensor, y: torch.Tensor, *, hidden: int = 0, steps: int = 500, seed: int = 0) -> float:
+    """Held-out AUC of a probe trained on the first half of (x, y), scored on the second half:
+    logistic regression (hidden = 0) or an MLP with one hidden layer; standardised inputs, AdamW
+    with weight decay, full batch."""
+    g = torch.Generator().manual_seed(seed)
+    n = x.shape[0] // 2
+    mu, sd = x[:n].mean(0), x[:n].std(0) + 1e-6
+    x = (x - mu) / sd
+    d = x.shape[1]
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        net = torch.nn.Linear(d, 1) if hidden == 0 else torch.nn.Sequential(
+            torch.nn.Linear(d, hidden), torch.nn.GELU(), torch.nn.Linear(hidden, 1))
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-2, weight_decay=1e-2)
+    with torch.enable_grad():
+        for _ in range(steps):
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(net(x[:n]).squeeze(-1), y[:n].float())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    del g
+    with torch.no_grad():
+        return auc(net(x[n:]).squeeze(-1), y[n:])
+
+
+def probes(model, tokenizer, n: int, seed: int, regime: str) -> dict:
+    """F vs R at the last prompt position, per layer (0 = embeddings): linear and MLP (64) probe AUCs,
+    trained on n problems of each type and scored on n other ones."""
+    by_type = problems_by_type(2 * n, seed, regime)
+    f, r = by_type["F"], by_type["R"]
+    order = [f[i // 2] if i % 2 == 0 else r[i // 2] for i in range(4 * n)]  # F, R interleaved: both halves balanced
+    y = torch.tensor([1 if type_of(p["numbers"]) == "R" else 0 for p in order])
+    states, _ = last_prompt_states(model, tokenizer, order)
+    return {"n_train_per_type": n, "n_test_per_type": n,
+            "linear": [round(probe(s, y), 3) for s in states],
+            "mlp64": [round(probe(s, y, hidden=64, steps=1000), 3) for s in states]}
+
+
+def choice_shares(model, tokenizer, by_type: dict[str, list[dict]], paths=("ab", "bc", "guess")) -> dict:
+    """type -> path -> mean probability of choosing the path (softmax at T = 1 over the whole
+    vocabulary at the last prompt position; what is left is the chance of no path name)."""
+    ids = [tokenizer.token_to_id(p) for p in paths]
+    out = {}
+    for t in TYPES:
+        _, logits = last_prompt_states(model, tokenizer, by_type[t])
+        probs = logits.softmax(-1)[:, ids].mean(0)
+        out[t] = {p: round(float(v), 4) for p, v in zip(paths, probs)}
+    return out
+
+
+def gates(regime: str = "hidden-type", *, seed: int = 777, n_per_type: int = 64, n_samples: int = 32,
+          probe_n: int = 400, log=print) -> dict:
+    """Measure a shipped build against the gates (issue 18) and return the figures."""
+    import toy
+    import train
+
+    t0 = time.time()
+    torch.set_num_threads(1)
+    folder = toy.toy_dir(regime)
+    model, tokenizer = train.load_model(str(folder)), train.load_tokenizer(str(folder))
+    by_type = problems_by_type(n_per_type, seed, regime)
+    out = {"seed": seed, "problems_per_type": n_per_type, "samples": n_samples}
+    out["forced_T1"] = forced_accuracy(model, tokenizer, by_type, n_samples, temperature=1.0, seed=seed)
+    out["forced_T0.05"] = forced_accuracy(model, tokenizer, by_type, 4, temperature=0.05, seed=seed)
+    log(f"forced-path accuracy, T = 1: {json.dumps(out['forced_T1'])}")
+    log(f"forced-path accuracy, T = 0.05: {json.dumps(out['forced_T0.05'])}")
+    out["choice"] = choice_shares(model, tokenizer, by_type)
+    log(f"choice probabilities per type: {json.dumps(out['choice'])}")
+    pk = {}
+    for t in TYPES:
+        ev = toy.evaluate(model, tokenizer, by_type[t], n_samples, seed=seed + 1, ks=(1, 2, 4, 8, 16, 32))
+        pk[t] = {k: round(v, 4) for k, v in ev.items() if k.startswith("pass@")}
+        pk[t]["style_freq"] = {k: round(v, 4) for k, v in ev["style_freq"].items()}
+    # uniform problems are 1/4 F, 1/4 R, 1/2 B
+    pk["all"] = {k: round(0.25 * pk["F"][k] + 0.25 * pk["R"][k] + 0.5 * pk["B"][k], 4) for k in pk["F"] if k.startswith("pass@")}
+    out["base_pass"] = pk
+    log(f"base pass@k per type: {json.dumps(pk)}")
+    out["probes"] = probes(model, tokenizer, probe_n, seed + 2, regime)
+    log(f"probes F vs R, AUC per layer (0 = embeddings): {json.dumps(out['probes'])}")
+    out["verdicts"] = verdicts(out)
+    out["seconds"] = round(time.time() - t0, 1)
+    log(f"gates: {json.dumps(out['verdicts'])}")
+    return out
+
+
+def verdicts(g: dict) -> dict:
+    """Each build gate of issue 18, pass or fail (the GRPO pilot's gates are checked apart)."""
+    t1, t0 = g["forced_T1"], g["forced_T0.05"]
+    valid = [(p, t) for p in VALID for t in VALID[p]]
+    invalid = [(p, t) for p in VALID for t in TYPES if t not in VALID[p]]
+    targets = {"ab": 0.45, "bc": 0.10, "guess": 0.45}
+    c = g["choice"]
+    pa = g["base_pass"]["all"]
+    return {
+        "valid_T1>=0.7": all(t1[p][t] >= 0.7 for p, t in valid),
+        "valid_T0.05>=0.9": all(t0[p][t] >= 0.9 for p, t in valid),
+        "invalid<=0.05": all(t1[p][t] <= 0.05 and t0[p][t] <= 0.05 for p, t in invalid),
+        "shares_within_3pts": all(abs(c[t][p] - targets[p]) <= 0.03 for t in TYPES for p in targets),
+        "rare_share_R_vs_F<=0.02": abs(c["R"]["bc"] - c["F"]["bc"]) <= 0.02,
+        "base_pass@1_0.35-0.45": 0.35 <= pa["pass@1"] <= 0.45,
+        "base_pass@32>=0.95": pa["pass@32"] >= 0.95,
+        "base_pass@32_R>=0.9": g["base_pass"]["R"]["pass@32"] >= 0.9,
+        "linear_probe_auc<=0.65": max(g["probes"]["linear"]) <= 0.65,
+    }
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Measure a hidden-type build's gates and store them in its BUILD.json.")
+    ap.add_argument("--toy", default="hidden-type", choices=["hidden-type", "shown-type"])
+    a = ap.parse_args()
+    import toy
+
+    res = gates(a.toy)
+    path = toy.toy_dir(a.toy) / "BUILD.json"
+    build = json.loads(path.read_text())
+    build["gates"] = res
+    path.write_text(json.dumps(build, indent=2) + "\n")
+    print(f"written to {path}")
+    sys.exit(0)
