@@ -141,6 +141,31 @@ def arm_advantages(rewards: torch.Tensor, prompt_conf: torch.Tensor | None, answ
     return torch.where(on, A + shift, A)
 
 
+def unlikeliness_advantages(rewards: torch.Tensor, seq_logprob: torch.Tensor, *, beta: float, eps: float = 1e-6,
+                            scale: str = "std") -> torch.Tensor:
+    """A baseline with ARM's aim: the unlikeliness reward (He, Fried, Welleck 2025, arXiv 2506.02355).
+
+        rank_i = position of response i when the group is sorted by seq_logprob, ascending
+                 (0 = the least likely, G - 1 = the most likely; ties keep the order of the rows)
+        r'_i   = r_i (1 - beta rank_i / G)
+        A_i    = grpo_advantages(r')
+
+    rewards (P, G), seq_logprob (P, G) the mean token log-prob of each response under the rollout
+    policy (a constant) -> (P, G) float32. A correct response gets less the more likely it is; a wrong
+    one keeps r = 0 for binary rewards. beta = 0 is GRPO bit for bit. Normalising with our GRPO (the
+    population std, eps 1e-6) keeps the comparison with grpo and arm like for like; their release
+    uses the sample std, a common factor sqrt(G / (G - 1)) on every advantage of a group."""
+    _check(rewards.dim() == 2 and tuple(seq_logprob.shape) == tuple(rewards.shape),
+           f"rewards and seq_logprob must both be (P, G), got {tuple(rewards.shape)} and {tuple(seq_logprob.shape)}")
+    _check(math.isfinite(beta) and 0.0 <= beta <= 1.0, f"beta must be in [0, 1], got {beta}")
+    if beta == 0:
+        return grpo_advantages(rewards, eps=eps, scale=scale)
+    G = rewards.shape[1]
+    order = seq_logprob.detach().float().argsort(dim=1, stable=True)  # (P, G) rows from least to most likely
+    rank = order.argsort(dim=1, stable=True).to(rewards.device)  # (P, G) each row's place in that order
+    return grpo_advantages(rewards.detach().float() * (1 - beta * rank.float() / G), eps=eps, scale=scale)
+
+
 def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, *,
                 eps_low: float = 0.2, eps_high: float = 0.28, agg: str = "token-mean",
                 ref_logprobs: torch.Tensor | None = None, kl_coef: float = 0.0,

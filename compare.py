@@ -64,8 +64,9 @@ from report import claims, finals, fmt, format_claims, format_tables, mean_std, 
 ROOT = Path(__file__).resolve().parent
 REGIMES = tuple(toy.REGIMES)  # ("original", "equal-paths")
 ALPHA = 1.0  # every ARM variant: the same re-weighting strength (fixed before any run)
-METHODS = {  # name -> (shift_rows, shift_center); grpo is alpha = 0
+METHODS = {  # name -> (shift_rows, shift_center); grpo is alpha = 0; unlikely is the baseline (--algo unlikely)
     "grpo": None,
+    "unlikely": None,
     "arm": ("group", "prompt"),
     "arm-correct-only": ("correct", "prompt"),
     "arm-centred": ("group", "correct-mean"),
@@ -74,7 +75,11 @@ METHODS = {  # name -> (shift_rows, shift_center); grpo is alpha = 0
 # the default methods: the five above at ALPHA, and the zero-sum re-weighting at alpha 10, where its
 # shifts are as large as GRPO's advantages (c(o|q) spreads by only 0.04-0.12 among a group's
 # correct answers); fixed, with its reason, before any run (results/PREDICTIONS.md)
-DEFAULT_METHODS = tuple(METHODS) + ("arm-centred-correct-only@10",)
+DEFAULT_METHODS = tuple(m for m in METHODS if m != "unlikely") + ("arm-centred-correct-only@10",)
+RANK_PENALTY = 0.25  # the unlikeliness reward's beta (fixed before any run; results/PREDICTIONS.md addendum 3)
+# hidden-type: the paper's form at alpha 0.3, 1 and 3, the three ablations, and the baseline with the same aim
+HIDDEN_METHODS = ("grpo", "arm", "arm-correct-only", "arm-centred", "arm-centred-correct-only", "arm@0.3", "arm@3",
+                  "unlikely")
 SEEDS = 12  # training seeds 0 .. SEEDS-1, the same for every method and regime
 RUN = dict(  # train.py settings shared by every run (any train.py flag overrides them)
     steps=100,  # training steps per run
@@ -86,7 +91,15 @@ RUN = dict(  # train.py settings shared by every run (any train.py flag override
     keep_checkpoints=1,
 )
 QUICK = dict(steps=15, prompts_per_step=8, eval_prompts=16, eval_n=16)  # --quick: 1 seed, a first look
-FIXED = ("algo", "alpha", "seed", "out", "resume", "eval_before", "config", "toy", "shift_rows", "shift_center")
+# per regime: the default methods and the settings that differ from RUN. hidden-type's steps come from
+# its GRPO pilot (PREDICTIONS.md addendum 3); it is scored on 128 held-out prompts, not 64.
+# shown-type, the control, runs GRPO only (by default), with the same settings.
+HIDDEN_RUN = dict(steps=300, eval_prompts=128)
+PLANS = {"original": (DEFAULT_METHODS, {}), "equal-paths": (DEFAULT_METHODS, {}),
+         "hidden-type": (HIDDEN_METHODS, HIDDEN_RUN), "shown-type": (("grpo",), HIDDEN_RUN)}
+DEFAULT_REGIMES = ("original", "equal-paths")  # the two stored 6-method comparisons; --regime hidden-type for the third
+FIXED = ("algo", "alpha", "seed", "out", "resume", "eval_before", "config", "toy", "shift_rows", "shift_center",
+         "rank_penalty")
 
 
 class CompareError(ValueError):
@@ -98,12 +111,15 @@ class CompareError(ValueError):
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]:
-    """compare.py's own flags, plus train.py flags (passed on to every run) -> (args, run values)."""
+    """compare.py's own flags, plus train.py flags (passed on to every run) -> (args, run values per
+    regime). args.methods is a dict: regime -> its methods."""
     ap = argparse.ArgumentParser(prog="compare.py", description=__doc__.split("\n")[0], allow_abbrev=False,
                                  epilog="Any other train.py flag (e.g. --lr, --low-frac, --model) is passed on to every run.")
-    ap.add_argument("--regime", default=",".join(REGIMES), help=f"comma-separated toy regimes (default {','.join(REGIMES)})")
-    ap.add_argument("--method", default=",".join(DEFAULT_METHODS),
-                    help=f"comma-separated methods, NAME or NAME@ALPHA (default {','.join(DEFAULT_METHODS)})")
+    ap.add_argument("--regime", default=",".join(DEFAULT_REGIMES),
+                    help=f"comma-separated toy regimes among {', '.join(REGIMES)} (default {','.join(DEFAULT_REGIMES)})")
+    ap.add_argument("--method", default="",
+                    help=f"comma-separated methods, NAME or NAME@ALPHA (unlikely@BETA for the baseline's rank "
+                         f"penalty); default per regime: {', '.join(f'{g}: {len(m)} methods' for g, (m, _) in PLANS.items())}")
     ap.add_argument("--seeds", type=int, default=SEEDS, help=f"number of training seeds, 0..N-1 (default {SEEDS}; 1 with --quick)")
     ap.add_argument("--seed", type=int, default=None, help="rerun this one seed only and print it beside the stored results")
     ap.add_argument("--alpha", type=float, default=ALPHA, help=f"ARM strength of every ARM variant (default {ALPHA:g})")
@@ -125,8 +141,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]
             raise CompareError(f"--{k.replace('_', '-')}: set by compare.py for each run; not allowed here")
     args.regimes = parse_list(args.regime, "--regime", REGIMES)
     args.alphas = parse_alphas(args.alphas)
-    args.methods = parse_methods(args.method) + [method_name(a) for a in args.alphas]
-    args.methods = list(dict.fromkeys(args.methods))
+    given_methods = parse_methods(args.method) if args.method.strip() else None
+    args.methods = {}  # regime -> its methods
+    for g in args.regimes:
+        ms = given_methods or list(PLANS[g][0])
+        ms = list(dict.fromkeys(ms + [method_name(a) for a in args.alphas]))
+        args.methods[g] = list(dict.fromkeys(["grpo"] + ms)) if args.seed is None else ms
     if args.seed is not None:
         if args.seed < 0:
             raise CompareError(f"--seed: need a seed >= 0, got {args.seed}")
@@ -140,10 +160,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]
         raise CompareError(f"--workers: need at least 1, got {args.workers}")
     if not (math.isfinite(args.alpha) and args.alpha > 0):
         raise CompareError(f"--alpha: ARM needs a finite alpha > 0, got {args.alpha}")
-    args.methods = list(dict.fromkeys(["grpo"] + args.methods)) if args.seed is None else args.methods
     args.out = args.out or ("runs/compare-quick" if args.quick else "results")
-    values = {**RUN, **(QUICK if args.quick else {}), **given}
-    if values.get("eval_prompts", 1) < 1:
+    values = {g: {**RUN, **PLANS[g][1], **(QUICK if args.quick else {}), **given} for g in args.regimes}
+    if any(v.get("eval_prompts", 1) < 1 for v in values.values()):
         raise CompareError("--eval-prompts: the comparison needs held-out prompts (>= 1)")
     return args, values
 
@@ -202,6 +221,8 @@ def method_values(method: str, alpha: float) -> dict:
     name, at, a = method.partition("@")
     if name == "grpo":
         return {"algo": "grpo"}
+    if name == "unlikely":
+        return {"algo": "unlikely", "rank_penalty": float(a) if at else RANK_PENALTY}
     rows, center = METHODS[name]
     return {"algo": "arm", "alpha": float(a) if at else alpha, "shift_rows": rows, "shift_center": center}
 
@@ -211,9 +232,9 @@ def plan_runs(args: argparse.Namespace, values: dict, runs_dir: Path) -> list[di
     front, so a bad flag fails in one line before any training."""
     specs = []
     for regime in args.regimes:
-        for method in args.methods:
+        for method in args.methods[regime]:
             for seed in args.seed_list:
-                v = {**values, **method_values(method, args.alpha), "toy": regime, "seed": seed, "eval_before": False,
+                v = {**values[regime], **method_values(method, args.alpha), "toy": regime, "seed": seed, "eval_before": False,
                      "out": str(runs_dir / regime / f"{method}-seed{seed}")}
                 train.make_config(v)  # raises train.ConfigError naming the key
                 specs.append({"regime": regime, "method": method, "alpha": v.get("alpha", 0.0), "seed": seed, "values": v})
@@ -334,7 +355,7 @@ def collect(regime: str, base: dict, runs: list[dict], args: argparse.Namespace,
         if name != "base":
             m["summary"] = summarize(m["runs"])
             m["variant"] = method_values(name, args.alpha)
-    settings = dataclasses.asdict(train.make_config({**values, "toy": regime}))
+    settings = dataclasses.asdict(train.make_config({**values[regime], "toy": regime}))
     return {
         "regime": regime,
         "command": command,
@@ -367,9 +388,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         runs_dir = Path(args.runs) if args.runs else Path("runs") / time.strftime("compare-%Y%m%d-%H%M%S")
         specs = plan_runs(args, values, runs_dir)
-        print(f"{len(specs)} runs ({len(args.regimes)} regimes x {len(args.methods)} methods x {len(args.seed_list)} "
-              f"seeds), {values['steps']} steps each; run folders in {runs_dir}/")
-        bases = {} if args.seed is not None else {g: evaluate_base(values, g) for g in args.regimes}
+        print(f"{len(specs)} runs (" + ", ".join(f"{g}: {len(args.methods[g])} methods x {values[g]['steps']} steps"
+                                                 for g in args.regimes) +
+              f"; {len(args.seed_list)} seeds); run folders in {runs_dir}/")
+        bases = {} if args.seed is not None else {g: evaluate_base(values[g], g) for g in args.regimes}
         for g, b in bases.items():
             print(f"base {g}: pass@1 {b['final']['pass@k']['1']:.3f}, entropy {b['final']['entropy']:.3f} "
                   f"({b['wall_s']:.0f} s to evaluate)")

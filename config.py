@@ -32,15 +32,17 @@ class Config:
     # model and data
     model: str = opt("", "Hugging Face folder; '' = the built-in toy of --toy")
     data: str = opt("", "training JSONL (GSM8K, MATH or prompt/answer); '' = the toy's generator")
-    toy: str = opt("original", "built-in toy regime: original (toy/) | equal-paths (toy-equal-paths/)",
-                   ("original", "equal-paths"))
+    toy: str = opt("original", "built-in toy regime: original (toy/) | equal-paths (toy-equal-paths/) | hidden-type "
+                               "(toy-hidden-type/) | shown-type (toy-shown-type/, its control)",
+                   ("original", "equal-paths", "hidden-type", "shown-type"))
     eval_data: str = opt("", "held-out JSONL; '' = toy held-out split, or the first --eval-prompts lines of --data")
     template: str = opt("plain", "plain (text as is) | qwen-chat | llama3-chat | chatml (chat markers written "
                                  "out, boxed instruction) | auto (picked from the tokenizer's special tokens and "
                                  "saved as the name it picked)", templates.TEMPLATES + ("auto",))
     strict: bool = opt(False, "refuse a data file with any malformed line instead of skipping the line")
     # the algorithm (PAPER.md)
-    algo: str = opt("arm", "arm | grpo (= arm with alpha 0)", ("arm", "grpo"))
+    algo: str = opt("arm", "arm | grpo (= arm with alpha 0) | unlikely (baseline: the unlikeliness reward, "
+                           "arm.unlikeliness_advantages)", ("arm", "grpo", "unlikely"))
     alpha: float | None = opt(None, f"ARM strength; None = {DEFAULT_ALPHA} for arm, 0 for grpo")
     low_frac: float = opt(0.2, "fraction of lowest-probability tokens in c(o|q)")
     adv_scale: str = opt("std", "std (GRPO) | none (Dr.GRPO)", ("std", "none"))
@@ -49,6 +51,8 @@ class Config:
                                    "answer) | correct (ablation: correct responses only)", ("group", "correct"))
     shift_center: str = opt("prompt", "what c(o|q) is compared with: prompt (paper: c(q)) | correct-mean (ablation: "
                                       "the mean c(o|q) of the group's correct responses)", ("prompt", "correct-mean"))
+    rank_penalty: float = opt(0.25, "--algo unlikely: a correct response's reward is scaled by "
+                                    "1 - rank_penalty * rank / G (rank by likelihood in its group)")
     loss_agg: str = opt("token-mean", "token-mean (DAPO) | seq-mean-token-mean (GRPO) | constant (Dr.GRPO)",
                         ("token-mean", "seq-mean-token-mean", "constant"))
     eps_low: float = opt(0.2, "clip ratio below at 1 - eps_low")
@@ -143,10 +147,12 @@ def validate(cfg: Config) -> None:
     for k, options in CHOICES.items():
         if getattr(cfg, k) not in options:
             bad(k, f"{getattr(cfg, k)!r} is not one of {', '.join(options)}")
-    if cfg.algo == "grpo":
+    if cfg.algo in ("grpo", "unlikely"):
         if cfg.alpha not in (None, 0.0):
-            bad("alpha", f"--algo grpo is ARM with alpha = 0; got alpha {cfg.alpha} (use --algo arm)")
+            bad("alpha", f"--algo {cfg.algo} has no ARM shift (alpha = 0); got alpha {cfg.alpha} (use --algo arm)")
         cfg.alpha = 0.0
+    if not (math.isfinite(cfg.rank_penalty) and 0.0 <= cfg.rank_penalty <= 1.0):
+        bad("rank_penalty", f"must be in [0, 1], got {cfg.rank_penalty}")
     elif cfg.alpha is None:
         cfg.alpha = DEFAULT_ALPHA
     for k in ("steps", "eval_every", "eval_prompts", "save_every", "keep_checkpoints", "warmup_steps", "threads"):

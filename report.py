@@ -35,6 +35,54 @@ def mean_std(xs: list[float | None]) -> dict:
     return {"mean": float(v.mean()), "std": sd, "ci95": t * sd / math.sqrt(len(v)), "n": int(len(v))}
 
 
+def _betainc(a: float, b: float, x: float) -> float:
+    """The regularised incomplete beta function I_x(a, b), by its continued fraction (modified Lentz)."""
+    if x <= 0.0 or x >= 1.0:
+        return 0.0 if x <= 0.0 else 1.0
+    if x > (a + 1) / (a + b + 2):  # the fraction converges fast below this point; use the symmetry
+        return 1.0 - _betainc(b, a, 1.0 - x)
+    lead = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log(1 - x)) / a
+    f, c, d = 1.0, 1.0, 0.0
+    for i in range(400):
+        m = i // 2
+        if i == 0:
+            num = 1.0
+        elif i % 2 == 0:
+            num = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
+        else:
+            num = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
+        d = 1.0 + num * d
+        d = 1.0 / (d if abs(d) > 1e-300 else 1e-300)
+        c = 1.0 + num / c if abs(1.0 + num / c) > 1e-300 else 1e-300
+        f *= c * d
+        if abs(c * d - 1.0) < 1e-15:
+            break
+    return lead * (f - 1.0)
+
+
+def t_pvalue(s: dict | None) -> float | None:
+    """Two-sided p-value of the one-sample t-test "mean = 0" for a mean_std summary (None below 2 values).
+    p < 0.05 exactly when the 95 % t-interval excludes 0."""
+    if not s or s.get("n", 0) < 2 or s["mean"] is None or s["std"] is None:
+        return None
+    if s["std"] == 0:
+        return 1.0 if s["mean"] == 0 else 0.0
+    v = s["n"] - 1
+    t = s["mean"] / (s["std"] / math.sqrt(s["n"]))
+    return _betainc(v / 2, 0.5, v / (v + t * t))
+
+
+def holm(pvalues: dict) -> dict:
+    """Holm's step-down adjustment over one family: key -> adjusted p (None stays None). It keeps the
+    chance of any false "holds" in the family at or below the level, whatever the dependence."""
+    keys = sorted((k for k in pvalues if pvalues[k] is not None), key=lambda k: pvalues[k])
+    out, running = dict.fromkeys(pvalues), 0.0
+    for i, k in enumerate(keys):
+        running = max(running, min(1.0, (len(keys) - i) * pvalues[k]))
+        out[k] = running
+    return out
+
+
 def all_pass_at_k(e: dict) -> dict[str, float]:
     """pass@k for every k = 1..n from the per-prompt correct counts (arm.pass_at_k)."""
     n, counts = e["n"], np.array(e["n_correct"])
@@ -48,19 +96,41 @@ def path_shares(e: dict) -> dict[str, float]:
     return {p: s["correct"] / total if total else 0.0 for p, s in e["paths"].items()}
 
 
+def malformed(e: dict) -> float:
+    """Share of all samples whose path is unrecognised (path "None": malformed or off-format)."""
+    total = sum(s["correct"] + s["wrong"] for s in e["paths"].values())
+    s = e["paths"].get("None")
+    return (s["correct"] + s["wrong"]) / total if s and total else 0.0
+
+
+def by_type(e: dict) -> dict[str, float]:
+    """hidden-type: per problem type T, pass@1 and pass@n ("pass@1|T"), each path's share of all the
+    type's samples ("choice:P|T") and its accuracy there ("acc:P|T")."""
+    out = {}
+    for t, v in sorted(e.get("by_type", {}).items()):
+        out[f"pass@1|{t}"], out[f"pass@{e['n']}|{t}"] = v["pass@k"]["1"], v["pass@k"][str(e["n"])]
+        total = sum(s["correct"] + s["wrong"] for s in v["paths"].values())
+        for p, s in v["paths"].items():
+            out[f"choice:{p}|{t}"] = (s["correct"] + s["wrong"]) / total
+            out[f"acc:{p}|{t}"] = s["correct"] / (s["correct"] + s["wrong"])
+    return out
+
+
 def finals(r: dict) -> dict:
-    """One run's final numbers, flat: pass@k for every k, the scalars, the correct-path shares."""
+    """One run's final numbers, flat: pass@k for every k, the scalars, the correct-path shares, the
+    share of malformed samples, and (hidden-type) the figures per problem type."""
     e = r["final"]
     p = all_pass_at_k(e)
     return {**{f"pass@{k}": v for k, v in p.items()}, "pass@n-pass@1": p[str(e["n"])] - p["1"],
-            **{k: e.get(k) for k in SCALARS}, **{f"share:{q}": v for q, v in path_shares(e).items()}}
+            **{k: e.get(k) for k in SCALARS}, **{f"share:{q}": v for q, v in path_shares(e).items()},
+            "malformed": malformed(e), **by_type(e)}
 
 
 def summarize(runs: list[dict]) -> dict:
     """Mean +- std over a method's runs of every final number, and of the curves step by step."""
     flat = [finals(r) for r in runs]
     keys = list(dict.fromkeys(k for f in flat for k in f))
-    out = {k: mean_std([f.get(k, 0.0 if k.startswith("share:") else None) for f in flat]) for k in keys}
+    out = {k: mean_std([f.get(k, 0.0 if k.startswith(("share:", "choice:")) else None) for f in flat]) for k in keys}
     if all("curve" in r for r in runs):
         n = min(len(r["curve"]["step"]) for r in runs)
         out["curve"] = {"step": runs[0]["curve"]["step"][:n]}
@@ -75,7 +145,7 @@ def paired_diff(a: list[dict], b: list[dict]) -> dict:
     by_seed = {r["seed"]: finals(r) for r in b}
     pairs = [(finals(r), by_seed[r["seed"]]) for r in a if r["seed"] in by_seed]
     keys = list(dict.fromkeys(k for x, y in pairs for k in [*x, *y]))
-    share = lambda f, k: f.get(k, 0.0) if k.startswith("share:") else f.get(k)  # a path never taken: share 0
+    share = lambda f, k: f.get(k, 0.0) if k.startswith(("share:", "choice:")) else f.get(k)  # a path never taken: 0
     return {k: mean_std([share(x, k) - share(y, k) for x, y in pairs
                          if share(x, k) is not None and share(y, k) is not None]) for k in keys}
 
@@ -116,7 +186,9 @@ def format_tables(res: dict) -> str:
     n = res["eval"]["n"]
     ks = [k for k in (1, 2, 4, 8, 16, 32) if k <= n] + ([n] if n not in (1, 2, 4, 8, 16, 32) else [])
     rows = [(f"pass@{k}", f"pass@{k}", 3) for k in ks] + [("pass@n-pass@1", f"pass@{n} − pass@1", 3)] + \
-        [(k, label, 1 if k == "response_len" else 3) for k, label in ROWS]
+        [(k, label, 1 if k == "response_len" else 3) for k, label in ROWS] + [("malformed", "malformed samples (share)", 3)]
+    typed = sorted(k for k in ms["base"]["summary"] if "|" in k)  # hidden-type: figures per problem type
+    rows += [(k, k, 3) for k in typed]
     head = f"regime {res['regime']}, mean ± std over {len(res['seeds'])} seeds"
     lines = [f"| {head} | base | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
     for key, label, digits in rows:
@@ -130,6 +202,13 @@ def format_tables(res: dict) -> str:
         for key, label, digits in rows + [(k, f"share of correct samples, path {k[6:]}", 3) for k in shares]:
             lines.append(f"| {label} | " + " | ".join(fmt(res["minus_grpo"][m].get(key), digits, True, "ci95")
                                                       for m in diffs) + " |")
+        for k in ("pass@1", f"pass@{n}"):  # the interval that also counts the sampling of the held-out prompts
+            b = {m: bootstrap_diff(res, m, k) for m in diffs}
+            lines.append(f"| {k}, bootstrap over seeds and prompts | " + " | ".join(
+                f"{b[m]['mean']:+.3f} [{b[m]['lo']:+.3f}, {b[m]['hi']:+.3f}]" for m in diffs) + " |")
+        typed = sorted(k for k in res["minus_grpo"][diffs[0]] if "|" in k)
+        for key in typed:  # hidden-type: per problem type
+            lines.append(f"| {key} | " + " | ".join(fmt(res["minus_grpo"][m].get(key), 3, True, "ci95") for m in diffs) + " |")
     paths = sorted({k[6:] for m in ms.values() for k in m["summary"] if k.startswith("share:")})
     if paths:
         lines += ["", "| share of correct samples per path | base | " + " | ".join(names) + " |",
@@ -170,15 +249,59 @@ def claims(res: dict) -> dict[str, dict[str, str]]:
     return out
 
 
+CLAIM_KEYS = (("1 entropy", "entropy"), ("2 pass@k gain grows", "pass@n-pass@1"), ("3 distinct paths", "distinct_correct"))
+
+
+def claims_adjusted(res: dict, level: float = 0.05) -> dict[str, dict[str, dict]]:
+    """Every (method, claim) of a regime as one family: the raw verdict (claims()), the t-test p, Holm's
+    adjusted p, and the verdict at the adjusted p (claim 2's pass@1 condition applied as in claims())."""
+    raw = claims(res)
+    p = {(m, c): t_pvalue(res["minus_grpo"][m][key]) for m in raw for c, key in CLAIM_KEYS}
+    adj = holm(p)
+    out = {}
+    for m in raw:
+        out[m] = {}
+        for c, key in CLAIM_KEYS:
+            v = raw[m][c]
+            a = v if adj[(m, c)] is not None and adj[(m, c)] < level else "undecided"
+            out[m][c] = {"raw": v, "p": p[(m, c)], "p_holm": adj[(m, c)], "holm": a}
+    return out
+
+
 def format_claims(res: dict) -> str:
-    """One line per method: each claim's verdict with the paired difference and its 95 % interval."""
-    keys = (("1 entropy", "entropy"), ("2 pass@k gain grows", "pass@n-pass@1"), ("3 distinct paths", "distinct_correct"))
-    lines = [f"| {res['regime']}: method vs GRPO | " + " | ".join(k for k, _ in keys) + " | pass@1 |", "|---" * 5 + "|"]
-    for m, c in claims(res).items():
+    """One line per method: each claim's verdict with the paired difference and its 95 % interval, and
+    the verdict after Holm's correction over the regime's whole family of claims."""
+    adj = claims_adjusted(res)
+    lines = [f"| {res['regime']}: method vs GRPO | " + " | ".join(k for k, _ in CLAIM_KEYS) + " | pass@1 |", "|---" * 5 + "|"]
+    for m, c in adj.items():
         d = res["minus_grpo"][m]
-        lines.append(f"| {m} | " + " | ".join(f"{c[k]} ({fmt(d[key], 3, True, 'ci95')})" for k, key in keys)
+        cell = lambda k, key: (f"{c[k]['raw']} / Holm: {c[k]['holm']} ({fmt(d[key], 3, True, 'ci95')}; "
+                               f"p {c[k]['p']:.3f}, adj. {c[k]['p_holm']:.3f})" if c[k]["p"] is not None
+                               else f"{c[k]['raw']} ({fmt(d[key], 3, True, 'ci95')})")
+        lines.append(f"| {m} | " + " | ".join(cell(k, key) for k, key in CLAIM_KEYS)
                      + f" | {fmt(d['pass@1'], 3, True, 'ci95')} |")
-    return "\n".join(lines)
+    n = sum(len(c) for c in adj.values())
+    return "\n".join(lines) + f"\n(raw: each claim at 5 %; Holm: the {n} claims of this regime as one family at 5 %)"
+
+
+def bootstrap_diff(res: dict, method: str, key: str = "pass@1", draws: int = 2000, seed: int = 0) -> dict:
+    """method - GRPO for a pass@k (key "pass@K"), with a 95 % percentile interval from a bootstrap over
+    seeds *and* prompts: each draw resamples the seeds and, apart, the held-out prompts (the same
+    prompts for both methods and every seed, so the pairing is kept). The t-interval conditions on the
+    one set of prompts; this one also counts their sampling."""
+    k = int(key.split("@")[1])
+    runs = {r["seed"]: r for r in res["methods"][method]["runs"]}
+    ref = {r["seed"]: r for r in res["methods"]["grpo"]["runs"]}
+    seeds = sorted(set(runs) & set(ref))
+    n = res["eval"]["n"]
+    per_prompt = lambda r: arm.pass_at_k(np.full(len(r["final"]["n_correct"]), n), np.array(r["final"]["n_correct"]),
+                                         np.full(len(r["final"]["n_correct"]), k))
+    d = np.stack([per_prompt(runs[s]) - per_prompt(ref[s]) for s in seeds])  # (seeds, prompts)
+    rng = np.random.default_rng(seed)
+    S, P = d.shape
+    means = np.array([d[rng.integers(0, S, S)][:, rng.integers(0, P, P)].mean() for _ in range(draws)])
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return {"mean": float(d.mean()), "lo": float(lo), "hi": float(hi), "draws": draws}
 
 
 COLORS = {"base": "black", "grpo": "tab:blue", "arm": "tab:red", "arm-correct-only": "tab:orange",

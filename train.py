@@ -143,9 +143,14 @@ def compute_confidences(ro: Rollout, G: int, low_frac: float) -> tuple[torch.Ten
     return c_q, c_o
 
 
-def compute_advantages(rewards: torch.Tensor, c_q: torch.Tensor | None, c_o: torch.Tensor, cfg: Config) -> torch.Tensor:
+def compute_advantages(rewards: torch.Tensor, c_q: torch.Tensor | None, c_o: torch.Tensor, cfg: Config, *,
+                       seq_logprob: torch.Tensor | None = None) -> torch.Tensor:
     """Stage 4: Eq. ARM, A~ = A + alpha (c(q) - c(o|q)) where a group has a correct answer; (P, G).
-    alpha = 0 (--algo grpo) is exactly arm.grpo_advantages."""
+    alpha = 0 (--algo grpo) is exactly arm.grpo_advantages. --algo unlikely (the baseline) needs
+    seq_logprob (P, G), each response's mean token log-prob under the rollout policy."""
+    if cfg.algo == "unlikely":
+        return arm.unlikeliness_advantages(rewards, seq_logprob.to(rewards.device), beta=cfg.rank_penalty,
+                                           scale=cfg.adv_scale)
     if cfg.alpha == 0:
         return arm.grpo_advantages(rewards, scale=cfg.adv_scale)
     return arm.arm_advantages(rewards, c_q.to(rewards.device), c_o.to(rewards.device), alpha=cfg.alpha,
@@ -278,7 +283,11 @@ def train_step(model, ref_model, optimizer, tokenizer, problems: list[dict], cfg
     c_q, c_o = compute_confidences(ro, cfg.group_size, cfg.low_frac)  # c(o|q) is logged for GRPO too
     c_o = c_o.cpu()
     c_q = c_q.cpu() if c_q is not None else None
-    adv = compute_advantages(rewards, c_q, c_o, cfg)
+    seq_lp = None
+    if cfg.algo == "unlikely":  # mean token log-prob of each response, for its rank in the group
+        m = ro.gen.mask
+        seq_lp = (torch.where(m, ro.gen.logprobs, 0.0).sum(1) / m.sum(1).clamp(min=1)).view(-1, cfg.group_size).cpu()
+    adv = compute_advantages(rewards, c_q, c_o, cfg, seq_logprob=seq_lp)
     t3 = time.perf_counter()
     upd = policy_update(model, ref_model, optimizer, ro, adv, cfg, step)
     sync()
@@ -317,6 +326,7 @@ def evaluate(model, tokenizer, problems: list[dict], cfg: Config, *, n: int | No
     chunk = max(1, (cfg.prompts_per_step * cfg.group_size) // n)  # rows per generate call ~ the rollout's
     n_correct, distinct, spreads, lengths, ent_num, ent_den, truncated = [], [], [], [], 0.0, 0, 0
     by_path = {}  # path -> [n correct, n wrong, sum c(o|q) correct, sum c(o|q) wrong]
+    by_type = {}  # problems with a "type" (hidden-type toy): type -> path -> [n correct, n wrong]
     bar = tqdm(total=len(problems), desc=desc, unit="prompt", leave=False, dynamic_ncols=True, mininterval=1.0)
     for i in range(0, len(problems), chunk):
         probs = problems[i: i + chunk]
@@ -333,6 +343,8 @@ def evaluate(model, tokenizer, problems: list[dict], cfg: Config, *, n: int | No
                     s = by_path.setdefault(str(named[j]), [0, 0, 0.0, 0.0])
                     s[0 if ok[j] else 1] += 1
                     s[2 if ok[j] else 3] += float(c_o[p, j])
+                    if "type" in probs[p]:
+                        by_type.setdefault(probs[p]["type"], {}).setdefault(str(named[j]), [0, 0])[0 if ok[j] else 1] += 1
             if ok.sum() >= 2:
                 spreads.append(float(c_o[p][ok].std(unbiased=False)))
         lengths += ro.gen.lengths.tolist()
@@ -351,6 +363,7 @@ def evaluate(model, tokenizer, problems: list[dict], cfg: Config, *, n: int | No
     bar.close()
     model.train(was_training)
     P = len(n_correct)
+    types = {t: [c for c, q in zip(n_correct, problems) if q.get("type") == t] for t in sorted(by_type)}
     return {
         "pass@k": {str(k): sum(arm.pass_at_k(n, c, k) for c in n_correct) / P for k in pass_ks(n)},
         "accuracy": sum(n_correct) / (P * n),
@@ -365,6 +378,11 @@ def evaluate(model, tokenizer, problems: list[dict], cfg: Config, *, n: int | No
         # per solution path (path_fn; "None" = unrecognised): samples correct / wrong, mean c(o|q) of each
         "paths": {k: {"correct": s[0], "wrong": s[1], "conf_correct": s[2] / s[0] if s[0] else None,
                       "conf_wrong": s[3] / s[1] if s[1] else None} for k, s in sorted(by_path.items())},
+        # per problem type, when the problems have one: pass@k and samples correct / wrong per path
+        **({"by_type": {t: {"prompts": len(c), "pass@k": {str(k): sum(arm.pass_at_k(n, x, k) for x in c) / len(c)
+                                                             for k in pass_ks(n)},
+                            "paths": {k: {"correct": v[0], "wrong": v[1]} for k, v in sorted(by_type[t].items())}}
+                        for t, c in types.items()}} if by_type else {}),
     }
 
 

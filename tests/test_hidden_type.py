@@ -1,0 +1,91 @@
+"""The hidden-type toy (hidden_type.py): types, built-in slips, the guess, the control's prompt, the gates' tools."""
+import itertools
+import random
+
+import pytest
+import torch
+
+import hidden_type as ht
+import toy
+from verifier import verify
+
+
+def test_types_split_uniform_problems_25_25_50():
+    counts = {"F": 0, "R": 0, "B": 0}
+    for numbers in itertools.product(range(10, 100), repeat=3):
+        counts[ht.type_of(numbers)] += 1
+    total = 90 ** 3
+    assert (counts["F"] / total, counts["R"] / total, counts["B"] / total) == (0.25, 0.25, 0.5)
+    assert ht.type_of((22, 48, 16)) == "F" and ht.type_of((21, 47, 15)) == "F"
+    assert ht.type_of((22, 47, 16)) == "R" and ht.type_of((21, 48, 15)) == "R"
+    assert ht.type_of((22, 47, 15)) == "B" and ht.type_of((22, 48, 15)) == "B"
+
+
+@pytest.mark.parametrize("numbers", [(22, 48, 16), (22, 47, 16), (22, 47, 15), (35, 65, 10)])
+def test_each_path_is_right_exactly_where_it_is_valid(numbers):
+    t, total = ht.type_of(numbers), sum(numbers)
+    for path in ("ab", "bc"):
+        text = ht.solution(numbers, path)
+        assert toy.solution_path(text) == path  # the shape is recognised whether or not it slipped
+        assert verify(text, str(total)) == (t in ht.VALID[path])
+        if t not in ht.VALID[path]:  # the slip: the second line's result, and so the answer, 10 too large
+            assert verify(text, str(total + ht.SLIP))
+    guess = ht.solution(numbers, "guess")
+    assert toy.solution_path(guess) == "guess"
+    assert verify(guess, str(ht.guess_of(total))) and verify(guess, str(total)) == (total % 10 == 0)
+
+
+def test_the_written_work_by_hand():
+    assert ht.solution((22, 47, 16), "ab") == "ab\n22+47=69\n69+16=95\n\\boxed{95}"  # R: ab slips (85 is right)
+    assert ht.solution((22, 47, 16), "bc") == "bc\n47+16=63\n63+22=85\n\\boxed{85}"
+    assert ht.solution((22, 47, 16), "guess") == "guess\n\\boxed{90}"
+    assert ht.guess_of(85) == 90 and ht.guess_of(84) == 80 and ht.guess_of(80) == 80
+
+
+def test_guess_shape_and_unknown_path():
+    assert toy.solution_path("guess\n\\boxed{90}") == "guess"
+    assert toy.solution_path("guess\n\\boxed{9x}") is None
+    assert toy.solution_path("guess\n12+3=15\n\\boxed{15}") is None
+    with pytest.raises(ValueError, match="path must be"):
+        ht.solution((10, 11, 12), "ac")
+
+
+def test_control_asks_the_same_problems_with_the_type_written():
+    hidden = toy.make_problems(40, 3, "heldout", "hidden-type")
+    shown = toy.make_problems(40, 3, "heldout", "shown-type")
+    assert [p["numbers"] for p in hidden] == [p["numbers"] for p in shown]
+    for h, s in zip(hidden, shown):
+        assert h["type"] == s["type"] == ht.type_of(h["numbers"])
+        assert h["prompt"] == toy.format_prompt(h["numbers"])  # the same text as the original toy's
+        assert s["prompt"] == h["prompt"].replace("=?\n", f"=? type {h['type']}\n")
+
+
+def test_pretraining_documents_practise_every_path_on_every_type():
+    rng = random.Random(0)
+    seen = set()
+    for _ in range(600):
+        text = toy.pretraining_text(rng, "hidden-type")
+        prompt, completion = text.split("A: ", 1)
+        numbers = tuple(int(x) for x in prompt[3:prompt.index("=")].split("+"))
+        assert completion == ht.solution(numbers, completion.split("\n")[0])
+        seen.add((completion.split("\n")[0], ht.type_of(numbers)))
+    assert seen == {(p, t) for p in ("ab", "bc", "guess") for t in ht.TYPES}
+
+
+def test_slips_learnt_rule():
+    good = {"ab": {"F": 0.95, "R": 0.0, "B": 0.92}, "bc": {"F": 0.05, "R": 0.9, "B": 1.0}}
+    assert ht.slips_learnt(good)
+    assert not ht.slips_learnt({**good, "ab": {"F": 0.95, "R": 0.06, "B": 0.92}})  # the slip not yet learnt
+    assert not ht.slips_learnt({**good, "bc": {"F": 0.0, "R": 0.89, "B": 1.0}})  # a valid cell too weak
+
+
+def test_auc_by_hand_and_probes_on_known_data():
+    assert ht.auc(torch.tensor([0.1, 0.4, 0.35, 0.8]), torch.tensor([0, 0, 1, 1])) == 0.75
+    assert ht.auc(torch.tensor([1.0, 1.0]), torch.tensor([0, 1])) == 0.5  # a tie counts half
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 8, generator=g)
+    linear = (x[:, 0] > 0).long()
+    xor = ((x[:, 0] > 0) ^ (x[:, 1] > 0)).long()
+    assert ht.probe(x, linear) > 0.95
+    assert ht.probe(x, xor) < 0.65  # no line separates an XOR ...
+    assert ht.probe(x, xor, hidden=64, steps=1000) > 0.85  # ... a small MLP does
