@@ -209,16 +209,16 @@ def choice_shares(model, tokenizer, by_type: dict[str, list[dict]], paths=("ab",
     return out
 
 
-def gates(regime: str = "hidden-type", *, seed: int = 777, n_per_type: int = 64, n_samples: int = 32,
-          probe_n: int = 400, log=print) -> dict:
+def gates(regime: str = "hidden-type", *, folder: str | Path | None = None, seed: int = 777, n_per_type: int = 64,
+          n_samples: int = 32, probe_n: int = 400, log=print) -> dict:
     """Measure a shipped build against the gates (issue 18) and return the figures."""
     import toy
-    import train
+    from model import load_model, load_tokenizer
 
     t0 = time.time()
     torch.set_num_threads(1)
-    folder = toy.toy_dir(regime)
-    model, tokenizer = train.load_model(str(folder)), train.load_tokenizer(str(folder))
+    folder = folder or toy.toy_dir(regime)
+    model, tokenizer = load_model(str(folder)), load_tokenizer(str(folder))
     by_type = problems_by_type(n_per_type, seed, regime)
     out = {"seed": seed, "problems_per_type": n_per_type, "samples": n_samples}
     out["forced_T1"] = forced_accuracy(model, tokenizer, by_type, n_samples, temperature=1.0, seed=seed)
@@ -244,6 +244,53 @@ def gates(regime: str = "hidden-type", *, seed: int = 777, n_per_type: int = 64,
     return out
 
 
+def confidence_table(regime: str = "hidden-type", eval_prompts: int = 128, n: int = 32,
+                     folder: str | Path | None = None) -> dict:
+    """The base model on the comparison's held-out prompts (train.evaluate, the same call every run's
+    final evaluation makes): c(q) over the prompts, and per type x path the samples correct / wrong
+    with their mean c(o|q). For the pre-registration (results/PREDICTIONS.md)."""
+    import toy
+    import train
+    from config import make_config
+    from data import load_problems
+    from model import load_model, load_tokenizer
+
+    torch.set_num_threads(1)
+    cfg = make_config({"toy": regime, "eval_prompts": eval_prompts, "eval_n": n})
+    folder = str(folder or toy.toy_dir(regime))
+    model, tokenizer = load_model(folder), load_tokenizer(folder)
+    _, held, path_fn = load_problems(cfg)
+    eos = train.chat_eos_ids(model, tokenizer, cfg)
+    e = train.evaluate(model, tokenizer, held, cfg, path_fn=path_fn, eos_ids=eos)
+    ro = train.rollout(model, tokenizer, held, cfg, torch.Generator().manual_seed(0), eos, G=1)
+    c_q, _ = train.compute_confidences(ro, 1, cfg.low_frac)
+    return {"c_q_mean": float(c_q.mean()), "c_q_std": float(c_q.std()), "pass@k": e["pass@k"],
+            "entropy": e["entropy"], "paths": e["paths"], "by_type": e["by_type"]}
+
+
+def pilot_figures(e: dict, base: dict) -> dict:
+    """One GRPO pilot evaluation (train.evaluate's dict) against the base model's: the pilot's gates."""
+    def share(ev, path, t):
+        paths = ev["by_type"][t]["paths"]
+        n = sum(v["correct"] + v["wrong"] for v in paths.values())
+        v = paths.get(path, {"correct": 0, "wrong": 0})
+        return (v["correct"] + v["wrong"]) / n
+    ab_r = e["by_type"]["R"]["paths"].get("ab", {"correct": 0, "wrong": 0})
+    n = str(e["n"])
+    out = {"pass@1_rise": e["pass@k"]["1"] - base["pass@k"]["1"], f"pass@{n}_fall": base["pass@k"][n] - e["pass@k"][n],
+           "bc_share_R": share(e, "bc", "R"), "bc_share_F": share(e, "bc", "F"),
+           "ab_acc_R": ab_r["correct"] / max(1, ab_r["correct"] + ab_r["wrong"])}
+    out["routing"] = out["bc_share_R"] - out["bc_share_F"]
+    return {k: round(v, 4) for k, v in out.items()}
+
+
+def pilot_verdicts(f: dict) -> dict:
+    """The pilot's gates (PREDICTIONS.md addendum 3) on pilot_figures (or their mean over seeds)."""
+    n = next(k for k in f if k.endswith("_fall"))
+    return {"pass@1_rise>=0.2": f["pass@1_rise"] >= 0.2, f"{n}>=0.1": f[n] >= 0.1,
+            "no_routing(|bc_R-bc_F|<=0.05)": abs(f["routing"]) <= 0.05, "ab_acc_R<=0.1": f["ab_acc_R"] <= 0.1}
+
+
 def verdicts(g: dict) -> dict:
     """Each build gate of issue 18, pass or fail (the GRPO pilot's gates are checked apart)."""
     t1, t0 = g["forced_T1"], g["forced_T0.05"]
@@ -259,8 +306,8 @@ def verdicts(g: dict) -> dict:
         "shares_within_3pts": all(abs(c[t][p] - targets[p]) <= 0.03 for t in TYPES for p in targets),
         "rare_share_R_vs_F<=0.02": abs(c["R"]["bc"] - c["F"]["bc"]) <= 0.02,
         "base_pass@1_0.35-0.45": 0.35 <= pa["pass@1"] <= 0.45,
-        "base_pass@32>=0.95": pa["pass@32"] >= 0.95,
-        "base_pass@32_R>=0.9": g["base_pass"]["R"]["pass@32"] >= 0.9,
+        "base_pass@32>=0.95": pa.get("pass@32", 0.0) >= 0.95,
+        "base_pass@32_R>=0.9": g["base_pass"]["R"].get("pass@32", 0.0) >= 0.9,
         "linear_probe_auc<=0.65": max(g["probes"]["linear"]) <= 0.65,
     }
 

@@ -326,7 +326,7 @@ def evaluate(model, tokenizer, problems: list[dict], cfg: Config, *, n: int | No
     chunk = max(1, (cfg.prompts_per_step * cfg.group_size) // n)  # rows per generate call ~ the rollout's
     n_correct, distinct, spreads, lengths, ent_num, ent_den, truncated = [], [], [], [], 0.0, 0, 0
     by_path = {}  # path -> [n correct, n wrong, sum c(o|q) correct, sum c(o|q) wrong]
-    by_type = {}  # problems with a "type" (hidden-type toy): type -> path -> [n correct, n wrong]
+    by_type = {}  # problems with a "type" (hidden-type toy): type -> path -> the same four tallies
     bar = tqdm(total=len(problems), desc=desc, unit="prompt", leave=False, dynamic_ncols=True, mininterval=1.0)
     for i in range(0, len(problems), chunk):
         probs = problems[i: i + chunk]
@@ -344,7 +344,9 @@ def evaluate(model, tokenizer, problems: list[dict], cfg: Config, *, n: int | No
                     s[0 if ok[j] else 1] += 1
                     s[2 if ok[j] else 3] += float(c_o[p, j])
                     if "type" in probs[p]:
-                        by_type.setdefault(probs[p]["type"], {}).setdefault(str(named[j]), [0, 0])[0 if ok[j] else 1] += 1
+                        t = by_type.setdefault(probs[p]["type"], {}).setdefault(str(named[j]), [0, 0, 0.0, 0.0])
+                        t[0 if ok[j] else 1] += 1
+                        t[2 if ok[j] else 3] += float(c_o[p, j])
             if ok.sum() >= 2:
                 spreads.append(float(c_o[p][ok].std(unbiased=False)))
         lengths += ro.gen.lengths.tolist()
@@ -381,7 +383,9 @@ def evaluate(model, tokenizer, problems: list[dict], cfg: Config, *, n: int | No
         # per problem type, when the problems have one: pass@k and samples correct / wrong per path
         **({"by_type": {t: {"prompts": len(c), "pass@k": {str(k): sum(arm.pass_at_k(n, x, k) for x in c) / len(c)
                                                              for k in pass_ks(n)},
-                            "paths": {k: {"correct": v[0], "wrong": v[1]} for k, v in sorted(by_type[t].items())}}
+                            "paths": {k: {"correct": v[0], "wrong": v[1], "conf_correct": v[2] / v[0] if v[0] else None,
+                                          "conf_wrong": v[3] / v[1] if v[1] else None}
+                                      for k, v in sorted(by_type[t].items())}}
                         for t, c in types.items()}} if by_type else {}),
     }
 

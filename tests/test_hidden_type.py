@@ -89,3 +89,16 @@ def test_auc_by_hand_and_probes_on_known_data():
     assert ht.probe(x, linear) > 0.95
     assert ht.probe(x, xor) < 0.65  # no line separates an XOR ...
     assert ht.probe(x, xor, hidden=64, steps=1000) > 0.85  # ... a small MLP does
+
+
+def test_pilot_figures_and_gates_by_hand():
+    paths = lambda ab, bc, guess: {"ab": {"correct": ab[0], "wrong": ab[1]}, "bc": {"correct": bc[0], "wrong": bc[1]},
+                                   "guess": {"correct": guess[0], "wrong": guess[1]}}
+    base = {"n": 32, "pass@k": {"1": 0.40, "32": 0.99}}
+    after = {"n": 32, "pass@k": {"1": 0.70, "32": 0.85},
+             "by_type": {"F": {"paths": paths((90, 0), (0, 10), (0, 0))}, "R": {"paths": paths((0, 88), (12, 0), (0, 0))}}}
+    f = ht.pilot_figures(after, base)
+    assert f == {"pass@1_rise": 0.3, "pass@32_fall": 0.14, "bc_share_R": 0.12, "bc_share_F": 0.1, "ab_acc_R": 0.0,
+                 "routing": 0.02}
+    assert all(ht.pilot_verdicts(f).values())
+    assert not ht.pilot_verdicts({**f, "routing": 0.3})["no_routing(|bc_R-bc_F|<=0.05)"]
