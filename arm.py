@@ -1,6 +1,6 @@
 """GRPO and ProGRPO's Advantage Re-weighting Mechanism (ARM): advantages, confidences, the loss.
 
-The definitions are numbered as in PAPER.md:
+The definitions are numbered as in METHOD.md:
     1. grpo_advantages     A_i = (r_i - mean r) / (std r + delta)
     2. answer_confidence   c(o|q) = exp(mean of the ceil(0.2 |o|) lowest token log-probs)
     3. prompt_confidence   c(q) = exp(mean_t log pi(q_t | q_<t)) = 1 / PPL(q)
@@ -34,7 +34,7 @@ def _check(ok: bool, msg: str) -> None:
 
 
 def grpo_advantages(rewards: torch.Tensor, *, eps: float = 1e-6, scale: str = "std") -> torch.Tensor:
-    """PAPER.md definition 1 (GRPO advantage), per group of G responses to one prompt:
+    """METHOD.md definition 1 (GRPO advantage), per group of G responses to one prompt:
 
         scale="std":  A_i = (r_i - mean(r)) / (std(r) + eps)     std = population std (1/G)
         scale="none": A_i =  r_i - mean(r)                        (Dr.GRPO)
@@ -53,7 +53,7 @@ def grpo_advantages(rewards: torch.Tensor, *, eps: float = 1e-6, scale: str = "s
 
 
 def answer_confidence(logprobs: torch.Tensor, mask: torch.Tensor, *, low_frac: float = 0.2) -> torch.Tensor:
-    """PAPER.md definition 2 (answer confidence, Low-Probability Token Length Normalization):
+    """METHOD.md definition 2 (answer confidence, Low-Probability Token Length Normalization):
 
         k_i      = ceil(low_frac * |o_i|)            (|o_i| = valid tokens of response i)
         c(o_i|q) = exp( mean of the k_i lowest log pi(o_{i,t} | q, o_{i,<t}) )     in (0, 1]
@@ -76,7 +76,7 @@ def answer_confidence(logprobs: torch.Tensor, mask: torch.Tensor, *, low_frac: f
 
 
 def prompt_confidence(logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """PAPER.md definition 3 (prompt confidence, our form of "prompt perplexity"):
+    """METHOD.md definition 3 (prompt confidence, our form of "prompt perplexity"):
 
         c(q) = exp( mean_{t >= 2} log pi(q_t | q_<t) ) = 1 / PPL(q)     in (0, 1]
 
@@ -95,7 +95,7 @@ SHIFT_CENTER = ("prompt", "correct-mean")  # what c(o|q) is compared with: paper
 def arm_advantages(rewards: torch.Tensor, prompt_conf: torch.Tensor | None, answer_conf: torch.Tensor, *,
                    alpha: float, eps: float = 1e-6, scale: str = "std", all_correct: str = "arm",
                    shift_rows: str = "group", shift_center: str = "prompt") -> torch.Tensor:
-    """PAPER.md definition 4 (Eq. ARM), with A_i from grpo_advantages. The defaults are the paper:
+    """METHOD.md definition 4 (Eq. ARM), with A_i from grpo_advantages. The defaults are the paper:
 
         A~_i = A_i                                  if no r_k > 0 in the group
         A~_i = A_i + alpha * (c(q) - c(o_i|q))      otherwise
@@ -145,7 +145,7 @@ def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: 
                 eps_low: float = 0.2, eps_high: float = 0.28, agg: str = "token-mean",
                 ref_logprobs: torch.Tensor | None = None, kl_coef: float = 0.0,
                 max_len: int | None = None) -> tuple[torch.Tensor, dict]:
-    """PAPER.md definition 5, the clipped surrogate with per-response advantages A~_i:
+    """METHOD.md definition 5, the clipped surrogate with per-response advantages A~_i:
 
         rho_t = exp(log pi_theta(o_t) - log pi_old(o_t))
         l_t   = -min(rho_t A~_i, clip(rho_t, 1 - eps_low, 1 + eps_high) A~_i) + kl_coef * k3_t

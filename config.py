@@ -39,7 +39,7 @@ class Config:
                                  "out, boxed instruction) | auto (picked from the tokenizer's special tokens and "
                                  "saved as the name it picked)", templates.TEMPLATES + ("auto",))
     strict: bool = opt(False, "refuse a data file with any malformed line instead of skipping the line")
-    # the algorithm (PAPER.md)
+    # the algorithm (METHOD.md)
     algo: str = opt("arm", "arm | grpo (= arm with alpha 0)", ("arm", "grpo"))
     alpha: float | None = opt(None, f"ARM strength; None = {DEFAULT_ALPHA} for arm, 0 for grpo")
     low_frac: float = opt(0.2, "fraction of lowest-probability tokens in c(o|q)")

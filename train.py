@@ -11,18 +11,18 @@ evaluation), config.json, checkpoints/step_N/ and the final policy/ (a Hugging F
 Around the loop: config.py (settings, flags), data.py (problems), templates.py (chat prompts),
 checkpoint.py (checkpoints, resume), with model.py, sampler.py, verifier.py and arm.py beneath.
 
-One training step is five stages, each a function below (PAPER.md names the equations):
+One training step is five stages, each a function below (METHOD.md names the equations):
 
     1. rollout             G samples for each of P prompts (sampler.generate); pi_old log-probs of
                            every sampled token and, for ARM, the prompt's log-probs from the same
                            prefill pass
     2. compute_rewards     r = 1 if verifier.verify(response, gold) else 0                  [P, G]
-    3. compute_confidences c(q) = exp(mean_t log pi(q_t|q_<t))                    (PAPER.md 3) [P]
-                           c(o|q) = exp(mean of the ceil(low_frac |o|) lowest log pi) (PAPER.md 2) [P, G]
+    3. compute_confidences c(q) = exp(mean_t log pi(q_t|q_<t))                    (METHOD.md 3) [P]
+                           c(o|q) = exp(mean of the ceil(low_frac |o|) lowest log pi) (METHOD.md 2) [P, G]
     4. compute_advantages  A~ = A + alpha (c(q) - c(o|q)) in groups with a correct answer (Eq. ARM)
-    5. policy_update       clipped surrogate with A~ (PAPER.md 5), AdamW, then log one line
+    5. policy_update       clipped surrogate with A~ (METHOD.md 5), AdamW, then log one line
 
-How this loop departs from textbook GRPO (DeepSeekMath), and which PAPER.md choice it takes:
+How this loop departs from textbook GRPO (DeepSeekMath), and which METHOD.md choice it takes:
 - Advantages are ARM's A~ with alpha = 1.0 by default (the paper tunes alpha by hand; ours was
   fixed before any sweep). `--algo grpo` sets alpha = 0, which is GRPO bit for bit.
   ARM's shift is applied to every response of a group with at least one correct answer, wrong
@@ -136,7 +136,7 @@ def compute_rewards(texts: list[str], answers: list[str], G: int) -> torch.Tenso
 
 def compute_confidences(ro: Rollout, G: int, low_frac: float) -> tuple[torch.Tensor | None, torch.Tensor]:
     """Stage 3: c(q) [P] (None if the rollout has no prompt log-probs) and c(o|q) [P, G], both in (0, 1].
-    PAPER.md definitions 3 and 2; inputs are the rollout's log-probs (no gradient)."""
+    METHOD.md definitions 3 and 2; inputs are the rollout's log-probs (no gradient)."""
     g = ro.gen
     c_o = arm.answer_confidence(g.logprobs, g.mask, low_frac=low_frac).view(-1, G)
     c_q = arm.prompt_confidence(g.prompt_logprobs, g.prompt_mask) if g.prompt_logprobs is not None else None
