@@ -258,7 +258,7 @@ def run_one(spec: dict, reuse: bool = False) -> dict:
     t = time.time()
     res = finished_run(cfg) if reuse else None
     if res is None:
-        res = train.train(cfg, log=lambda *a: None)
+        res = train.train(cfg, log=lambda *a: None, overwrite=reuse)  # --reuse: an unfinished run starts over
         if res["interrupted"]:
             raise KeyboardInterrupt
         res["wall_s"] = time.time() - t

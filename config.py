@@ -96,7 +96,16 @@ CHOICES = {f.name: f.metadata["choices"] for f in dataclasses.fields(Config) if 
 
 
 class ConfigError(ValueError):
-    """A configuration a user can get wrong; the message is one line naming the key."""
+    """A configuration a user can get wrong; the message is one line naming the key. `key` and
+    `reason` let parse_args name the flag or the file the value came from instead."""
+
+    def __init__(self, message: str, key: str | None = None, reason: str | None = None):
+        super().__init__(message)
+        self.key, self.reason = key, reason
+
+
+def key_error(key: str, reason: str) -> ConfigError:
+    return ConfigError(f"{key}: {reason}", key, reason)
 
 
 def _field_types() -> dict[str, tuple[type, bool]]:
@@ -116,7 +125,7 @@ def _coerce(key: str, value, base: type, nullable: bool):
     ok = (isinstance(value, base) and not (base is int and isinstance(value, bool))) or (
         base is float and isinstance(value, int) and not isinstance(value, bool))
     if not ok:
-        raise ConfigError(f"{key}: expected {base.__name__}, got {type(value).__name__} {value!r}")
+        raise key_error(key, f"expected {base.__name__}, got {type(value).__name__} {value!r}")
     return float(value) if base is float else value
 
 
@@ -127,7 +136,7 @@ def make_config(values: dict) -> Config:
     for key, value in values.items():
         k = key.replace("-", "_")
         if k not in types:
-            raise ConfigError(f"{key}: unknown key (known: {', '.join(types)})")
+            raise key_error(key, f"unknown key (known: {', '.join(types)})")
         kw[k] = _coerce(key, value, *types[k])
     cfg = Config(**kw)
     validate(cfg)
@@ -138,7 +147,7 @@ def validate(cfg: Config) -> None:
     """Every impossible value or combination, as one line naming the key. Resolves what is left to
     the program: alpha (None), template (auto) and a micro_batch larger than the rollout."""
     def bad(key, msg):
-        raise ConfigError(f"{key}: {msg}")
+        raise key_error(key, msg)
 
     for k, options in CHOICES.items():
         if getattr(cfg, k) not in options:
@@ -192,23 +201,95 @@ def validate(cfg: Config) -> None:
         bad("template", f"{cfg.template} needs a chat model (--model); the toy continues plain text")
 
 
+# The same settings under the names TRL's GRPOConfig and verl's config use (None: no counterpart).
+# ENGINE_NOTES says where the meaning differs. The README's flag table holds the same rows.
+ENGINE_NAMES: dict[str, tuple[str | None, str | None]] = {
+    "group_size": ("num_generations", "actor_rollout_ref.rollout.n"),
+    "prompts_per_step": ("generation_batch_size / num_generations", "data.train_batch_size"),
+    "max_new_tokens": ("max_completion_length", "data.max_response_length"),
+    "temperature": ("temperature", "actor_rollout_ref.rollout.temperature"),
+    "top_p": ("top_p", "actor_rollout_ref.rollout.top_p"),
+    "steps": ("max_steps", "trainer.total_training_steps"),
+    "lr": ("learning_rate", "actor_rollout_ref.actor.optim.lr"),
+    "weight_decay": ("weight_decay", "actor_rollout_ref.actor.optim.weight_decay"),
+    "warmup_steps": ("warmup_steps", "actor_rollout_ref.actor.optim.lr_warmup_steps"),
+    "grad_clip": ("max_grad_norm", "actor_rollout_ref.actor.grad_clip"),
+    "epochs": ("num_iterations", "actor_rollout_ref.actor.ppo_epochs"),
+    "mini_batches": ("steps_per_generation / gradient_accumulation_steps", "data.train_batch_size / actor_rollout_ref.actor.ppo_mini_batch_size"),
+    "micro_batch": ("per_device_train_batch_size", "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu"),
+    "eps_low": ("epsilon", "actor_rollout_ref.actor.clip_ratio_low"),
+    "eps_high": ("epsilon_high", "actor_rollout_ref.actor.clip_ratio_high"),
+    "kl_coef": ("beta", "actor_rollout_ref.actor.kl_loss_coef (use_kl_loss=True, kl_loss_type=low_var_kl)"),
+    "loss_agg": ("loss_type: dapo | grpo | dr_grpo",
+                 "actor_rollout_ref.actor.loss_agg_mode: token-mean | seq-mean-token-mean | seq-mean-token-sum-norm"),
+    "adv_scale": ("scale_rewards: group | none", "algorithm.norm_adv_by_std_in_grpo: True | False"),
+    "alpha": ("alpha (integrations/trl_arm.py's ARMGRPOConfig)", "algorithm.arm.alpha (algorithm.adv_estimator=arm)"),
+    "low_frac": ("low_frac (ARMGRPOConfig)", "algorithm.arm.low_frac"),
+    "all_correct": ("all_correct (ARMGRPOConfig)", "algorithm.arm.all_correct"),
+    "shift_rows": ("shift_rows (ARMGRPOConfig)", "algorithm.arm.shift_rows"),
+    "shift_center": ("shift_center (ARMGRPOConfig)", "algorithm.arm.shift_center"),
+    "save_every": ("save_steps", "trainer.save_freq"),
+    "eval_every": ("eval_steps", "trainer.test_freq"),
+    "seed": ("seed", None),
+    "model": ("GRPOTrainer(model=...)", "actor_rollout_ref.model.path"),
+    "data": ("GRPOTrainer(train_dataset=...)", "data.train_files"),
+    "eval_data": ("GRPOTrainer(eval_dataset=...)", "data.val_files"),
+    "out": ("output_dir", "trainer.default_local_dir"),
+}
+ENGINE_NOTES = (
+    "advantage std: ours is the population std with eps 1e-6; TRL's the sample std with eps 1e-4, verl's the "
+    "sample std with eps 1e-6 (a sample std is larger by sqrt(G/(G-1)), so advantages are smaller)",
+    "eps_high: ours defaults to 0.28 (DAPO); TRL's epsilon_high defaults to epsilon, a symmetric clip",
+    "kl_coef: ours and TRL's beta use the k3 estimator; verl's low_var_kl is k3 clipped to [-10, 10]",
+    "prompts_per_step counts prompts (TRL's batch sizes count completions); mini_batches counts optimizer "
+    "steps per rollout (verl's ppo_mini_batch_size is a size in prompts)",
+)
+# On --resume, the run's config.json is the truth. These settings only extend the run, say how often
+# to evaluate or save, or where and how fast it runs, so a flag may change them; any other setting
+# given with a different value is refused (it would change what the run trains).
+RESUME_MAY_CHANGE = ("steps", "eval_every", "eval_n", "eval_before", "save_every", "keep_checkpoints", "micro_batch",
+                     "device", "dtype", "threads", "cuda_graph", "strict", "resume", "out")
+
+
+def flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def help_epilog() -> str:
+    width = max(len(flag(k)) for k in ENGINE_NAMES)
+    rows = [f"  {flag(k):<{width}}  TRL {trl or '-'};  verl {verl or '-'}" for k, (trl, verl) in ENGINE_NAMES.items()]
+    notes = [f"  - {n}" for n in ENGINE_NOTES]
+    may = ", ".join(flag(k) for k in RESUME_MAY_CHANGE if k not in ("resume", "out"))
+    return "\n".join([
+        "--resume RUN: the run's config.json is the truth. These flags may differ from it (they extend, observe or",
+        f"  place the run): {may}, --out. Any other flag given with a",
+        "  different value is refused (start a new run instead).",
+        "--out: a folder that already holds files is refused (use --resume, a new --out, or --overwrite).",
+        "",
+        "The same settings in TRL's GRPOConfig and verl's config (README, 'Flag names in TRL and verl'):",
+        *rows, "Where the meaning differs:", *notes])
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """One flag per Config field (--snake-case -> --kebab-case); help and default from the field."""
+    """One flag per Config field (--snake-case -> --kebab-case); help and default from the field.
+    Two flags are no setting of the run and are never read from a file: --config and --overwrite."""
     ap = argparse.ArgumentParser(
         prog="train.py", description="ARM-weighted GRPO (ProGRPO). No arguments: train the built-in toy on CPU.",
+        epilog=help_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS)  # only flags the user gave override --config / --resume
     ap.add_argument("--config", help="JSON file of config keys (as in a run's config.json); flags override it")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="if --out already holds a run, delete it first (refused for the run being resumed)")
     types = _field_types()
     for f in dataclasses.fields(Config):
         base, _ = types[f.name]
-        flag = "--" + f.name.replace("_", "-")
         help_ = f"{f.metadata['help']} (default: {f.default!r})"
         if base is bool:
-            ap.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_)
+            ap.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, help=help_)
         elif f.name in CHOICES:
-            ap.add_argument(flag, choices=CHOICES[f.name], help=help_)
+            ap.add_argument(flag(f.name), choices=CHOICES[f.name], help=help_)
         else:
-            ap.add_argument(flag, type=base, help=help_, metavar=f.name.upper())
+            ap.add_argument(flag(f.name), type=base, help=help_, metavar=f.name.upper())
     return ap
 
 
@@ -217,6 +298,8 @@ def read_json_object(path: str | Path, what: str) -> dict:
         d = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise ConfigError(f"{what}: {path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{what}: {path}: cannot read ({type(e).__name__})") from None
     except json.JSONDecodeError as e:
         raise ConfigError(f"{what}: {path}:{e.lineno}: malformed JSON ({e.msg})") from None
     if not isinstance(d, dict):
@@ -226,21 +309,63 @@ def read_json_object(path: str | Path, what: str) -> dict:
 
 def parse_args(argv: list[str] | None = None, log=print) -> Config:
     """Flags > --config file > the resumed run's config > defaults."""
+    return parse_command_line(argv, log)[0]
+
+
+def parse_command_line(argv: list[str] | None = None, log=print) -> tuple[Config, bool]:
+    """(Config, overwrite). Flags > --config file > the resumed run's config.json > defaults.
+    An invalid value is reported under the name the user gave it: `--group-size (group_size): ...`
+    for a flag, `FILE: group_size: ...` for a key of a file."""
     given = vars(build_parser().parse_args(argv))
+    overwrite = given.pop("overwrite", False)
+    origin = {k.replace("-", "_"): flag(k.replace("-", "_")) for k in given}  # config key -> where it was set
     values = {}
     if "config" in given:
-        values.update(read_json_object(given.pop("config"), "config"))
+        path = given.pop("config")
+        values.update(read_json_object(path, "--config"))
+        origin = {**{k.replace("-", "_"): f"{path}: " for k in values}, **origin}
+    values.pop("overwrite", None)  # only the command line may ask to delete a run
     resume = given.get("resume", values.get("resume", ""))
     if resume:
         ckpt = find_checkpoint(resume)
-        saved = read_json_object(ckpt / "config.json", "resume")
+        saved = read_json_object(ckpt / "config.json", "--resume")
         saved.pop("out", None)  # a resumed run writes where its checkpoint lives, unless --out says otherwise
+        origin = {**{k: f"{ckpt / 'config.json'}: " for k in saved}, **origin}
+        user = {**values, **given}  # what the user asked for on top of the run's own settings
         values = {**saved, **values, "resume": resume}
     values.update(given)
-    cfg = make_config(values)
+    try:
+        cfg = make_config(values)
+        if resume:
+            check_resume(cfg, saved, user, origin, resume)
+    except ConfigError as e:
+        where = origin.get(e.key or "")
+        if where is None or e.reason is None:
+            raise
+        raise (ConfigError(f"{where} ({e.key}): {e.reason}", e.key, e.reason) if where.startswith("--")
+               else ConfigError(f"{where}{e.key}: {e.reason}", e.key, e.reason)) from None
     if values.get("template") == "auto" and cfg.model:
         log(f"--template auto: {cfg.template} ({templates.pick_template(cfg.model)[1]})")
-    return cfg
+    return cfg, overwrite
+
+
+def check_resume(cfg: Config, saved: dict, user: dict, origin: dict, resume: str) -> None:
+    """Refuse, in one line naming each, the settings the user gave that would change what the
+    resumed run trains (everything but RESUME_MAY_CHANGE)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(Config)}
+    changed = []
+    for key in dict.fromkeys(k.replace("-", "_") for k in user):
+        if key in RESUME_MAY_CHANGE or key not in defaults:
+            continue
+        was, now = saved.get(key, defaults[key]), getattr(cfg, key)
+        if now != was:
+            where = origin.get(key, "")
+            name = f"{where.strip()} {now!r}" if where.startswith("--") else f"{where}{key} {now!r}"
+            changed.append(f"{name} (the run has {was!r})")
+    if changed:
+        raise ConfigError(f"resume: {resume} was trained with other settings: {'; '.join(changed)}. "
+                          f"On --resume only {', '.join(flag(k) for k in RESUME_MAY_CHANGE)} may change; "
+                          "drop the others, or start a new run (--config with a new --out)")
 
 
 def resolve_device(cfg: Config) -> torch.device:

@@ -60,11 +60,8 @@ How this loop departs from textbook GRPO (DeepSeekMath), and which METHOD.md cho
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
-import signal
 import sys
-import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -76,16 +73,14 @@ from tqdm import tqdm
 
 import arm
 import verifier
-from checkpoint import CheckpointError, find_checkpoint, new_run_dir, restore, save_checkpoint, write_jsonl
-from config import Config, ConfigError, parse_args, resolve_device
+from checkpoint import (CheckpointError, append_jsonl, choose_run_folder, ctrl_c_finishes_the_step, find_checkpoint,
+                        restore, resume_point, save_checkpoint, start_run_folder, write_jsonl)
+from config import Config, ConfigError, parse_command_line, resolve_device
 from data import DataError, load_problems, take_batch
 from model import ModelLoadError, load_model, load_tokenizer, save_model
 from sampler import Generation, generate, logits_to_logprobs
 from templates import TURN_TOKENS, encode_prompts
-# also reachable as train.X, as compare.py, bench/ and the tests use them
-from config import DEFAULT_ALPHA, build_parser, make_config, read_json_object  # noqa: F401
-from data import read_jsonl  # noqa: F401
-from templates import apply_template  # noqa: F401
+from config import build_parser, make_config, read_json_object  # noqa: F401  compare.py calls them as train.X
 
 # ----------------------------------------------------------------------------------------------
 # the five stages
@@ -397,17 +392,25 @@ def chat_eos_ids(model, tokenizer, cfg: Config) -> list[int]:
     return ids
 
 
-def train(cfg: Config, log=print) -> dict:
+def check_prompts_fit(model, tokenizer, problems: list[dict], cfg: Config) -> None:
+    """A prompt plus --max-new-tokens must fit the model's positions (checked on the first of each set)."""
+    for p in problems:
+        prompt_len = len(encode_prompts(tokenizer, [p["prompt"]], cfg.template)[0])
+        if prompt_len + cfg.max_new_tokens > model.config.max_position_embeddings:
+            raise ConfigError(f"max_new_tokens: prompt + {cfg.max_new_tokens} new tokens exceed the model's "
+                              f"max_position_embeddings {model.config.max_position_embeddings}")
+
+
+def train(cfg: Config, log=print, *, overwrite: bool = False) -> dict:
     """One full run: (eval) -> `steps` training steps -> eval; writes metrics.jsonl, eval.jsonl,
-    config.json, checkpoints and the final policy under the output folder.
+    config.json, checkpoints and the final policy under the output folder (checkpoint.py).
     Returns {"out", "metrics": [per step], "evals": [per evaluation], "before", "after", "interrupted"}."""
+    # set-up: everything is read and checked before the run folder is created
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg)
-    ckpt = find_checkpoint(cfg.resume) if cfg.resume else None
-    out = Path(cfg.out) if cfg.out else (ckpt.parent.parent if ckpt else new_run_dir())
-    out.mkdir(parents=True, exist_ok=True)
-
+    ckpt, state = resume_point(cfg.resume, log) if cfg.resume else (None, None)
+    out = choose_run_folder(cfg.out, ckpt, cfg.resume, overwrite)
     base_model_path = cfg.model or str(toy_dir(cfg.toy))
     tokenizer = load_tokenizer(base_model_path)
     model = load_model(ckpt / "policy" if ckpt else base_model_path, device=device, dtype=torch.float32)
@@ -416,11 +419,7 @@ def train(cfg: Config, log=print) -> dict:
     ref_model = None
     if cfg.kl_coef > 0:  # the frozen initial policy, only when the KL term is on
         ref_model = load_model(base_model_path, device=device, dtype=torch.float32).eval().requires_grad_(False)
-    for p in train_set[:1] + held[:1]:
-        prompt_len = len(encode_prompts(tokenizer, [p["prompt"]], cfg.template)[0])
-        if prompt_len + cfg.max_new_tokens > model.config.max_position_embeddings:
-            raise ConfigError(f"max_new_tokens: prompt + {cfg.max_new_tokens} new tokens exceed the model's "
-                              f"max_position_embeddings {model.config.max_position_embeddings}")
+    check_prompts_fit(model, tokenizer, train_set[:1] + held[:1], cfg)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.warmup_steps))
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
@@ -429,68 +428,52 @@ def train(cfg: Config, log=print) -> dict:
     random.seed(cfg.seed)
     np.random.seed(cfg.seed % 2 ** 32)
     torch.manual_seed(cfg.seed)
-    if ckpt:  # optimizer, scheduler and every RNG as they were; state.pt is read with weights_only (no code runs)
-        step, data_pos, history = restore(ckpt, optimizer, scheduler, generator)
+    if ckpt:  # optimizer, scheduler and every RNG as they were
+        step, data_pos, history = restore(ckpt, optimizer, scheduler, generator, state)
         log(f"resuming from {ckpt} at step {step}")
-    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
-    write_jsonl(out / "metrics.jsonl", history["metrics"])
-    write_jsonl(out / "eval.jsonl", history["evals"])
+    start_run_folder(out, dataclasses.asdict(cfg), history, overwrite)
 
     def run_eval(at_step: int):
-        if not held:
-            return
-        e = {"step": at_step, **evaluate(model, tokenizer, held, cfg, path_fn=path_fn, eos_ids=eos_ids,
-                                         desc=f"eval at step {at_step}")}
-        history["evals"].append(e)
-        write_jsonl(out / "eval.jsonl", history["evals"])
+        if held:
+            history["evals"].append({"step": at_step, **evaluate(model, tokenizer, held, cfg, path_fn=path_fn,
+                                                                  eos_ids=eos_ids, desc=f"eval at step {at_step}")})
+            write_jsonl(out / "eval.jsonl", history["evals"])
 
     def checkpoint():
         return save_checkpoint(out, step, model, tokenizer, optimizer, scheduler, generator, data_pos, history,
                                dataclasses.asdict(cfg), cfg.keep_checkpoints)
 
+    # the loop: one train_step per batch of prompts, a line in metrics.jsonl each
     if step == 0 and cfg.eval_before and not history["evals"]:
         run_eval(0)
-    # Ctrl-C: finish the current step, save, exit cleanly; a second Ctrl-C aborts at once
-    stop = {"asked": False}
-    old_handler = None
-
-    def on_sigint(signum, frame):
-        if stop["asked"]:
-            raise KeyboardInterrupt
-        stop["asked"] = True
-        tqdm.write("Ctrl-C: finishing this step, then saving a checkpoint (Ctrl-C again to abort)")
-
-    if threading.current_thread() is threading.main_thread():
-        old_handler = signal.signal(signal.SIGINT, on_sigint)
     t_start = time.time()
     last_ckpt = None
-    try:
-        bar = tqdm(total=cfg.steps, initial=step, desc="train", dynamic_ncols=True, mininterval=1.0)  # shows time left
-        while step < cfg.steps and not stop["asked"]:
-            batch = take_batch(train_set, data_pos, cfg.prompts_per_step, cfg.seed)
-            t0 = time.time()
-            m = train_step(model, ref_model, optimizer, tokenizer, batch, cfg, generator, eos_ids, step + 1)
-            scheduler.step()
-            step += 1
-            data_pos += cfg.prompts_per_step
-            m = {"step": step, **m, "lr": optimizer.param_groups[0]["lr"], "time_s": time.time() - t0,
-                 "elapsed_s": time.time() - t_start}
-            history["metrics"].append(m)
-            with open(out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(m) + "\n")
-            bar.update(1)
-            bar.set_postfix(reward=f"{m['reward']:.3f}", entropy=f"{m['entropy']:.3f}", gnorm=f"{m['grad_norm']:.2f}")
-            if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
-                run_eval(step)
-            if cfg.save_every and step % cfg.save_every == 0:
-                last_ckpt = checkpoint()
-        bar.close()
-    except NonFiniteError as e:
-        good = last_ckpt or (find_checkpoint(out) if list((out / "checkpoints").glob("step_*")) else None)
-        raise NonFiniteError(f"{e}; stopped. Last good checkpoint: {good or 'none (nothing saved yet)'}") from None
-    finally:
-        if old_handler is not None:
-            signal.signal(signal.SIGINT, old_handler)
+    with ctrl_c_finishes_the_step(tqdm.write) as stop:
+        try:
+            bar = tqdm(total=cfg.steps, initial=step, desc="train", dynamic_ncols=True, mininterval=1.0)  # time left
+            while step < cfg.steps and not stop["asked"]:
+                batch = take_batch(train_set, data_pos, cfg.prompts_per_step, cfg.seed)
+                t0 = time.time()
+                m = train_step(model, ref_model, optimizer, tokenizer, batch, cfg, generator, eos_ids, step + 1)
+                scheduler.step()
+                step += 1
+                data_pos += cfg.prompts_per_step
+                m = {"step": step, **m, "lr": optimizer.param_groups[0]["lr"], "time_s": time.time() - t0,
+                     "elapsed_s": time.time() - t_start}
+                history["metrics"].append(m)
+                append_jsonl(out / "metrics.jsonl", m)
+                bar.update(1)
+                bar.set_postfix(reward=f"{m['reward']:.3f}", entropy=f"{m['entropy']:.3f}", gnorm=f"{m['grad_norm']:.2f}")
+                if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
+                    run_eval(step)
+                if cfg.save_every and step % cfg.save_every == 0:
+                    last_ckpt = checkpoint()
+            bar.close()
+        except NonFiniteError as e:
+            good = last_ckpt or (find_checkpoint(out) if list((out / "checkpoints").glob("step_*")) else None)
+            raise NonFiniteError(f"{e}; stopped. Last good checkpoint: {good or 'none (nothing saved yet)'}") from None
+
+    # finish: a checkpoint unless the last step saved one; the final evaluation and policy/ unless interrupted
     interrupted = stop["asked"]
     if interrupted or not cfg.save_every or step % cfg.save_every:
         last_ckpt = checkpoint()
@@ -521,9 +504,9 @@ def format_table(before: dict | None, after: dict | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        cfg = parse_args(argv)
+        cfg, overwrite = parse_command_line(argv)
         t = time.time()
-        res = train(cfg)
+        res = train(cfg, overwrite=overwrite)
     except (ConfigError, DataError, ModelLoadError, CheckpointError) as e:
         print(f"train.py: error: {e}", file=sys.stderr)
         return 2
@@ -539,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
     if e:
         print(f"\nheld-out: {e['prompts']} prompts x {e['n']} samples")
     print(format_table(res["before"], res["after"]))
-    print(f"\n{res['out']}: metrics.jsonl, eval.jsonl, config.json, policy/  ({time.time() - t:.0f} s)")
+    print(f"\n{res['out']}: metrics.jsonl, eval.jsonl, config.json, checkpoints/, policy/  ({time.time() - t:.0f} s)")
     return 0
 
 
