@@ -88,7 +88,20 @@ from config import build_parser, make_config, read_json_object  # noqa: F401  co
 
 @dataclass
 class Rollout:
-    """One rollout batch: P prompts x G responses, rows prompt-major (row = p * G + g)."""
+    """One rollout batch: P prompts x G responses, rows prompt-major (row = p * G + g).
+
+    The columns of one row of input_ids, for T0 = 4 (the longest prompt has 4 tokens; this one, "a b c",
+    is left-padded) and a response "x y EOS" in a batch whose longest response has N = 4 tokens:
+
+        column       0    1  2  3 | 4  5  6    7          (T0 + N = 8 columns)
+        input_ids   pad   a  b  c | x  y  EOS  pad        prompt [0, T0), response [T0, T0 + N)
+        attn_mask    0    1  1  1 | 1  1  1    0          from the lengths, never from token ids
+        response t                | 0  1  2    3          response token t sits at column T0 + t
+
+    The logits at column j predict the token at column j + 1, so response token t is predicted at
+    column T0 - 1 + t: the first response token by the last prompt column (3 here). That is why
+    response_logits slices from T0 - 1. gen.tokens / gen.logprobs / gen.mask are the response part
+    alone, (B, N), column t = response token t."""
     problems: list[dict]  # P problems (prompt text, gold answer)
     prompt_ids: list[list[int]]  # P tokenised prompts
     gen: Generation  # tokens/logprobs/mask [B, N], lengths/finished [B], prompt log-probs [P, T0-1]
@@ -156,10 +169,20 @@ def autocast(cfg: Config, device: torch.device):
 
 
 def response_logits(model, input_ids: torch.Tensor, attn_mask: torch.Tensor, T0: int, n: int) -> torch.Tensor:
-    """Logits that predict the n response tokens: (b, T0 + n) ids -> (b, n, V).
+    """Logits that predict the first n response tokens: (b, T0 + n) ids -> (b, n, V), row t predicting
+    response token t (column T0 + t) from column T0 - 1 + t (the picture in Rollout).
     note: the model computes logits for the prompt positions too; we slice them away."""
     logits = model(input_ids[:, : T0 + n], attn_mask[:, : T0 + n])  # (b, T0 + n, V)
-    return logits[:, T0 - 1: T0 - 1 + n]
+    return logits[:, T0 - 1: T0 - 1 + n]  # columns T0 - 1 .. T0 + n - 2 predict columns T0 .. T0 + n - 1
+
+
+def sampled_logprobs(model, ro: Rollout, rows: torch.Tensor, n: int, cfg: Config) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits (b, n, V), log pi of the sampled tokens (b, n)) of the first n response tokens of `rows`,
+    at the sampling temperature, as sampler.generate computed pi_old."""
+    with autocast(cfg, ro.input_ids.device):
+        logits = response_logits(model, ro.input_ids[rows], ro.attn_mask[rows], ro.T0, n)  # (b, n, V)
+    logp = logits_to_logprobs(logits, cfg.temperature).gather(-1, ro.gen.tokens[rows, :n, None]).squeeze(-1)
+    return logits, logp
 
 
 class NonFiniteError(RuntimeError):
@@ -167,12 +190,18 @@ class NonFiniteError(RuntimeError):
 
 
 def policy_update(model, ref_model, optimizer, ro: Rollout, adv: torch.Tensor, cfg: Config, step: int) -> dict:
-    """Stage 5: `epochs` passes over the rollout in `mini_batches` optimizer steps, each accumulated
-    over micro-batches of at most `micro_batch` rows. Returns averaged loss statistics.
+    """Stage 5: the clipped surrogate with A~, in three nested loops. Returns averaged loss statistics.
 
-    Micro-batch weights make the accumulated gradient equal to that of the whole mini-batch:
-    token-mean is a sum over tokens / (mini-batch tokens); the other two aggregations are a mean
-    over rows, so a micro-batch counts rows_mb / rows_minibatch."""
+        for each epoch (--epochs; 1 by default)                  a pass over all B rows of the rollout
+          for each mini-batch (--mini-batches; 1 by default)     B / mini_batches rows: ONE optimizer step
+            for each micro-batch (--micro-batch rows at most)    one forward + backward; gradients add up
+
+    With the defaults there is one epoch and one mini-batch: a single optimizer step on the whole
+    rollout, split into micro-batches only to bound memory. The weight w of a micro-batch's loss makes
+    the summed gradients equal the gradient of the mini-batch's loss computed in one piece:
+      token-mean: the mini-batch loss is sum_t l_t / (tokens in the mini-batch); a micro-batch's loss is
+                  sum_t l_t / (its own tokens), so w = its tokens / the mini-batch's tokens;
+      seq-mean-token-mean and constant: a mean over rows, so w = its rows / the mini-batch's rows."""
     device = ro.input_ids.device
     g = ro.gen
     B = g.tokens.shape[0]
@@ -185,26 +214,23 @@ def policy_update(model, ref_model, optimizer, ro: Rollout, adv: torch.Tensor, c
         # a fresh row order per epoch, from (seed, step, epoch): nothing to checkpoint
         perm = torch.randperm(B, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 101 + epoch))
         perm = perm.to(device) if cfg.mini_batches > 1 else torch.arange(B, device=device)
-        for m in range(cfg.mini_batches):
+        for m in range(cfg.mini_batches):  # one optimizer step each
             rows = perm[m * mb_rows:(m + 1) * mb_rows]
             mb_tokens = int(g.lengths[rows].sum())
             optimizer.zero_grad(set_to_none=True)
-            for s in range(0, mb_rows, cfg.micro_batch):
+            for s in range(0, mb_rows, cfg.micro_batch):  # one forward + backward each
                 r = rows[s: s + cfg.micro_batch]
                 n = int(g.lengths[r].max())  # trim the micro-batch to its longest response
                 mask = g.mask[r, :n]  # (b, n) from lengths
-                with autocast(cfg, device):
-                    logits = response_logits(model, ro.input_ids[r], ro.attn_mask[r], ro.T0, n)  # (b, n, V)
-                logp = logits_to_logprobs(logits, cfg.temperature).gather(-1, g.tokens[r, :n, None]).squeeze(-1)
+                logits, logp = sampled_logprobs(model, ro, r, n, cfg)  # (b, n, V), (b, n) with gradient
                 ref_logp = None
                 if ref_model is not None:
-                    with torch.no_grad(), autocast(cfg, device):
-                        ref_logits = response_logits(ref_model, ro.input_ids[r], ro.attn_mask[r], ro.T0, n)
-                    ref_logp = logits_to_logprobs(ref_logits, cfg.temperature).gather(-1, g.tokens[r, :n, None]).squeeze(-1)
+                    with torch.no_grad():
+                        ref_logp = sampled_logprobs(ref_model, ro, r, n, cfg)[1]
                 loss, stats = arm.policy_loss(logp, g.logprobs[r, :n], adv_rows[r], mask,
                                               eps_low=cfg.eps_low, eps_high=cfg.eps_high, agg=cfg.loss_agg,
                                               ref_logprobs=ref_logp, kl_coef=cfg.kl_coef, max_len=cfg.max_new_tokens)
-                w = int(mask.sum()) / mb_tokens if cfg.loss_agg == "token-mean" else len(r) / mb_rows
+                w = int(mask.sum()) / mb_tokens if cfg.loss_agg == "token-mean" else len(r) / mb_rows  # see docstring
                 if not torch.isfinite(loss):  # note: a CPU-GPU sync point per micro-batch
                     raise NonFiniteError(f"step {step}: the loss is {loss.item()} (epoch {epoch}, mini-batch {m})")
                 (loss * w).backward()
