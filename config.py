@@ -202,7 +202,8 @@ def validate(cfg: Config) -> None:
 
 
 # The same settings under the names TRL's GRPOConfig and verl's config use (None: no counterpart).
-# ENGINE_NOTES says where the meaning differs. The README's flag table holds the same rows.
+# ENGINE_NOTES says where the meaning differs. The README's flag table holds the same rows; values
+# listed after "=" are in the order of the flag's choices.
 ENGINE_NAMES: dict[str, tuple[str | None, str | None]] = {
     "group_size": ("num_generations", "actor_rollout_ref.rollout.n"),
     "prompts_per_step": ("generation_batch_size / num_generations", "data.train_batch_size"),
@@ -220,9 +221,9 @@ ENGINE_NAMES: dict[str, tuple[str | None, str | None]] = {
     "eps_low": ("epsilon", "actor_rollout_ref.actor.clip_ratio_low"),
     "eps_high": ("epsilon_high", "actor_rollout_ref.actor.clip_ratio_high"),
     "kl_coef": ("beta", "actor_rollout_ref.actor.kl_loss_coef (use_kl_loss=True, kl_loss_type=low_var_kl)"),
-    "loss_agg": ("loss_type: dapo | grpo | dr_grpo",
-                 "actor_rollout_ref.actor.loss_agg_mode: token-mean | seq-mean-token-mean | seq-mean-token-sum-norm"),
-    "adv_scale": ("scale_rewards: group | none", "algorithm.norm_adv_by_std_in_grpo: True | False"),
+    "loss_agg": ("loss_type = dapo, grpo, dr_grpo",
+                 "actor_rollout_ref.actor.loss_agg_mode = token-mean, seq-mean-token-mean, seq-mean-token-sum-norm"),
+    "adv_scale": ("scale_rewards = group, none", "algorithm.norm_adv_by_std_in_grpo = True, False"),
     "alpha": ("alpha (integrations/trl_arm.py's ARMGRPOConfig)", "algorithm.arm.alpha (algorithm.adv_estimator=arm)"),
     "low_frac": ("low_frac (ARMGRPOConfig)", "algorithm.arm.low_frac"),
     "all_correct": ("all_correct (ARMGRPOConfig)", "algorithm.arm.all_correct"),

@@ -4,12 +4,14 @@
     python train.py --algo grpo --steps 100           # plain GRPO (= --algo arm --alpha 0)
     python train.py --model Qwen2.5-0.5B-Instruct --data gsm8k_train.jsonl --template qwen-chat --device cuda
     python train.py --resume runs/20260101-120000     # continue from the last checkpoint
-    python train.py --config runs/.../config.json     # rerun a run (flags override the file)
+    python train.py --config runs/.../config.json --out runs/again   # rerun a run (flags override the file)
 
-Outputs (runs/<timestamp>/ or --out): metrics.jsonl (one line per step), eval.jsonl (one line per
-evaluation), config.json, checkpoints/step_N/ and the final policy/ (a Hugging Face folder).
+Outputs (runs/<timestamp>/ or --out, never a folder holding another run): metrics.jsonl (one line
+per step), eval.jsonl (one line per evaluation), config.json, checkpoints/step_N/ and the final
+policy/ (a Hugging Face folder).
 Around the loop: config.py (settings, flags), data.py (problems), templates.py (chat prompts),
-checkpoint.py (checkpoints, resume), with model.py, sampler.py, verifier.py and arm.py beneath.
+checkpoint.py (the run folder: where it writes, resume, checkpoints, Ctrl-C), with model.py,
+sampler.py, verifier.py and arm.py beneath.
 
 One training step is five stages, each a function below (METHOD.md names the equations):
 

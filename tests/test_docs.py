@@ -1,5 +1,6 @@
 """The repository stands on its own: every Markdown file the code and docs cite is in it, and
 every "definition N" / "claim N" they cite exists in METHOD.md."""
+import dataclasses
 import re
 import subprocess
 from pathlib import Path
@@ -64,3 +65,17 @@ def test_cited_definitions_and_claims_exist_in_method_md(kind):
         for m in pattern.finditer(f.read_text(encoding="utf-8")):
             n = int(m.group(1) or m.group(2))
             assert n in have, f"{f.relative_to(ROOT)} cites {kind} {n}, which METHOD.md does not have"
+
+
+def test_the_readme_flag_table_is_config_engine_names():
+    import config
+
+    text = (ROOT / "README.md").read_text()
+    rows = [line for line in text.split("### Flag names in TRL and verl")[1].splitlines() if line.startswith("| `--")]
+    table = {}
+    for line in rows:
+        cells = [c.strip().strip("`") for c in line.strip("|").split("|")]
+        assert len(cells) == 3, line  # a "|" inside a cell would break the table
+        table[cells[0]] = (None if cells[1] == "-" else cells[1], None if cells[2] == "-" else cells[2])
+    assert table == {config.flag(k): v for k, v in config.ENGINE_NAMES.items()}
+    assert set(config.ENGINE_NAMES) <= {f.name for f in dataclasses.fields(config.Config)}
