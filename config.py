@@ -340,14 +340,21 @@ def parse_command_line(argv: list[str] | None = None, log=print) -> tuple[Config
         if resume:
             check_resume(cfg, saved, user, origin, resume)
     except ConfigError as e:
-        where = origin.get(e.key or "")
-        if where is None or e.reason is None:
-            raise
-        raise (ConfigError(f"{where} ({e.key}): {e.reason}", e.key, e.reason) if where.startswith("--")
-               else ConfigError(f"{where}{e.key}: {e.reason}", e.key, e.reason)) from None
+        raise named_by_source(e, origin) from None
     if values.get("template") == "auto" and cfg.model:
         log(f"--template auto: {cfg.template} ({templates.pick_template(cfg.model)[1]})")
     return cfg, overwrite
+
+
+def named_by_source(e: ConfigError, origin: dict[str, str] | None = None) -> ConfigError:
+    """The same error under the name the user gave the setting: `--group-size (group_size): ...` for a
+    flag (also for a setting left at its default: the flag is how to change it), `FILE: group_size: ...`
+    for a key of a file. The result carries no key, so it is never renamed twice."""
+    origin = origin or {}
+    if e.key is None or e.reason is None or not (e.key in origin or e.key in _field_types()):
+        return e
+    where = origin.get(e.key, flag(e.key))
+    return ConfigError(f"{where} ({e.key}): {e.reason}" if where.startswith("--") else f"{where}{e.key}: {e.reason}")
 
 
 def check_resume(cfg: Config, saved: dict, user: dict, origin: dict, resume: str) -> None:

@@ -77,7 +77,7 @@ import arm
 import verifier
 from checkpoint import (CheckpointError, append_jsonl, choose_run_folder, ctrl_c_finishes_the_step, find_checkpoint,
                         restore, resume_point, save_checkpoint, start_run_folder, write_jsonl)
-from config import Config, ConfigError, parse_command_line, resolve_device
+from config import Config, ConfigError, key_error, named_by_source, parse_command_line, resolve_device
 from data import DataError, load_problems, take_batch
 from model import ModelLoadError, load_model, load_tokenizer, save_model
 from sampler import Generation, generate, logits_to_logprobs
@@ -413,10 +413,10 @@ def chat_eos_ids(model, tokenizer, cfg: Config) -> list[int]:
     if cfg.template in TURN_TOKENS:
         start, end = TURN_TOKENS[cfg.template]
         if tokenizer.token_to_id(start) is None or tokenizer.token_to_id(end) is None:
-            raise ConfigError(f"template: {cfg.template} needs {start}/{end} in the tokenizer; this model has none")
+            raise key_error("template", f"{cfg.template} needs {start}/{end} in the tokenizer; this model has none")
         ids = list(dict.fromkeys(ids + [tokenizer.token_to_id(end)]))
     if not ids:
-        raise ConfigError("model: no EOS token id in generation_config.json/config.json: responses would never end")
+        raise key_error("model", "no EOS token id in generation_config.json/config.json: responses would never end")
     return ids
 
 
@@ -425,7 +425,7 @@ def check_prompts_fit(model, tokenizer, problems: list[dict], cfg: Config) -> No
     for p in problems:
         prompt_len = len(encode_prompts(tokenizer, [p["prompt"]], cfg.template)[0])
         if prompt_len + cfg.max_new_tokens > model.config.max_position_embeddings:
-            raise ConfigError(f"max_new_tokens: prompt + {cfg.max_new_tokens} new tokens exceed the model's "
+            raise key_error("max_new_tokens", f"prompt + {cfg.max_new_tokens} new tokens exceed the model's "
                               f"max_position_embeddings {model.config.max_position_embeddings}")
 
 
@@ -535,7 +535,10 @@ def main(argv: list[str] | None = None) -> int:
         cfg, overwrite = parse_command_line(argv)
         t = time.time()
         res = train(cfg, overwrite=overwrite)
-    except (ConfigError, DataError, ModelLoadError, CheckpointError) as e:
+    except ConfigError as e:
+        print(f"train.py: error: {named_by_source(e)}", file=sys.stderr)
+        return 2
+    except (DataError, ModelLoadError, CheckpointError) as e:
         print(f"train.py: error: {e}", file=sys.stderr)
         return 2
     except NonFiniteError as e:

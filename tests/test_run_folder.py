@@ -189,3 +189,11 @@ def test_errors_name_the_flag_as_typed_or_the_file_and_key(tmp_path, capsys):
     f.write_text(json.dumps({"group-size": 1}))
     rc, _, err = run(["--config", str(f)], capsys)
     assert rc == 2 and err.startswith(f"train.py: error: {f}: group_size: GRPO compares"), err
+
+
+def test_a_setting_refused_once_the_model_is_loaded_is_named_by_its_flag_and_nothing_is_created(tiny, tmp_path,
+                                                                                                 capsys):
+    out = tmp_path / "run"
+    rc, _, err = run(argv(tiny, out, "--max-new-tokens", "255"), capsys)  # the tiny model has 256 positions
+    assert rc == 2 and err.startswith("train.py: error: --max-new-tokens (max_new_tokens): prompt + 255 new tokens"), err
+    assert not out.exists()
