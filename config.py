@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import json
 import math
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -260,11 +261,13 @@ def help_epilog() -> str:
     width = max(len(flag(k)) for k in ENGINE_NAMES)
     rows = [f"  {flag(k):<{width}}  TRL {trl or '-'};  verl {verl or '-'}" for k, (trl, verl) in ENGINE_NAMES.items()]
     notes = [f"  - {n}" for n in ENGINE_NOTES]
-    may = ", ".join(flag(k) for k in RESUME_MAY_CHANGE if k not in ("resume", "out"))
+    may = ", ".join(flag(k) for k in RESUME_MAY_CHANGE if k != "resume")
+    resume = textwrap.fill(f"--resume RUN: the run's config.json is the truth. These flags may differ from it (they "
+                           f"extend, observe or place the run): {may}. Any other flag given with a different value "
+                           "is refused (start a new run instead).", 100, subsequent_indent="  ",
+                           break_on_hyphens=False)
     return "\n".join([
-        "--resume RUN: the run's config.json is the truth. These flags may differ from it (they extend, observe or",
-        f"  place the run): {may}, --out. Any other flag given with a",
-        "  different value is refused (start a new run instead).",
+        resume,
         "--out: a folder that already holds files is refused (use --resume, a new --out, or --overwrite).",
         "",
         "The same settings in TRL's GRPOConfig and verl's config (README, 'Flag names in TRL and verl'):",
