@@ -55,62 +55,11 @@ class CorruptCheckpointError(CheckpointError):
     """A state.pt that is damaged (empty, truncated, not a torch file): not one to --upgrade."""
 
 
-def plain_rng(s: dict) -> dict:
-    """RNG states as Python and numpy return them (tuples, a numpy array) -> lists and tensors."""
-    version, internal, gauss = s["python"]
-    name, keys, pos, has_gauss, cached = s["numpy"]
-    return {**s, "python": [version, list(internal), gauss],
-            "numpy": [name, torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss), float(cached)]}
+# ----------------------------------------------------------------------------------------------
+# where a run writes
 
 
-def rng_state(generator: torch.Generator) -> dict:
-    s = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-         "sampling": generator.get_state()}
-    if torch.cuda.is_available():
-        s["cuda"] = torch.cuda.get_rng_state_all()
-    return plain_rng(s)
-
-
-def set_rng_state(s: dict, generator: torch.Generator) -> None:
-    version, internal, gauss = s["python"]
-    random.setstate((version, tuple(internal), gauss))
-    name, keys, pos, has_gauss, cached = s["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(s["torch"])
-    generator.set_state(s["sampling"])
-    if "cuda" in s and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(s["cuda"])
-
-
-def save_checkpoint(out: Path, step: int, model, tokenizer, optimizer, scheduler, generator, data_pos: int,
-                    history: dict, config: dict, keep: int) -> Path:
-    """Write everything a resumed run needs into a temp folder, then rename it into place: a
-    checkpoint folder either exists complete or not at all (a kill at any moment is safe).
-    Keeps the newest `keep` checkpoints (0 = all)."""
-    root = out / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step_{step:06d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-step_{step:06d}-", dir=root))
-    try:
-        save_model(model, tmp / "policy", tokenizer)
-        state = {"step": step, "data_pos": data_pos, "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "rng": rng_state(generator), "history": history}
-        torch.save(state, tmp / "state.pt")
-        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        if final.exists():  # the same step saved before (a resumed run): swap, then drop the old one
-            old = Path(tempfile.mkdtemp(prefix=".old-", dir=root))
-            os.replace(final, old / final.name)
-            os.replace(tmp, final)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if keep:
-        for old in sorted(root.glob("step_*"))[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
-    return final
+RUN_FILES = ("config.json", "metrics.jsonl", "eval.jsonl", "checkpoints", "policy")  # what train.py writes
 
 
 def new_run_dir() -> Path:
@@ -120,21 +69,6 @@ def new_run_dir() -> Path:
     while p.exists():
         p, i = Path(f"{base}-{i}"), i + 1
     return p
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    """Rewrite a JSONL file atomically (a temp file renamed into place)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    os.replace(tmp, path)
-
-
-def append_jsonl(path: Path, row: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
-
-
-RUN_FILES = ("config.json", "metrics.jsonl", "eval.jsonl", "checkpoints", "policy")  # what train.py writes
 
 
 def choose_run_folder(out: str, ckpt: Path | None, resume: str = "", overwrite: bool = False) -> Path:
@@ -189,25 +123,20 @@ def start_run_folder(out: Path, config: dict, history: dict, overwrite: bool = F
                               + (f": {e.filename}" if e.filename and str(e.filename) != str(out) else "") + ")") from None
 
 
-@contextmanager
-def ctrl_c_finishes_the_step(say=print):
-    """Inside the block, the first Ctrl-C only sets stop["asked"] (the training loop then finishes
-    its step, saves a checkpoint and exits cleanly); a second one raises KeyboardInterrupt at once.
-    Only the main thread can take signals: elsewhere Ctrl-C keeps its usual meaning."""
-    stop = {"asked": False}
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    """Rewrite a JSONL file atomically (a temp file renamed into place)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    os.replace(tmp, path)
 
-    def on_sigint(signum, frame):
-        if stop["asked"]:
-            raise KeyboardInterrupt
-        stop["asked"] = True
-        say("Ctrl-C: finishing this step, then saving a checkpoint (Ctrl-C again to abort)")
 
-    old = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() else None
-    try:
-        yield stop
-    finally:
-        if old is not None:
-            signal.signal(signal.SIGINT, old)
+def append_jsonl(path: Path, row: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+# ----------------------------------------------------------------------------------------------
+# resuming: which checkpoint, and its state
 
 
 def find_checkpoint(path: str | Path) -> Path:
@@ -220,6 +149,30 @@ def find_checkpoint(path: str | Path) -> Path:
     if not found:
         raise CheckpointError(f"resume: {p}: no checkpoint (expected a run folder with checkpoints/step_* or a step_* folder)")
     return found[-1]
+
+
+def resume_point(path: str | Path, log=print) -> tuple[Path, dict]:
+    """(checkpoint folder, its state read on the CPU) to resume from. A checkpoint folder named
+    itself is used or refused. In a run folder, the newest checkpoint whose state.pt reads: a
+    corrupt newer one is skipped, with a line saying which and why."""
+    p = Path(path)
+    if (p / "state.pt").is_file():
+        return p, load_state(p, map_location="cpu")
+    newest_first = [c for c in sorted((p / "checkpoints").glob("step_*"), reverse=True) if (c / "state.pt").is_file()]
+    if not newest_first:
+        find_checkpoint(p)  # raises the one-line "no checkpoint" error
+    skipped = []
+    for c in newest_first:
+        try:
+            state = load_state(c, map_location="cpu")
+        except CorruptCheckpointError as e:
+            skipped.append(str(e))
+            continue
+        for why in skipped:
+            log(f"{why}; skipped: resuming from the earlier {c}")
+        return c, state
+    more = f"; the {len(skipped) - 1} earlier checkpoint(s) are corrupt too" if len(skipped) > 1 else ""
+    raise CorruptCheckpointError(f"{skipped[0]}{more}; nothing in {p} to resume from")
 
 
 def load_state(ckpt: Path, map_location=None) -> dict:
@@ -260,30 +213,6 @@ def _first_line(e: Exception) -> str:
     return f"{type(e).__name__}: {lines[0]}"[:160] if lines else type(e).__name__
 
 
-def resume_point(path: str | Path, log=print) -> tuple[Path, dict]:
-    """(checkpoint folder, its state read on the CPU) to resume from. A checkpoint folder named
-    itself is used or refused. In a run folder, the newest checkpoint whose state.pt reads: a
-    corrupt newer one is skipped, with a line saying which and why."""
-    p = Path(path)
-    if (p / "state.pt").is_file():
-        return p, load_state(p, map_location="cpu")
-    newest_first = [c for c in sorted((p / "checkpoints").glob("step_*"), reverse=True) if (c / "state.pt").is_file()]
-    if not newest_first:
-        find_checkpoint(p)  # raises the one-line "no checkpoint" error
-    skipped = []
-    for c in newest_first:
-        try:
-            state = load_state(c, map_location="cpu")
-        except CorruptCheckpointError as e:
-            skipped.append(str(e))
-            continue
-        for why in skipped:
-            log(f"{why}; skipped: resuming from the earlier {c}")
-        return c, state
-    more = f"; the {len(skipped) - 1} earlier checkpoint(s) are corrupt too" if len(skipped) > 1 else ""
-    raise CorruptCheckpointError(f"{skipped[0]}{more}; nothing in {p} to resume from")
-
-
 def restore(ckpt: Path, optimizer, scheduler, generator: torch.Generator,
             state: dict | None = None) -> tuple[int, int, dict]:
     """Load a checkpoint's optimizer, scheduler and RNG states in place -> (step, data_pos, history).
@@ -294,6 +223,93 @@ def restore(ckpt: Path, optimizer, scheduler, generator: torch.Generator,
     scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"], generator)
     return state["step"], state["data_pos"], state["history"]
+
+
+# ----------------------------------------------------------------------------------------------
+# saving, and Ctrl-C
+
+
+def save_checkpoint(out: Path, step: int, model, tokenizer, optimizer, scheduler, generator, data_pos: int,
+                    history: dict, config: dict, keep: int) -> Path:
+    """Write everything a resumed run needs into a temp folder, then rename it into place: a
+    checkpoint folder either exists complete or not at all (a kill at any moment is safe).
+    Keeps the newest `keep` checkpoints (0 = all)."""
+    root = out / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step_{step:06d}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-step_{step:06d}-", dir=root))
+    try:
+        save_model(model, tmp / "policy", tokenizer)
+        state = {"step": step, "data_pos": data_pos, "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "rng": rng_state(generator), "history": history}
+        torch.save(state, tmp / "state.pt")
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        if final.exists():  # the same step saved before (a resumed run): swap, then drop the old one
+            old = Path(tempfile.mkdtemp(prefix=".old-", dir=root))
+            os.replace(final, old / final.name)
+            os.replace(tmp, final)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if keep:
+        for old in sorted(root.glob("step_*"))[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def rng_state(generator: torch.Generator) -> dict:
+    s = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+         "sampling": generator.get_state()}
+    if torch.cuda.is_available():
+        s["cuda"] = torch.cuda.get_rng_state_all()
+    return plain_rng(s)
+
+
+def plain_rng(s: dict) -> dict:
+    """RNG states as Python and numpy return them (tuples, a numpy array) -> lists and tensors."""
+    version, internal, gauss = s["python"]
+    name, keys, pos, has_gauss, cached = s["numpy"]
+    return {**s, "python": [version, list(internal), gauss],
+            "numpy": [name, torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss), float(cached)]}
+
+
+def set_rng_state(s: dict, generator: torch.Generator) -> None:
+    version, internal, gauss = s["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = s["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(s["torch"])
+    generator.set_state(s["sampling"])
+    if "cuda" in s and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+
+
+@contextmanager
+def ctrl_c_finishes_the_step(say=print):
+    """Inside the block, the first Ctrl-C only sets stop["asked"] (the training loop then finishes
+    its step, saves a checkpoint and exits cleanly); a second one raises KeyboardInterrupt at once.
+    Only the main thread can take signals: elsewhere Ctrl-C keeps its usual meaning."""
+    stop = {"asked": False}
+
+    def on_sigint(signum, frame):
+        if stop["asked"]:
+            raise KeyboardInterrupt
+        stop["asked"] = True
+        say("Ctrl-C: finishing this step, then saving a checkpoint (Ctrl-C again to abort)")
+
+    old = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() else None
+    try:
+        yield stop
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
+
+
+# ----------------------------------------------------------------------------------------------
+# older checkpoints
 
 
 def upgrade(ckpt: Path) -> None:
@@ -333,7 +349,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"{ckpt / 'state.pt'}: upgraded; resume with python train.py --resume {ckpt}")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
