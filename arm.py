@@ -1,6 +1,6 @@
 """GRPO and ProGRPO's Advantage Re-weighting Mechanism (ARM): advantages, confidences, the loss.
 
-The definitions are numbered as in PAPER.md:
+The definitions are numbered as in METHOD.md:
     1. grpo_advantages     A_i = (r_i - mean r) / (std r + delta)
     2. answer_confidence   c(o|q) = exp(mean of the ceil(0.2 |o|) lowest token log-probs)
     3. prompt_confidence   c(q) = exp(mean_t log pi(q_t | q_<t)) = 1 / PPL(q)
@@ -34,7 +34,7 @@ def _check(ok: bool, msg: str) -> None:
 
 
 def grpo_advantages(rewards: torch.Tensor, *, eps: float = 1e-6, scale: str = "std") -> torch.Tensor:
-    """PAPER.md definition 1 (GRPO advantage), per group of G responses to one prompt:
+    """METHOD.md definition 1 (GRPO advantage), per group of G responses to one prompt:
 
         scale="std":  A_i = (r_i - mean(r)) / (std(r) + eps)     std = population std (1/G)
         scale="none": A_i =  r_i - mean(r)                        (Dr.GRPO)
@@ -53,7 +53,7 @@ def grpo_advantages(rewards: torch.Tensor, *, eps: float = 1e-6, scale: str = "s
 
 
 def answer_confidence(logprobs: torch.Tensor, mask: torch.Tensor, *, low_frac: float = 0.2) -> torch.Tensor:
-    """PAPER.md definition 2 (answer confidence, Low-Probability Token Length Normalization):
+    """METHOD.md definition 2 (answer confidence, Low-Probability Token Length Normalization):
 
         k_i      = ceil(low_frac * |o_i|)            (|o_i| = valid tokens of response i)
         c(o_i|q) = exp( mean of the k_i lowest log pi(o_{i,t} | q, o_{i,<t}) )     in (0, 1]
@@ -76,7 +76,7 @@ def answer_confidence(logprobs: torch.Tensor, mask: torch.Tensor, *, low_frac: f
 
 
 def prompt_confidence(logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """PAPER.md definition 3 (prompt confidence, our form of "prompt perplexity"):
+    """METHOD.md definition 3 (prompt confidence, our form of "prompt perplexity"):
 
         c(q) = exp( mean_{t >= 2} log pi(q_t | q_<t) ) = 1 / PPL(q)     in (0, 1]
 
@@ -95,7 +95,7 @@ SHIFT_CENTER = ("prompt", "correct-mean")  # what c(o|q) is compared with: paper
 def arm_advantages(rewards: torch.Tensor, prompt_conf: torch.Tensor | None, answer_conf: torch.Tensor, *,
                    alpha: float, eps: float = 1e-6, scale: str = "std", all_correct: str = "arm",
                    shift_rows: str = "group", shift_center: str = "prompt") -> torch.Tensor:
-    """PAPER.md definition 4 (Eq. ARM), with A_i from grpo_advantages. The defaults are the paper:
+    """METHOD.md definition 4 (Eq. ARM), with A_i from grpo_advantages. The defaults are the paper:
 
         A~_i = A_i                                  if no r_k > 0 in the group
         A~_i = A_i + alpha * (c(q) - c(o_i|q))      otherwise
@@ -115,10 +115,17 @@ def arm_advantages(rewards: torch.Tensor, prompt_conf: torch.Tensor | None, answ
                                     prompt_conf is then not needed (None is accepted)
     shift_rows="correct" with shift_center="correct-mean" is a pure re-weighting among the correct
     answers: alpha (cbar - c(o_i|q)) sums to zero over them, and the group's total is GRPO's."""
-    _check(all_correct in ("arm", "grpo"), f"all_correct must be 'arm' or 'grpo', got {all_correct!r}")
-    _check(shift_rows in SHIFT_ROWS, f"shift_rows must be one of {SHIFT_ROWS}, got {shift_rows!r}")
+    A = grpo_advantages(rewards, eps=eps, scale=scale)  # (P, G) definition 1
+    c_o, center, correct = _arm_confidences(rewards, prompt_conf, answer_conf, A, shift_center)  # (P, G), (P, 1), (P, G)
+    shift = alpha * (center - c_o)  # (P, G): the more confident answer gets the smaller push
+    on = _arm_rows(correct, all_correct, shift_rows)  # (P, G): the responses ARM shifts
+    return torch.where(on, A + shift, A)
+
+
+def _arm_confidences(rewards: torch.Tensor, prompt_conf: torch.Tensor | None, answer_conf: torch.Tensor,
+                     A: torch.Tensor, shift_center: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """arm_advantages' inputs, checked: (c(o|q) (P, G), the centre it is compared with (P, 1), correct (P, G))."""
     _check(shift_center in SHIFT_CENTER, f"shift_center must be one of {SHIFT_CENTER}, got {shift_center!r}")
-    A = grpo_advantages(rewards, eps=eps, scale=scale)  # (P, G)
     P, G = A.shape
     _check(tuple(answer_conf.shape) == (P, G), f"answer_conf must be ({P}, {G}), got {tuple(answer_conf.shape)}")
     c_o = answer_conf.detach().float().to(A.device)
@@ -127,18 +134,25 @@ def arm_advantages(rewards: torch.Tensor, prompt_conf: torch.Tensor | None, answ
         _check(prompt_conf is not None and tuple(prompt_conf.shape) == (P,),
                f"prompt_conf must be ({P},), got {None if prompt_conf is None else tuple(prompt_conf.shape)}")
         center = prompt_conf.detach().float().to(A.device)[:, None]  # (P, 1) c(q)
-    else:  # the mean c(o|q) over the group's correct responses (groups with none are left alone below)
+    else:  # the mean c(o|q) over the group's correct responses (groups with none are left alone by _arm_rows)
         center = (c_o * correct).sum(1, keepdim=True) / correct.sum(1, keepdim=True).clamp(min=1)  # (P, 1)
     # note: a CPU-GPU sync point, once per batch; NaN fails this check too
     _check(bool(((center >= 0) & (center <= 1)).all() and ((c_o >= 0) & (c_o <= 1)).all()),
            "confidences must lie in [0, 1]")
-    on = correct.any(dim=1, keepdim=True).expand(P, G)  # (P, G) groups with a correct answer
+    return c_o, center, correct
+
+
+def _arm_rows(correct: torch.Tensor, all_correct: str, shift_rows: str) -> torch.Tensor:
+    """(P, G) bool: the responses ARM shifts. Paper: every response of a group with a correct answer."""
+    _check(all_correct in ("arm", "grpo"), f"all_correct must be 'arm' or 'grpo', got {all_correct!r}")
+    _check(shift_rows in SHIFT_ROWS, f"shift_rows must be one of {SHIFT_ROWS}, got {shift_rows!r}")
+    P, G = correct.shape
+    on = correct.any(dim=1, keepdim=True).expand(P, G)  # groups with a correct answer
     if all_correct == "grpo":
         on = on & ~correct.all(dim=1, keepdim=True)
     if shift_rows == "correct":
         on = on & correct
-    shift = alpha * (center - c_o)  # (P, G)
-    return torch.where(on, A + shift, A)
+    return on
 
 
 def unlikeliness_advantages(rewards: torch.Tensor, seq_logprob: torch.Tensor, *, beta: float, eps: float = 1e-6,
@@ -170,7 +184,7 @@ def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: 
                 eps_low: float = 0.2, eps_high: float = 0.28, agg: str = "token-mean",
                 ref_logprobs: torch.Tensor | None = None, kl_coef: float = 0.0,
                 max_len: int | None = None) -> tuple[torch.Tensor, dict]:
-    """PAPER.md definition 5, the clipped surrogate with per-response advantages A~_i:
+    """METHOD.md definition 5, the clipped surrogate with per-response advantages A~_i:
 
         rho_t = exp(log pi_theta(o_t) - log pi_old(o_t))
         l_t   = -min(rho_t A~_i, clip(rho_t, 1 - eps_low, 1 + eps_high) A~_i) + kl_coef * k3_t

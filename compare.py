@@ -1,4 +1,4 @@
-"""GRPO vs ARM and ARM's parts, side by side on both toy regimes, over seeds (PAPER.md's claims).
+"""GRPO vs ARM and ARM's parts, side by side on both toy regimes, over seeds (METHOD.md's claims).
 
     python compare.py --workers 2                   # the full comparison: both regimes x 6 methods x 12 seeds
     python compare.py --quick                       # a first look: 1 seed, short runs (~30 s with --workers 2)
@@ -6,7 +6,7 @@
     python compare.py --regime original --method grpo,arm --seeds 3 --out runs/cmp  # any subset
     python compare.py --plot results/equal-paths/results.json       # redraw the figure and the tables
 
-The methods (every ARM variant with the same alpha, fixed before any run; PAPER.md definition 4):
+The methods (every ARM variant with the same alpha, fixed before any run; METHOD.md definition 4):
 
     grpo                       A_i                                              (alpha = 0)
     arm                        A_i + alpha (c(q) - c(o_i|q)), every response of a group with a correct
@@ -30,7 +30,7 @@ distinct correct paths per prompt (toy.solution_path), the spread of c(o|q) over
 the share of correct samples per path, and the training curves (entropy, accuracy). Each method is
 compared with GRPO seed by seed: mean paired difference and its 95 % t-interval over seeds. The
 row "pass@n − pass@1" is how much a policy gains from more samples: its paired difference to GRPO
-is positive when a method's gain over GRPO grows with k (PAPER.md claim 2).
+is positive when a method's gain over GRPO grows with k (METHOD.md claim 2).
 
 The statistics, the claims, the tables and the figure are in report.py.
 Outputs: <out>/<regime>/results.json (every number, per-run values, the exact settings) and
@@ -92,7 +92,7 @@ RUN = dict(  # train.py settings shared by every run (any train.py flag override
 )
 QUICK = dict(steps=15, prompts_per_step=8, eval_prompts=16, eval_n=16)  # --quick: 1 seed, a first look
 # per regime: the default methods and the settings that differ from RUN. hidden-type's steps come from
-# its GRPO pilot (PREDICTIONS.md addendum 3); it is scored on 128 held-out prompts, not 64.
+# its GRPO pilot (results/PREDICTIONS.md addendum 3); it is scored on 128 held-out prompts, not 64.
 # shown-type, the control, runs GRPO only (by default), with the same settings.
 HIDDEN_RUN = dict(steps=300, eval_prompts=128)
 PLANS = {"original": (DEFAULT_METHODS, {}), "equal-paths": (DEFAULT_METHODS, {}),
@@ -279,7 +279,7 @@ def run_one(spec: dict, reuse: bool = False) -> dict:
     t = time.time()
     res = finished_run(cfg) if reuse else None
     if res is None:
-        res = train.train(cfg, log=lambda *a: None)
+        res = train.train(cfg, log=lambda *a: None, overwrite=reuse)  # --reuse: an unfinished run starts over
         if res["interrupted"]:
             raise KeyboardInterrupt
         res["wall_s"] = time.time() - t

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import json
 import math
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +41,7 @@ class Config:
                                  "out, boxed instruction) | auto (picked from the tokenizer's special tokens and "
                                  "saved as the name it picked)", templates.TEMPLATES + ("auto",))
     strict: bool = opt(False, "refuse a data file with any malformed line instead of skipping the line")
-    # the algorithm (PAPER.md)
+    # the algorithm (METHOD.md)
     algo: str = opt("arm", "arm | grpo (= arm with alpha 0) | unlikely (baseline: the unlikeliness reward, "
                            "arm.unlikeliness_advantages)", ("arm", "grpo", "unlikely"))
     alpha: float | None = opt(None, f"ARM strength; None = {DEFAULT_ALPHA} for arm, 0 for grpo")
@@ -100,7 +101,16 @@ CHOICES = {f.name: f.metadata["choices"] for f in dataclasses.fields(Config) if 
 
 
 class ConfigError(ValueError):
-    """A configuration a user can get wrong; the message is one line naming the key."""
+    """A configuration a user can get wrong; the message is one line naming the key. `key` and
+    `reason` let parse_args name the flag or the file the value came from instead."""
+
+    def __init__(self, message: str, key: str | None = None, reason: str | None = None):
+        super().__init__(message)
+        self.key, self.reason = key, reason
+
+
+def key_error(key: str, reason: str) -> ConfigError:
+    return ConfigError(f"{key}: {reason}", key, reason)
 
 
 def _field_types() -> dict[str, tuple[type, bool]]:
@@ -120,7 +130,7 @@ def _coerce(key: str, value, base: type, nullable: bool):
     ok = (isinstance(value, base) and not (base is int and isinstance(value, bool))) or (
         base is float and isinstance(value, int) and not isinstance(value, bool))
     if not ok:
-        raise ConfigError(f"{key}: expected {base.__name__}, got {type(value).__name__} {value!r}")
+        raise key_error(key, f"expected {base.__name__}, got {type(value).__name__} {value!r}")
     return float(value) if base is float else value
 
 
@@ -131,7 +141,7 @@ def make_config(values: dict) -> Config:
     for key, value in values.items():
         k = key.replace("-", "_")
         if k not in types:
-            raise ConfigError(f"{key}: unknown key (known: {', '.join(types)})")
+            raise key_error(key, f"unknown key (known: {', '.join(types)})")
         kw[k] = _coerce(key, value, *types[k])
     cfg = Config(**kw)
     validate(cfg)
@@ -142,14 +152,15 @@ def validate(cfg: Config) -> None:
     """Every impossible value or combination, as one line naming the key. Resolves what is left to
     the program: alpha (None), template (auto) and a micro_batch larger than the rollout."""
     def bad(key, msg):
-        raise ConfigError(f"{key}: {msg}")
+        raise key_error(key, msg)
 
     for k, options in CHOICES.items():
         if getattr(cfg, k) not in options:
             bad(k, f"{getattr(cfg, k)!r} is not one of {', '.join(options)}")
     if cfg.algo in ("grpo", "unlikely"):
         if cfg.alpha not in (None, 0.0):
-            bad("alpha", f"--algo {cfg.algo} has no ARM shift (alpha = 0); got alpha {cfg.alpha} (use --algo arm)")
+            bad("alpha", (f"--algo grpo is ARM with alpha = 0; got alpha {cfg.alpha} (use --algo arm)" if cfg.algo == "grpo" else
+                        f"--algo unlikely has no ARM shift (alpha = 0); got alpha {cfg.alpha}"))
         cfg.alpha = 0.0
     if not (math.isfinite(cfg.rank_penalty) and 0.0 <= cfg.rank_penalty <= 1.0):
         bad("rank_penalty", f"must be in [0, 1], got {cfg.rank_penalty}")
@@ -198,23 +209,98 @@ def validate(cfg: Config) -> None:
         bad("template", f"{cfg.template} needs a chat model (--model); the toy continues plain text")
 
 
+# The same settings under the names TRL's GRPOConfig and verl's config use (None: no counterpart).
+# ENGINE_NOTES says where the meaning differs. The README's flag table holds the same rows; values
+# listed after "=" are in the order of the flag's choices.
+ENGINE_NAMES: dict[str, tuple[str | None, str | None]] = {
+    "group_size": ("num_generations", "actor_rollout_ref.rollout.n"),
+    "prompts_per_step": ("generation_batch_size / num_generations", "data.train_batch_size"),
+    "max_new_tokens": ("max_completion_length", "data.max_response_length"),
+    "temperature": ("temperature", "actor_rollout_ref.rollout.temperature"),
+    "top_p": ("top_p", "actor_rollout_ref.rollout.top_p"),
+    "steps": ("max_steps", "trainer.total_training_steps"),
+    "lr": ("learning_rate", "actor_rollout_ref.actor.optim.lr"),
+    "weight_decay": ("weight_decay", "actor_rollout_ref.actor.optim.weight_decay"),
+    "warmup_steps": ("warmup_steps", "actor_rollout_ref.actor.optim.lr_warmup_steps"),
+    "grad_clip": ("max_grad_norm", "actor_rollout_ref.actor.grad_clip"),
+    "epochs": ("num_iterations", "actor_rollout_ref.actor.ppo_epochs"),
+    "mini_batches": ("steps_per_generation / gradient_accumulation_steps", "data.train_batch_size / actor_rollout_ref.actor.ppo_mini_batch_size"),
+    "micro_batch": ("per_device_train_batch_size", "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu"),
+    "eps_low": ("epsilon", "actor_rollout_ref.actor.clip_ratio_low"),
+    "eps_high": ("epsilon_high", "actor_rollout_ref.actor.clip_ratio_high"),
+    "kl_coef": ("beta", "actor_rollout_ref.actor.kl_loss_coef (use_kl_loss=True, kl_loss_type=low_var_kl)"),
+    "loss_agg": ("loss_type = dapo, grpo, dr_grpo",
+                 "actor_rollout_ref.actor.loss_agg_mode = token-mean, seq-mean-token-mean, seq-mean-token-sum-norm"),
+    "adv_scale": ("scale_rewards = group, none", "algorithm.norm_adv_by_std_in_grpo = True, False"),
+    "alpha": ("alpha (integrations/trl_arm.py's ARMGRPOConfig)", "algorithm.arm.alpha (algorithm.adv_estimator=arm)"),
+    "low_frac": ("low_frac (ARMGRPOConfig)", "algorithm.arm.low_frac"),
+    "all_correct": ("all_correct (ARMGRPOConfig)", "algorithm.arm.all_correct"),
+    "shift_rows": ("shift_rows (ARMGRPOConfig)", "algorithm.arm.shift_rows"),
+    "shift_center": ("shift_center (ARMGRPOConfig)", "algorithm.arm.shift_center"),
+    "save_every": ("save_steps", "trainer.save_freq"),
+    "eval_every": ("eval_steps", "trainer.test_freq"),
+    "seed": ("seed", None),
+    "model": ("GRPOTrainer(model=...)", "actor_rollout_ref.model.path"),
+    "data": ("GRPOTrainer(train_dataset=...)", "data.train_files"),
+    "eval_data": ("GRPOTrainer(eval_dataset=...)", "data.val_files"),
+    "out": ("output_dir", "trainer.default_local_dir"),
+}
+ENGINE_NOTES = (
+    "advantage std: ours is the population std with eps 1e-6; TRL's the sample std with eps 1e-4, verl's the "
+    "sample std with eps 1e-6 (a sample std is larger by sqrt(G/(G-1)), so advantages are smaller)",
+    "eps_high: ours defaults to 0.28 (DAPO); TRL's epsilon_high defaults to epsilon, a symmetric clip",
+    "kl_coef: ours and TRL's beta use the k3 estimator; verl's low_var_kl is k3 clipped to [-10, 10]",
+    "prompts_per_step counts prompts (TRL's batch sizes count completions); mini_batches counts optimizer "
+    "steps per rollout (verl's ppo_mini_batch_size is a size in prompts)",
+)
+# On --resume, the run's config.json is the truth. These settings only extend the run, say how often
+# to evaluate or save, or where and how fast it runs, so a flag may change them; any other setting
+# given with a different value is refused (it would change what the run trains).
+RESUME_MAY_CHANGE = ("steps", "eval_every", "eval_n", "eval_before", "save_every", "keep_checkpoints", "micro_batch",
+                     "device", "dtype", "threads", "cuda_graph", "strict", "resume", "out")
+
+
+def flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def help_epilog() -> str:
+    width = max(len(flag(k)) for k in ENGINE_NAMES)
+    rows = [f"  {flag(k):<{width}}  TRL {trl or '-'};  verl {verl or '-'}" for k, (trl, verl) in ENGINE_NAMES.items()]
+    notes = [f"  - {n}" for n in ENGINE_NOTES]
+    may = ", ".join(flag(k) for k in RESUME_MAY_CHANGE if k != "resume")
+    resume = textwrap.fill(f"--resume RUN: the run's config.json is the truth. These flags may differ from it (they "
+                           f"extend, observe or place the run): {may}. Any other flag given with a different value "
+                           "is refused (start a new run instead).", 100, subsequent_indent="  ",
+                           break_on_hyphens=False)
+    return "\n".join([
+        resume,
+        "--out: a folder that already holds files is refused (use --resume, a new --out, or --overwrite).",
+        "",
+        "The same settings in TRL's GRPOConfig and verl's config (README, 'Flag names in TRL and verl'):",
+        *rows, "Where the meaning differs:", *notes])
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """One flag per Config field (--snake-case -> --kebab-case); help and default from the field."""
+    """One flag per Config field (--snake-case -> --kebab-case); help and default from the field.
+    Two flags are no setting of the run and are never read from a file: --config and --overwrite."""
     ap = argparse.ArgumentParser(
         prog="train.py", description="ARM-weighted GRPO (ProGRPO). No arguments: train the built-in toy on CPU.",
+        epilog=help_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS)  # only flags the user gave override --config / --resume
     ap.add_argument("--config", help="JSON file of config keys (as in a run's config.json); flags override it")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="if --out already holds a run, delete it first (refused for the run being resumed)")
     types = _field_types()
     for f in dataclasses.fields(Config):
         base, _ = types[f.name]
-        flag = "--" + f.name.replace("_", "-")
         help_ = f"{f.metadata['help']} (default: {f.default!r})"
         if base is bool:
-            ap.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_)
+            ap.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, help=help_)
         elif f.name in CHOICES:
-            ap.add_argument(flag, choices=CHOICES[f.name], help=help_)
+            ap.add_argument(flag(f.name), choices=CHOICES[f.name], help=help_)
         else:
-            ap.add_argument(flag, type=base, help=help_, metavar=f.name.upper())
+            ap.add_argument(flag(f.name), type=base, help=help_, metavar=f.name.upper())
     return ap
 
 
@@ -223,6 +309,8 @@ def read_json_object(path: str | Path, what: str) -> dict:
         d = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise ConfigError(f"{what}: {path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{what}: {path}: cannot read ({type(e).__name__})") from None
     except json.JSONDecodeError as e:
         raise ConfigError(f"{what}: {path}:{e.lineno}: malformed JSON ({e.msg})") from None
     if not isinstance(d, dict):
@@ -232,21 +320,70 @@ def read_json_object(path: str | Path, what: str) -> dict:
 
 def parse_args(argv: list[str] | None = None, log=print) -> Config:
     """Flags > --config file > the resumed run's config > defaults."""
+    return parse_command_line(argv, log)[0]
+
+
+def parse_command_line(argv: list[str] | None = None, log=print) -> tuple[Config, bool]:
+    """(Config, overwrite). Flags > --config file > the resumed run's config.json > defaults.
+    An invalid value is reported under the name the user gave it: `--group-size (group_size): ...`
+    for a flag, `FILE: group_size: ...` for a key of a file."""
     given = vars(build_parser().parse_args(argv))
+    overwrite = given.pop("overwrite", False)
+    origin = {k.replace("-", "_"): flag(k.replace("-", "_")) for k in given}  # config key -> where it was set
     values = {}
     if "config" in given:
-        values.update(read_json_object(given.pop("config"), "config"))
+        path = given.pop("config")
+        values.update(read_json_object(path, "--config"))
+        origin = {**{k.replace("-", "_"): f"{path}: " for k in values}, **origin}
+    values.pop("overwrite", None)  # only the command line may ask to delete a run
     resume = given.get("resume", values.get("resume", ""))
     if resume:
         ckpt = find_checkpoint(resume)
-        saved = read_json_object(ckpt / "config.json", "resume")
+        saved = read_json_object(ckpt / "config.json", "--resume")
         saved.pop("out", None)  # a resumed run writes where its checkpoint lives, unless --out says otherwise
+        origin = {**{k: f"{ckpt / 'config.json'}: " for k in saved}, **origin}
+        user = {**values, **given}  # what the user asked for on top of the run's own settings
         values = {**saved, **values, "resume": resume}
     values.update(given)
-    cfg = make_config(values)
+    try:
+        cfg = make_config(values)
+        if resume:
+            check_resume(cfg, saved, user, origin, resume)
+    except ConfigError as e:
+        raise named_by_source(e, origin) from None
     if values.get("template") == "auto" and cfg.model:
         log(f"--template auto: {cfg.template} ({templates.pick_template(cfg.model)[1]})")
-    return cfg
+    return cfg, overwrite
+
+
+def named_by_source(e: ConfigError, origin: dict[str, str] | None = None) -> ConfigError:
+    """The same error under the name the user gave the setting: `--group-size (group_size): ...` for a
+    flag (also for a setting left at its default: the flag is how to change it), `FILE: group_size: ...`
+    for a key of a file. The result carries no key, so it is never renamed twice."""
+    origin = origin or {}
+    if e.key is None or e.reason is None or not (e.key in origin or e.key in _field_types()):
+        return e
+    where = origin.get(e.key, flag(e.key))
+    return ConfigError(f"{where} ({e.key}): {e.reason}" if where.startswith("--") else f"{where}{e.key}: {e.reason}")
+
+
+def check_resume(cfg: Config, saved: dict, user: dict, origin: dict, resume: str) -> None:
+    """Refuse, in one line naming each, the settings the user gave that would change what the
+    resumed run trains (everything but RESUME_MAY_CHANGE)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(Config)}
+    changed = []
+    for key in dict.fromkeys(k.replace("-", "_") for k in user):
+        if key in RESUME_MAY_CHANGE or key not in defaults:
+            continue
+        was, now = saved.get(key, defaults[key]), getattr(cfg, key)
+        if now != was:
+            where = origin.get(key, "")
+            name = f"{where.strip()} {now!r}" if where.startswith("--") else f"{where}{key} {now!r}"
+            changed.append(f"{name} (the run has {was!r})")
+    if changed:
+        raise ConfigError(f"resume: {resume} was trained with other settings: {'; '.join(changed)}. "
+                          f"On --resume only {', '.join(flag(k) for k in RESUME_MAY_CHANGE)} may change; "
+                          "drop the others, or start a new run (--config with a new --out)")
 
 
 def resolve_device(cfg: Config) -> torch.device:

@@ -68,8 +68,8 @@ def read_jsonl(path: str | Path, *, strict: bool = False, warn=print) -> list[di
             if not line.strip():
                 continue
             try:
-                try:
-                    d = json.loads(line)
+                try:  # without the line's newline, an error at its end is placed on this line, not the next
+                    d = json.loads(line.rstrip("\r\n"))
                 except json.JSONDecodeError as e:
                     raise ValueError(f"malformed JSON ({e.msg}, column {e.colno})") from None
                 out.append(parse_record(d))

@@ -236,7 +236,7 @@ def verdict(d: dict | None) -> str:
 
 
 def claims(res: dict) -> dict[str, dict[str, str]]:
-    """PAPER.md's three claims per method against GRPO, by results/PREDICTIONS.md's decision rules:
+    """METHOD.md's three claims per method against GRPO, by results/PREDICTIONS.md's decision rules:
     1 entropy kept (final entropy higher); 2 the pass@k gain grows with k ((pass@n - pass@1) higher)
     with pass@1 no worse (its interval not wholly below 0); 3 more distinct correct paths."""
     out = {}

@@ -4,25 +4,27 @@
     python train.py --algo grpo --steps 100           # plain GRPO (= --algo arm --alpha 0)
     python train.py --model Qwen2.5-0.5B-Instruct --data gsm8k_train.jsonl --template qwen-chat --device cuda
     python train.py --resume runs/20260101-120000     # continue from the last checkpoint
-    python train.py --config runs/.../config.json     # rerun a run (flags override the file)
+    python train.py --config runs/.../config.json --out runs/again   # rerun a run (flags override the file)
 
-Outputs (runs/<timestamp>/ or --out): metrics.jsonl (one line per step), eval.jsonl (one line per
-evaluation), config.json, checkpoints/step_N/ and the final policy/ (a Hugging Face folder).
+Outputs (runs/<timestamp>/ or --out, never a folder holding another run): metrics.jsonl (one line
+per step), eval.jsonl (one line per evaluation), config.json, checkpoints/step_N/ and the final
+policy/ (a Hugging Face folder).
 Around the loop: config.py (settings, flags), data.py (problems), templates.py (chat prompts),
-checkpoint.py (checkpoints, resume), with model.py, sampler.py, verifier.py and arm.py beneath.
+checkpoint.py (the run folder: where it writes, resume, checkpoints, Ctrl-C), with model.py,
+sampler.py, verifier.py and arm.py beneath.
 
-One training step is five stages, each a function below (PAPER.md names the equations):
+One training step is five stages, each a function below (METHOD.md names the equations):
 
     1. rollout             G samples for each of P prompts (sampler.generate); pi_old log-probs of
                            every sampled token and, for ARM, the prompt's log-probs from the same
                            prefill pass
     2. compute_rewards     r = 1 if verifier.verify(response, gold) else 0                  [P, G]
-    3. compute_confidences c(q) = exp(mean_t log pi(q_t|q_<t))                    (PAPER.md 3) [P]
-                           c(o|q) = exp(mean of the ceil(low_frac |o|) lowest log pi) (PAPER.md 2) [P, G]
+    3. compute_confidences c(q) = exp(mean_t log pi(q_t|q_<t))                    (METHOD.md 3) [P]
+                           c(o|q) = exp(mean of the ceil(low_frac |o|) lowest log pi) (METHOD.md 2) [P, G]
     4. compute_advantages  A~ = A + alpha (c(q) - c(o|q)) in groups with a correct answer (Eq. ARM)
-    5. policy_update       clipped surrogate with A~ (PAPER.md 5), AdamW, then log one line
+    5. policy_update       clipped surrogate with A~ (METHOD.md 5), AdamW, then log one line
 
-How this loop departs from textbook GRPO (DeepSeekMath), and which PAPER.md choice it takes:
+How this loop departs from textbook GRPO (DeepSeekMath), and which METHOD.md choice it takes:
 - Advantages are ARM's A~ with alpha = 1.0 by default (the paper tunes alpha by hand; ours was
   fixed before any sweep). `--algo grpo` sets alpha = 0, which is GRPO bit for bit.
   ARM's shift is applied to every response of a group with at least one correct answer, wrong
@@ -60,11 +62,8 @@ How this loop departs from textbook GRPO (DeepSeekMath), and which PAPER.md choi
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
-import signal
 import sys
-import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -76,16 +75,14 @@ from tqdm import tqdm
 
 import arm
 import verifier
-from checkpoint import CheckpointError, find_checkpoint, new_run_dir, restore, save_checkpoint, write_jsonl
-from config import Config, ConfigError, parse_args, resolve_device
+from checkpoint import (CheckpointError, append_jsonl, choose_run_folder, ctrl_c_finishes_the_step, find_checkpoint,
+                        restore, resume_point, save_checkpoint, start_run_folder, write_jsonl)
+from config import Config, ConfigError, key_error, named_by_source, parse_command_line, resolve_device
 from data import DataError, load_problems, take_batch
 from model import ModelLoadError, load_model, load_tokenizer, save_model
 from sampler import Generation, generate, logits_to_logprobs
 from templates import TURN_TOKENS, encode_prompts
-# also reachable as train.X, as compare.py, bench/ and the tests use them
-from config import DEFAULT_ALPHA, build_parser, make_config, read_json_object  # noqa: F401
-from data import read_jsonl  # noqa: F401
-from templates import apply_template  # noqa: F401
+from config import build_parser, make_config, read_json_object  # noqa: F401  compare.py calls them as train.X
 
 # ----------------------------------------------------------------------------------------------
 # the five stages
@@ -93,7 +90,20 @@ from templates import apply_template  # noqa: F401
 
 @dataclass
 class Rollout:
-    """One rollout batch: P prompts x G responses, rows prompt-major (row = p * G + g)."""
+    """One rollout batch: P prompts x G responses, rows prompt-major (row = p * G + g).
+
+    The columns of one row of input_ids, for T0 = 4 (the longest prompt has 4 tokens; this one, "a b c",
+    is left-padded) and a response "x y EOS" in a batch whose longest response has N = 4 tokens:
+
+        column       0    1  2  3 | 4  5  6    7          (T0 + N = 8 columns)
+        input_ids   pad   a  b  c | x  y  EOS  pad        prompt [0, T0), response [T0, T0 + N)
+        attn_mask    0    1  1  1 | 1  1  1    0          from the lengths, never from token ids
+        response t                | 0  1  2    3          response token t sits at column T0 + t
+
+    The logits at column j predict the token at column j + 1, so response token t is predicted at
+    column T0 - 1 + t: the first response token by the last prompt column (3 here). That is why
+    response_logits slices from T0 - 1. gen.tokens / gen.logprobs / gen.mask are the response part
+    alone, (B, N), column t = response token t."""
     problems: list[dict]  # P problems (prompt text, gold answer)
     prompt_ids: list[list[int]]  # P tokenised prompts
     gen: Generation  # tokens/logprobs/mask [B, N], lengths/finished [B], prompt log-probs [P, T0-1]
@@ -136,7 +146,7 @@ def compute_rewards(texts: list[str], answers: list[str], G: int) -> torch.Tenso
 
 def compute_confidences(ro: Rollout, G: int, low_frac: float) -> tuple[torch.Tensor | None, torch.Tensor]:
     """Stage 3: c(q) [P] (None if the rollout has no prompt log-probs) and c(o|q) [P, G], both in (0, 1].
-    PAPER.md definitions 3 and 2; inputs are the rollout's log-probs (no gradient)."""
+    METHOD.md definitions 3 and 2; inputs are the rollout's log-probs (no gradient)."""
     g = ro.gen
     c_o = arm.answer_confidence(g.logprobs, g.mask, low_frac=low_frac).view(-1, G)
     c_q = arm.prompt_confidence(g.prompt_logprobs, g.prompt_mask) if g.prompt_logprobs is not None else None
@@ -166,10 +176,20 @@ def autocast(cfg: Config, device: torch.device):
 
 
 def response_logits(model, input_ids: torch.Tensor, attn_mask: torch.Tensor, T0: int, n: int) -> torch.Tensor:
-    """Logits that predict the n response tokens: (b, T0 + n) ids -> (b, n, V).
+    """Logits that predict the first n response tokens: (b, T0 + n) ids -> (b, n, V), row t predicting
+    response token t (column T0 + t) from column T0 - 1 + t (the picture in Rollout).
     note: the model computes logits for the prompt positions too; we slice them away."""
     logits = model(input_ids[:, : T0 + n], attn_mask[:, : T0 + n])  # (b, T0 + n, V)
-    return logits[:, T0 - 1: T0 - 1 + n]
+    return logits[:, T0 - 1: T0 - 1 + n]  # columns T0 - 1 .. T0 + n - 2 predict columns T0 .. T0 + n - 1
+
+
+def sampled_logprobs(model, ro: Rollout, rows: torch.Tensor, n: int, cfg: Config) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits (b, n, V), log pi of the sampled tokens (b, n)) of the first n response tokens of `rows`,
+    at the sampling temperature, as sampler.generate computed pi_old."""
+    with autocast(cfg, ro.input_ids.device):
+        logits = response_logits(model, ro.input_ids[rows], ro.attn_mask[rows], ro.T0, n)  # (b, n, V)
+    logp = logits_to_logprobs(logits, cfg.temperature).gather(-1, ro.gen.tokens[rows, :n, None]).squeeze(-1)
+    return logits, logp
 
 
 class NonFiniteError(RuntimeError):
@@ -177,12 +197,18 @@ class NonFiniteError(RuntimeError):
 
 
 def policy_update(model, ref_model, optimizer, ro: Rollout, adv: torch.Tensor, cfg: Config, step: int) -> dict:
-    """Stage 5: `epochs` passes over the rollout in `mini_batches` optimizer steps, each accumulated
-    over micro-batches of at most `micro_batch` rows. Returns averaged loss statistics.
+    """Stage 5: the clipped surrogate with A~, in three nested loops. Returns averaged loss statistics.
 
-    Micro-batch weights make the accumulated gradient equal to that of the whole mini-batch:
-    token-mean is a sum over tokens / (mini-batch tokens); the other two aggregations are a mean
-    over rows, so a micro-batch counts rows_mb / rows_minibatch."""
+        for each epoch (--epochs; 1 by default)                  a pass over all B rows of the rollout
+          for each mini-batch (--mini-batches; 1 by default)     B / mini_batches rows: ONE optimizer step
+            for each micro-batch (--micro-batch rows at most)    one forward + backward; gradients add up
+
+    With the defaults there is one epoch and one mini-batch: a single optimizer step on the whole
+    rollout, split into micro-batches only to bound memory. The weight w of a micro-batch's loss makes
+    the summed gradients equal the gradient of the mini-batch's loss computed in one piece:
+      token-mean: the mini-batch loss is sum_t l_t / (tokens in the mini-batch); a micro-batch's loss is
+                  sum_t l_t / (its own tokens), so w = its tokens / the mini-batch's tokens;
+      seq-mean-token-mean and constant: a mean over rows, so w = its rows / the mini-batch's rows."""
     device = ro.input_ids.device
     g = ro.gen
     B = g.tokens.shape[0]
@@ -195,26 +221,23 @@ def policy_update(model, ref_model, optimizer, ro: Rollout, adv: torch.Tensor, c
         # a fresh row order per epoch, from (seed, step, epoch): nothing to checkpoint
         perm = torch.randperm(B, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 101 + epoch))
         perm = perm.to(device) if cfg.mini_batches > 1 else torch.arange(B, device=device)
-        for m in range(cfg.mini_batches):
+        for m in range(cfg.mini_batches):  # one optimizer step each
             rows = perm[m * mb_rows:(m + 1) * mb_rows]
             mb_tokens = int(g.lengths[rows].sum())
             optimizer.zero_grad(set_to_none=True)
-            for s in range(0, mb_rows, cfg.micro_batch):
+            for s in range(0, mb_rows, cfg.micro_batch):  # one forward + backward each
                 r = rows[s: s + cfg.micro_batch]
                 n = int(g.lengths[r].max())  # trim the micro-batch to its longest response
                 mask = g.mask[r, :n]  # (b, n) from lengths
-                with autocast(cfg, device):
-                    logits = response_logits(model, ro.input_ids[r], ro.attn_mask[r], ro.T0, n)  # (b, n, V)
-                logp = logits_to_logprobs(logits, cfg.temperature).gather(-1, g.tokens[r, :n, None]).squeeze(-1)
+                logits, logp = sampled_logprobs(model, ro, r, n, cfg)  # (b, n, V), (b, n) with gradient
                 ref_logp = None
                 if ref_model is not None:
-                    with torch.no_grad(), autocast(cfg, device):
-                        ref_logits = response_logits(ref_model, ro.input_ids[r], ro.attn_mask[r], ro.T0, n)
-                    ref_logp = logits_to_logprobs(ref_logits, cfg.temperature).gather(-1, g.tokens[r, :n, None]).squeeze(-1)
+                    with torch.no_grad():
+                        ref_logp = sampled_logprobs(ref_model, ro, r, n, cfg)[1]
                 loss, stats = arm.policy_loss(logp, g.logprobs[r, :n], adv_rows[r], mask,
                                               eps_low=cfg.eps_low, eps_high=cfg.eps_high, agg=cfg.loss_agg,
                                               ref_logprobs=ref_logp, kl_coef=cfg.kl_coef, max_len=cfg.max_new_tokens)
-                w = int(mask.sum()) / mb_tokens if cfg.loss_agg == "token-mean" else len(r) / mb_rows
+                w = int(mask.sum()) / mb_tokens if cfg.loss_agg == "token-mean" else len(r) / mb_rows  # see docstring
                 if not torch.isfinite(loss):  # note: a CPU-GPU sync point per micro-batch
                     raise NonFiniteError(f"step {step}: the loss is {loss.item()} (epoch {epoch}, mini-batch {m})")
                 (loss * w).backward()
@@ -412,24 +435,32 @@ def chat_eos_ids(model, tokenizer, cfg: Config) -> list[int]:
     if cfg.template in TURN_TOKENS:
         start, end = TURN_TOKENS[cfg.template]
         if tokenizer.token_to_id(start) is None or tokenizer.token_to_id(end) is None:
-            raise ConfigError(f"template: {cfg.template} needs {start}/{end} in the tokenizer; this model has none")
+            raise key_error("template", f"{cfg.template} needs {start}/{end} in the tokenizer; this model has none")
         ids = list(dict.fromkeys(ids + [tokenizer.token_to_id(end)]))
     if not ids:
-        raise ConfigError("model: no EOS token id in generation_config.json/config.json: responses would never end")
+        raise key_error("model", "no EOS token id in generation_config.json/config.json: responses would never end")
     return ids
 
 
-def train(cfg: Config, log=print) -> dict:
+def check_prompts_fit(model, tokenizer, problems: list[dict], cfg: Config) -> None:
+    """A prompt plus --max-new-tokens must fit the model's positions (checked on the first of each set)."""
+    for p in problems:
+        prompt_len = len(encode_prompts(tokenizer, [p["prompt"]], cfg.template)[0])
+        if prompt_len + cfg.max_new_tokens > model.config.max_position_embeddings:
+            raise key_error("max_new_tokens", f"prompt + {cfg.max_new_tokens} new tokens exceed the model's "
+                              f"max_position_embeddings {model.config.max_position_embeddings}")
+
+
+def train(cfg: Config, log=print, *, overwrite: bool = False) -> dict:
     """One full run: (eval) -> `steps` training steps -> eval; writes metrics.jsonl, eval.jsonl,
-    config.json, checkpoints and the final policy under the output folder.
+    config.json, checkpoints and the final policy under the output folder (checkpoint.py).
     Returns {"out", "metrics": [per step], "evals": [per evaluation], "before", "after", "interrupted"}."""
+    # set-up: everything is read and checked before the run folder is created
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg)
-    ckpt = find_checkpoint(cfg.resume) if cfg.resume else None
-    out = Path(cfg.out) if cfg.out else (ckpt.parent.parent if ckpt else new_run_dir())
-    out.mkdir(parents=True, exist_ok=True)
-
+    ckpt, state = resume_point(cfg.resume, log) if cfg.resume else (None, None)
+    out = choose_run_folder(cfg.out, ckpt, cfg.resume, overwrite)
     base_model_path = cfg.model or str(toy_dir(cfg.toy))
     tokenizer = load_tokenizer(base_model_path)
     model = load_model(ckpt / "policy" if ckpt else base_model_path, device=device, dtype=torch.float32)
@@ -438,11 +469,7 @@ def train(cfg: Config, log=print) -> dict:
     ref_model = None
     if cfg.kl_coef > 0:  # the frozen initial policy, only when the KL term is on
         ref_model = load_model(base_model_path, device=device, dtype=torch.float32).eval().requires_grad_(False)
-    for p in train_set[:1] + held[:1]:
-        prompt_len = len(encode_prompts(tokenizer, [p["prompt"]], cfg.template)[0])
-        if prompt_len + cfg.max_new_tokens > model.config.max_position_embeddings:
-            raise ConfigError(f"max_new_tokens: prompt + {cfg.max_new_tokens} new tokens exceed the model's "
-                              f"max_position_embeddings {model.config.max_position_embeddings}")
+    check_prompts_fit(model, tokenizer, train_set[:1] + held[:1], cfg)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.warmup_steps))
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
@@ -451,68 +478,52 @@ def train(cfg: Config, log=print) -> dict:
     random.seed(cfg.seed)
     np.random.seed(cfg.seed % 2 ** 32)
     torch.manual_seed(cfg.seed)
-    if ckpt:  # optimizer, scheduler and every RNG as they were; state.pt is read with weights_only (no code runs)
-        step, data_pos, history = restore(ckpt, optimizer, scheduler, generator)
+    if ckpt:  # optimizer, scheduler and every RNG as they were
+        step, data_pos, history = restore(ckpt, optimizer, scheduler, generator, state)
         log(f"resuming from {ckpt} at step {step}")
-    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
-    write_jsonl(out / "metrics.jsonl", history["metrics"])
-    write_jsonl(out / "eval.jsonl", history["evals"])
+    start_run_folder(out, dataclasses.asdict(cfg), history, overwrite)
 
     def run_eval(at_step: int):
-        if not held:
-            return
-        e = {"step": at_step, **evaluate(model, tokenizer, held, cfg, path_fn=path_fn, eos_ids=eos_ids,
-                                         desc=f"eval at step {at_step}")}
-        history["evals"].append(e)
-        write_jsonl(out / "eval.jsonl", history["evals"])
+        if held:
+            history["evals"].append({"step": at_step, **evaluate(model, tokenizer, held, cfg, path_fn=path_fn,
+                                                                  eos_ids=eos_ids, desc=f"eval at step {at_step}")})
+            write_jsonl(out / "eval.jsonl", history["evals"])
 
     def checkpoint():
         return save_checkpoint(out, step, model, tokenizer, optimizer, scheduler, generator, data_pos, history,
                                dataclasses.asdict(cfg), cfg.keep_checkpoints)
 
+    # the loop: one train_step per batch of prompts, a line in metrics.jsonl each
     if step == 0 and cfg.eval_before and not history["evals"]:
         run_eval(0)
-    # Ctrl-C: finish the current step, save, exit cleanly; a second Ctrl-C aborts at once
-    stop = {"asked": False}
-    old_handler = None
-
-    def on_sigint(signum, frame):
-        if stop["asked"]:
-            raise KeyboardInterrupt
-        stop["asked"] = True
-        tqdm.write("Ctrl-C: finishing this step, then saving a checkpoint (Ctrl-C again to abort)")
-
-    if threading.current_thread() is threading.main_thread():
-        old_handler = signal.signal(signal.SIGINT, on_sigint)
     t_start = time.time()
     last_ckpt = None
-    try:
-        bar = tqdm(total=cfg.steps, initial=step, desc="train", dynamic_ncols=True, mininterval=1.0)  # shows time left
-        while step < cfg.steps and not stop["asked"]:
-            batch = take_batch(train_set, data_pos, cfg.prompts_per_step, cfg.seed)
-            t0 = time.time()
-            m = train_step(model, ref_model, optimizer, tokenizer, batch, cfg, generator, eos_ids, step + 1)
-            scheduler.step()
-            step += 1
-            data_pos += cfg.prompts_per_step
-            m = {"step": step, **m, "lr": optimizer.param_groups[0]["lr"], "time_s": time.time() - t0,
-                 "elapsed_s": time.time() - t_start}
-            history["metrics"].append(m)
-            with open(out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(m) + "\n")
-            bar.update(1)
-            bar.set_postfix(reward=f"{m['reward']:.3f}", entropy=f"{m['entropy']:.3f}", gnorm=f"{m['grad_norm']:.2f}")
-            if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
-                run_eval(step)
-            if cfg.save_every and step % cfg.save_every == 0:
-                last_ckpt = checkpoint()
-        bar.close()
-    except NonFiniteError as e:
-        good = last_ckpt or (find_checkpoint(out) if list((out / "checkpoints").glob("step_*")) else None)
-        raise NonFiniteError(f"{e}; stopped. Last good checkpoint: {good or 'none (nothing saved yet)'}") from None
-    finally:
-        if old_handler is not None:
-            signal.signal(signal.SIGINT, old_handler)
+    with ctrl_c_finishes_the_step(tqdm.write) as stop:
+        try:
+            bar = tqdm(total=cfg.steps, initial=step, desc="train", dynamic_ncols=True, mininterval=1.0)  # time left
+            while step < cfg.steps and not stop["asked"]:
+                batch = take_batch(train_set, data_pos, cfg.prompts_per_step, cfg.seed)
+                t0 = time.time()
+                m = train_step(model, ref_model, optimizer, tokenizer, batch, cfg, generator, eos_ids, step + 1)
+                scheduler.step()
+                step += 1
+                data_pos += cfg.prompts_per_step
+                m = {"step": step, **m, "lr": optimizer.param_groups[0]["lr"], "time_s": time.time() - t0,
+                     "elapsed_s": time.time() - t_start}
+                history["metrics"].append(m)
+                append_jsonl(out / "metrics.jsonl", m)
+                bar.update(1)
+                bar.set_postfix(reward=f"{m['reward']:.3f}", entropy=f"{m['entropy']:.3f}", gnorm=f"{m['grad_norm']:.2f}")
+                if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
+                    run_eval(step)
+                if cfg.save_every and step % cfg.save_every == 0:
+                    last_ckpt = checkpoint()
+            bar.close()
+        except NonFiniteError as e:
+            good = last_ckpt or (find_checkpoint(out) if list((out / "checkpoints").glob("step_*")) else None)
+            raise NonFiniteError(f"{e}; stopped. Last good checkpoint: {good or 'none (nothing saved yet)'}") from None
+
+    # finish: a checkpoint unless the last step saved one; the final evaluation and policy/ unless interrupted
     interrupted = stop["asked"]
     if interrupted or not cfg.save_every or step % cfg.save_every:
         last_ckpt = checkpoint()
@@ -543,10 +554,13 @@ def format_table(before: dict | None, after: dict | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        cfg = parse_args(argv)
+        cfg, overwrite = parse_command_line(argv)
         t = time.time()
-        res = train(cfg)
-    except (ConfigError, DataError, ModelLoadError, CheckpointError) as e:
+        res = train(cfg, overwrite=overwrite)
+    except ConfigError as e:
+        print(f"train.py: error: {named_by_source(e)}", file=sys.stderr)
+        return 2
+    except (DataError, ModelLoadError, CheckpointError) as e:
         print(f"train.py: error: {e}", file=sys.stderr)
         return 2
     except NonFiniteError as e:
@@ -561,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
     if e:
         print(f"\nheld-out: {e['prompts']} prompts x {e['n']} samples")
     print(format_table(res["before"], res["after"]))
-    print(f"\n{res['out']}: metrics.jsonl, eval.jsonl, config.json, policy/  ({time.time() - t:.0f} s)")
+    print(f"\n{res['out']}: metrics.jsonl, eval.jsonl, config.json, checkpoints/, policy/  ({time.time() - t:.0f} s)")
     return 0
 
 

@@ -19,6 +19,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import config  # noqa: E402
 import train  # noqa: E402
 from model import load_model, load_tokenizer  # noqa: E402
 
@@ -30,7 +31,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=7, help="GRPO/ARM step pairs to time (median reported)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed step pairs first")
     args, rest = ap.parse_known_args(argv)
-    cfg = train.parse_args(rest + ["--eval-prompts", "0"])
+    cfg = config.parse_args(rest + ["--eval-prompts", "0"])
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = train.resolve_device(cfg)
@@ -39,8 +40,8 @@ def main(argv=None) -> int:
     policy = load_model(path, device=device, dtype=torch.float32)
     eos_ids = train.chat_eos_ids(policy, tokenizer, cfg)
     problems = train.load_problems(cfg)[0]
-    configs = {"grpo": train.make_config({**vars(cfg), "algo": "grpo", "alpha": None}),
-               "arm": train.make_config({**vars(cfg), "algo": "arm"})}
+    configs = {"grpo": config.make_config({**vars(cfg), "algo": "grpo", "alpha": None}),
+               "arm": config.make_config({**vars(cfg), "algo": "arm"})}
     times = {a: {s: [] for s in STAGES} for a in configs}
     tokens = 0
     for rep in range(args.warmup + args.repeats):

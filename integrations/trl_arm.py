@@ -12,15 +12,15 @@ maintainers advise in TRL issue 4525):
      `old_per_token_logps` (gradient accumulation not aligned with generation, or vLLM with
      importance-sampling correction), those are reused for c(o|q) and the extra forward runs over
      the prompts only (and not at all under shift_center="correct-mean", which needs no c(q)).
-  3. PAPER.md definition 2, c(o|q) = arm.answer_confidence over the completion's sampled tokens
+  3. METHOD.md definition 2, c(o|q) = arm.answer_confidence over the completion's sampled tokens
      (completion_mask, times tool_mask in tool-calling runs: tool output is not sampled).
-     PAPER.md definition 3, c(q) = arm.prompt_confidence over the prompt tokens that have a
+     METHOD.md definition 3, c(q) = arm.prompt_confidence over the prompt tokens that have a
      prediction: a token counts only if it and the token before it are real (not left padding),
      so the first prompt token, which nothing predicts, is left out.
   4. c(q) and c(o|q) are gathered from all processes, so each group is whole (a group can span
      two processes); "the group has a correct answer" is decided on the gathered rewards, the
      shift computed on whole groups, and each process keeps its own slice (TRL's process_slice).
-  5. PAPER.md definition 4 by arm.py: shift = arm.arm_advantages(...) - arm.grpo_advantages(...),
+  5. METHOD.md definition 4 by arm.py: shift = arm.arm_advantages(...) - arm.grpo_advantages(...),
      i.e. alpha (c(q) - c(o_i|q)) on the rows ARM touches, 0 elsewhere.
 
 The convention (arm_base):

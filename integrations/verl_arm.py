@@ -1,7 +1,7 @@
 """ARM for verl: an advantage estimator registered as "arm", plus the trainer hook that feeds it.
 
 verl (0.9.1) calls a custom estimator with token_level_rewards, response_mask, index (the uid) and
-config only. ARM also needs, per response, c(o|q) from the old log-probs (PAPER.md definition 2)
+config only. ARM also needs, per response, c(o|q) from the old log-probs (METHOD.md definition 2)
 and, per prompt, c(q) from the prompt's log-probs (definition 3). So:
   - compute_arm_outcome_advantage, registered with @register_adv_est("arm"), takes old_log_probs
     and prompt_conf as keyword arguments and refuses, in one line, to run without what it needs.
@@ -80,7 +80,7 @@ def arm_outcome_advantage(token_level_rewards: torch.Tensor, response_mask: torc
                           old_log_probs: torch.Tensor | None, prompt_conf: torch.Tensor | None, config=None,
                           norm_adv_by_std_in_grpo: bool | None = None, epsilon: float = 1e-6
                           ) -> tuple[torch.Tensor, dict]:
-    """PAPER.md definition 4 for verl: (A~ (B, T) on the response's tokens, stats for the log).
+    """METHOD.md definition 4 for verl: (A~ (B, T) on the response's tokens, stats for the log).
     token_level_rewards (B, T) (an outcome reward: summed), response_mask (B, T), index (B,) uids,
     old_log_probs (B, T) under the rollout policy, prompt_conf (B,) c(q) of each row's prompt or None.
     norm_adv_by_std_in_grpo None reads algorithm.norm_adv_by_std_in_grpo (default True)."""

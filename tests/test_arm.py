@@ -1,4 +1,4 @@
-"""arm.py against PAPER.md: hand-worked examples, hypothesis properties, the loss and its gradient,
+"""arm.py against METHOD.md: hand-worked examples, hypothesis properties, the loss and its gradient,
 degenerate inputs, pass@k. The softmax-bandit evidence for the mechanism is in test_bandit.py."""
 import itertools
 import math
@@ -273,7 +273,7 @@ def loss_inputs(seed, B=5, T=7):
 
 
 def reference_token_losses(lp, old, ref, adv, mask, eps_low, eps_high, kl_coef):
-    """l_t of PAPER.md definition 5, one token at a time."""
+    """l_t of METHOD.md definition 5, one token at a time."""
     out = torch.zeros_like(lp)
     for i, t in mask.nonzero().tolist():
         rho = math.exp(lp[i, t] - old[i, t])

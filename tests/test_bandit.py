@@ -1,4 +1,4 @@
-"""The mechanism itself, on PAPER.md's exact softmax "bandit" (claim 5). No sampling: exact.
+"""The mechanism itself, on METHOD.md's exact softmax "bandit" (claim 5). No sampling: exact.
 
 The policy is a softmax over six whole responses, pi(o) ~ exp(z_o). Responses 0-3 are correct,
 with unequal initial probabilities 0.4, 0.2, 0.1, 0.05; responses 4 and 5 are wrong (0.125 each).
@@ -6,7 +6,7 @@ Every step, the group is the six responses, each once; arm.py gives each its adv
 or ARM's with answer confidence c(o|q) = pi(o)), and the logits take one step of the *exact*
 expected policy gradient of J = sum_o pi(o) A(o) with A held fixed:
 
-    dJ/dz_o = pi(o) (A(o) - sum_o' pi(o') A(o'))            (PAPER.md, "The problem it fixes")
+    dJ/dz_o = pi(o) (A(o) - sum_o' pi(o') A(o'))            (METHOD.md, "What goes wrong in GRPO")
 
 GRPO gives the four correct responses the same advantage, so the gap between two of them grows
 in proportion to pi_a - pi_b: the most likely one runs away (rich get richer). ARM lowers the

@@ -210,7 +210,7 @@ def test_reuse_reads_finished_runs_and_trains_the_rest(results, monkeypatch):
     shutil.rmtree(d / "runs" / "original" / "arm-seed1" / "policy")  # as if killed before its end
     trained = []
     real_train = compare.train.train
-    monkeypatch.setattr(compare.train, "train", lambda cfg, log=None: trained.append(cfg.out) or real_train(cfg, log=log))
+    monkeypatch.setattr(compare.train, "train", lambda cfg, log=None, **kw: trained.append(cfg.out) or real_train(cfg, log=log, **kw))
     assert compare.main(argv) == 0
     assert trained == [str(d / "runs" / "original" / "arm-seed1")]  # only the unfinished one trains again
     again = json.loads((d / "reused" / "original" / "results.json").read_text())

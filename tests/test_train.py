@@ -4,6 +4,9 @@ import json
 import pytest
 import torch
 
+import config
+import data
+import templates
 import train
 from sampler import logits_to_logprobs
 from train_helpers import plain_data, tiny_model_dir, write_jsonl
@@ -20,7 +23,7 @@ def cfg_for(tiny, **kw):
     model, data = tiny
     base = dict(model=str(model), data=str(data), steps=2, prompts_per_step=3, group_size=4, max_new_tokens=8,
                 micro_batch=4, eval_prompts=2, eval_n=4, save_every=0)
-    return train.make_config({**base, **kw})
+    return config.make_config({**base, **kw})
 
 
 # ---------------------------------------------------------------- configuration
@@ -32,7 +35,7 @@ def run_main(argv, capsys):
 
 
 def test_help_lists_every_flag_users_expect():
-    text = train.build_parser().format_help()
+    text = config.build_parser().format_help()
     for flag in ["--model", "--steps", "--prompts-per-step", "--group-size", "--max-new-tokens", "--temperature",
                  "--top-p", "--lr", "--seed", "--eval-every", "--eval-prompts", "--eval-n", "--save-every", "--resume",
                  "--out", "--config", "--algo", "--alpha", "--low-frac", "--adv-scale", "--loss-agg", "--eps-low",
@@ -65,31 +68,42 @@ def test_bad_config_file_is_one_line_naming_the_key(tmp_path, capsys, content, k
 def test_flags_override_config_file_and_types_are_checked(tmp_path, capsys):
     f = tmp_path / "c.json"
     f.write_text(json.dumps({"steps": 7, "lr": 1, "group-size": 4, "algo": "grpo"}))
-    cfg = train.parse_args(["--config", str(f), "--steps", "3"])
+    cfg = config.parse_args(["--config", str(f), "--steps", "3"])
     assert (cfg.steps, cfg.lr, cfg.group_size, cfg.alpha) == (3, 1.0, 4, 0.0)
-    assert train.parse_args([]).alpha == train.DEFAULT_ALPHA
+    assert config.parse_args([]).alpha == config.DEFAULT_ALPHA
     with pytest.raises(SystemExit):  # argparse: a wrong type on the command line is one line too
-        train.parse_args(["--steps", "many"])
+        config.parse_args(["--steps", "many"])
     assert "--steps: invalid int value" in capsys.readouterr().err
 
 
 def test_defaults_that_outgrow_a_small_rollout_are_clamped_not_refused(tiny):
     """`--prompts-per-step 4 --group-size 4` leaves micro_batch at its default 32: more rows than the
     rollout's 16 bound nothing, so they are clamped (config.json records 16), never refused."""
-    assert train.parse_args(["--steps", "2", "--prompts-per-step", "4", "--group-size", "4"]).micro_batch == 16
+    assert config.parse_args(["--steps", "2", "--prompts-per-step", "4", "--group-size", "4"]).micro_batch == 16
     assert cfg_for(tiny, micro_batch=5).micro_batch == 5
-    assert "clamped" in train.build_parser().format_help()
+    assert "clamped" in config.build_parser().format_help()
 
 
 def test_help_text_comes_from_the_config_fields():
     import dataclasses
-    text = " ".join(train.build_parser().format_help().split())
-    for f in dataclasses.fields(train.Config):
+    text = " ".join(config.build_parser().format_help().split())
+    for f in dataclasses.fields(config.Config):
         assert f.metadata["help"].split()[0] in text and "--" + f.name.replace("_", "-") in text, f.name
     assert "P distinct prompts per step (default: 16)" in text
 
 
 # ---------------------------------------------------------------- data
+
+
+def test_a_jsonl_error_at_the_end_of_a_line_is_placed_on_that_line(tmp_path):
+    """json.loads of a line with its newline puts an error at the line's end at "column 1" of the
+    next line; the line is read without it, so the column is the one just past the last character."""
+    cut = '{"prompt": "b", "answer": "2"'  # the closing brace is missing
+    f = tmp_path / "d.jsonl"
+    f.write_text('{"prompt": "a", "answer": "1"}\n' + cut + "\n" + '{"prompt": "c", "answer": "3"}\r\n')
+    warnings = []
+    assert len(data.read_jsonl(f, warn=warnings.append)) == 2
+    assert warnings == [f"skipping {f}:2: malformed JSON (Expecting ',' delimiter, column {len(cut) + 1})"]
 
 
 def test_jsonl_formats_and_malformed_lines_named_by_file_and_line(tmp_path):
@@ -107,7 +121,7 @@ def test_jsonl_formats_and_malformed_lines_named_by_file_and_line(tmp_path):
         {"prompt": "", "answer": "1"},
     ])
     warnings = []
-    recs = train.read_jsonl(f, warn=warnings.append)
+    recs = data.read_jsonl(f, warn=warnings.append)
     assert recs == [{"question": "Natalia sold 48 clips...", "answer": "1,072"},
                     {"question": "Find x.", "answer": "\\frac{1}{2}"},
                     {"question": "MATH-500 style", "answer": "3"},
@@ -115,8 +129,8 @@ def test_jsonl_formats_and_malformed_lines_named_by_file_and_line(tmp_path):
     assert [w.split(": ", 1)[0] for w in warnings] == [f"skipping {f}:{i}" for i in (5, 6, 7, 8, 9, 11)]
     assert "malformed JSON" in warnings[0] and "####" in warnings[1] and "boxed" in warnings[2]
     assert "JSON object" in warnings[3] and "unknown record" in warnings[4] and "empty" in warnings[5]
-    with pytest.raises(train.DataError, match=rf"{f}:5: malformed JSON.*--strict"):
-        train.read_jsonl(f, strict=True)
+    with pytest.raises(data.DataError, match=rf"{f}:5: malformed JSON.*--strict"):
+        data.read_jsonl(f, strict=True)
 
 
 def test_strict_refuses_the_file_before_training(tiny, tmp_path, capsys):
@@ -127,8 +141,8 @@ def test_strict_refuses_the_file_before_training(tiny, tmp_path, capsys):
 
 
 def test_templates_write_the_chat_markers_out():
-    assert train.apply_template("What is 1+1?", "plain") == "What is 1+1?"
-    assert train.apply_template("What is 1+1?", "qwen-chat") == (
+    assert templates.apply_template("What is 1+1?", "plain") == "What is 1+1?"
+    assert templates.apply_template("What is 1+1?", "qwen-chat") == (
         "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
         "<|im_start|>user\nWhat is 1+1?\nPlease reason step by step, and put your final answer within \\boxed{}.<|im_end|>\n"
         "<|im_start|>assistant\n")
@@ -136,7 +150,7 @@ def test_templates_write_the_chat_markers_out():
 
 def test_qwen_chat_prompts_tokenise_markers_as_single_tokens_and_end_turns_at_im_end(tiny):
     tok = load_tokenizer(tiny[0])
-    ids = train.encode_prompts(tok, [train.apply_template("hi", "qwen-chat")])[0]
+    ids = templates.encode_prompts(tok, [templates.apply_template("hi", "qwen-chat")])[0]
     assert ids[0] == tok.token_to_id("<|im_start|>") and ids.count(tok.token_to_id("<|im_end|>")) == 2
     cfg = cfg_for(tiny, template="qwen-chat")
     assert tok.token_to_id("<|im_end|>") in train.chat_eos_ids(load_model(tiny[0]), tok, cfg)
@@ -144,28 +158,28 @@ def test_qwen_chat_prompts_tokenise_markers_as_single_tokens_and_end_turns_at_im
 
 def test_data_stream_is_a_seeded_shuffle_per_pass_and_resumable_from_its_position():
     probs = [{"prompt": str(i), "answer": str(i)} for i in range(10)]
-    stream = train.take_batch(probs, 0, 30, seed=3)
+    stream = data.take_batch(probs, 0, 30, seed=3)
     assert sorted(p["prompt"] for p in stream[:10]) == [str(i) for i in range(10)]  # each pass is a permutation
     assert stream[:10] != stream[10:20]  # reshuffled each pass
-    assert train.take_batch(probs, 7, 9, seed=3) == stream[7:16]  # position is the whole state
-    assert train.take_batch(probs, 0, 10, seed=4) != stream[:10]
+    assert data.take_batch(probs, 7, 9, seed=3) == stream[7:16]  # position is the whole state
+    assert data.take_batch(probs, 0, 10, seed=4) != stream[:10]
 
 
 def test_held_out_records_never_trained_on(tiny):
     cfg = cfg_for(tiny, eval_prompts=5)
-    tr, held, _ = train.load_problems(cfg)
+    tr, held, _ = data.load_problems(cfg)
     assert len(held) == 5 and not {p["prompt"] for p in held} & {p["prompt"] for p in tr}
 
 
 def test_a_data_file_too_small_for_the_default_eval_prompts_holds_out_half(tiny, tmp_path):
     warnings = []
     cfg = cfg_for(tiny, eval_prompts=128)  # the default, for a 24-record file
-    tr, held, _ = train.load_problems(cfg, warn=warnings.append)
+    tr, held, _ = data.load_problems(cfg, warn=warnings.append)
     assert (len(held), len(tr)) == (12, 12) and "holding out 12 of its 24 records" in warnings[0]
-    assert [len(x) for x in train.load_problems(cfg_for(tiny, eval_prompts=23))[:2]] == [1, 23]  # as before
+    assert [len(x) for x in data.load_problems(cfg_for(tiny, eval_prompts=23))[:2]] == [1, 23]  # as before
     one = write_jsonl(tmp_path / "one.jsonl", [{"prompt": "a", "answer": "1"}])
-    with pytest.raises(train.DataError, match="cannot be split"):
-        train.load_problems(cfg_for(tiny, data=str(one)))
+    with pytest.raises(data.DataError, match="cannot be split"):
+        data.load_problems(cfg_for(tiny, data=str(one)))
 
 
 # ---------------------------------------------------------------- the stages
@@ -174,7 +188,7 @@ def test_a_data_file_too_small_for_the_default_eval_prompts_holds_out_half(tiny,
 def make_rollout(tiny, cfg, eos_ids=None, seed=0):
     model = load_model(tiny[0])
     tok = load_tokenizer(tiny[0])
-    probs = train.take_batch(train.load_problems(cfg)[0], 0, cfg.prompts_per_step, 0)
+    probs = data.take_batch(data.load_problems(cfg)[0], 0, cfg.prompts_per_step, 0)
     ro = train.rollout(model, tok, probs, cfg, torch.Generator().manual_seed(seed),
                        eos_ids if eos_ids is not None else model.eos_token_ids)
     return model, tok, probs, ro
@@ -211,9 +225,9 @@ def test_rewards_confidences_and_advantages_shapes_and_grpo_is_alpha_zero(tiny):
     r = torch.tensor([[1., 0, 1, 0], [0, 0, 0, 0], [1, 1, 1, 1]])
     c_q, c_o = train.compute_confidences(ro, 4, cfg.low_frac)
     assert c_q.shape == (3,) and c_o.shape == (3, 4) and ((c_o > 0) & (c_o <= 1)).all() and ((c_q > 0) & (c_q <= 1)).all()
-    a_grpo = train.compute_advantages(r, c_q, c_o, train.make_config({**vars(cfg), "algo": "grpo", "alpha": None}))
-    assert torch.equal(a_grpo, train.compute_advantages(r, None, c_o, train.make_config({**vars(cfg), "alpha": 0.0})))
-    a_arm = train.compute_advantages(r, c_q, c_o, train.make_config({**vars(cfg), "alpha": 2.0}))
+    a_grpo = train.compute_advantages(r, c_q, c_o, config.make_config({**vars(cfg), "algo": "grpo", "alpha": None}))
+    assert torch.equal(a_grpo, train.compute_advantages(r, None, c_o, config.make_config({**vars(cfg), "alpha": 0.0})))
+    a_arm = train.compute_advantages(r, c_q, c_o, config.make_config({**vars(cfg), "alpha": 2.0}))
     assert torch.equal(a_arm[1], a_grpo[1])  # no correct answer: GRPO's advantage (0)
     torch.testing.assert_close(a_arm - a_grpo, torch.where(r.sum(-1, keepdim=True) > 0, 2.0 * (c_q[:, None] - c_o), 0.0))
     st = train.step_stats(ro, r, c_q, c_o, a_arm, cfg)
@@ -246,3 +260,17 @@ def test_one_update_per_rollout_has_ratio_one_and_no_clipping(tiny):
     ratio = [v for k, v in stats.items() if "ratio" in k]
     assert ratio and ratio[0] == pytest.approx(1.0, abs=1e-4)
     assert all(v == 0 for k, v in stats.items() if "clip" in k)
+
+
+def test_help_maps_the_flags_to_trl_and_verl_and_says_what_resume_may_change():
+    text = config.build_parser().format_help()
+    table = text.split("The same settings in TRL")[1]
+    for key, (trl, verl) in config.ENGINE_NAMES.items():
+        line = next(l for l in table.splitlines() if l.strip().startswith(config.flag(key) + " "))
+        assert (trl or "-") in line and (verl or "-") in line, line
+    for name in ("num_generations", "beta", "epsilon_high", "loss_type", "scale_rewards", "num_iterations",
+                 "max_completion_length", "actor_rollout_ref.rollout.n", "clip_ratio_high", "sample std"):
+        assert name in text, name
+    resume = " ".join(text.split("--resume RUN:")[1].split("The same settings")[0].split())
+    assert all(config.flag(k) in resume for k in config.RESUME_MAY_CHANGE if k != "resume")
+    assert "refused" in resume and "--lr" not in resume

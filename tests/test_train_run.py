@@ -12,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import config
 import train
 import verifier
 from train_helpers import plain_data, tiny_model_dir
@@ -96,7 +97,7 @@ def test_outputs_of_a_run_and_its_config_reruns_it(tiny, tmp_path, mixed_rewards
     assert all(e["pass@k"]["1"] <= e["pass@k"]["2"] <= e["pass@k"]["4"] for e in ev)
     from model import load_model
     load_model(out / "policy")  # a Hugging Face folder again
-    cfg = train.parse_args(["--config", str(out / "config.json"), "--steps", "5"])
+    cfg = config.parse_args(["--config", str(out / "config.json"), "--steps", "5"])
     assert cfg.steps == 5 and cfg.kl_coef == 0.1 and cfg.model == str(tiny[0])
 
 

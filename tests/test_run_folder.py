@@ -1,0 +1,199 @@
+"""A run folder's life (checkpoint.py) as a user meets it: runs never overwrite or mix, nothing is
+created before the settings and data have passed, every mistake is one line, a corrupt checkpoint
+is called corrupt and an intact earlier one is used."""
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+import checkpoint
+import train
+import verifier
+from train_helpers import plain_data, tiny_model_dir, write_jsonl
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tiny_folder")
+    return tiny_model_dir(d / "model"), plain_data(d / "data.jsonl")
+
+
+@pytest.fixture
+def mixed_rewards(monkeypatch):
+    monkeypatch.setattr(verifier, "verify", lambda response, gold: len(response) % 2 == 0)
+
+
+def argv(tiny, out, *extra):
+    return ["--model", str(tiny[0]), "--data", str(tiny[1]), "--out", str(out), "--prompts-per-step", "2",
+            "--group-size", "2", "--max-new-tokens", "6", "--eval-prompts", "0", "--lr", "3e-3", "--threads", "1",
+            *extra]
+
+
+def run(args, capsys) -> tuple[int, str, str]:
+    capsys.readouterr()
+    rc = train.main(args)
+    got = capsys.readouterr()
+    return rc, got.out, got.err.strip()
+
+
+def snapshot(folder: Path) -> dict:
+    """Every file under a folder and its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def steps(run_dir: Path) -> list[int]:
+    return [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture
+def two_step_run(tiny, tmp_path, capsys, mixed_rewards):
+    """A finished 2-step run with a checkpoint after each step."""
+    out = tmp_path / "run"
+    assert run(argv(tiny, out, "--steps", "2", "--save-every", "1", "--keep-checkpoints", "0"), capsys)[0] == 0
+    return out
+
+
+# ---------------------------------------------------------------- --out
+
+
+def test_an_out_that_holds_a_run_is_refused_and_left_as_it_was(tiny, two_step_run, capsys):
+    before = snapshot(two_step_run)
+    rc, _, err = run(argv(tiny, two_step_run, "--steps", "1"), capsys)
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    assert f"--out {two_step_run}: already holds files" in err and f"--resume {two_step_run}" in err
+    assert "new --out" in err and "--overwrite" in err
+    assert snapshot(two_step_run) == before  # metrics.jsonl still has its 2 lines, the checkpoints are the same
+
+
+def test_overwrite_deletes_the_old_run_first(tiny, two_step_run, capsys, mixed_rewards):
+    assert run(argv(tiny, two_step_run, "--steps", "1", "--overwrite"), capsys)[0] == 0
+    assert steps(two_step_run) == [1]
+    assert sorted(p.name for p in (two_step_run / "checkpoints").iterdir()) == ["step_000001"]  # no old step_2
+
+
+def test_overwrite_never_deletes_a_folder_that_is_no_run_nor_the_run_being_resumed(tiny, two_step_run, tmp_path,
+                                                                                   capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    rc, _, err = run(argv(tiny, mine, "--steps", "1", "--overwrite"), capsys)
+    assert rc == 2 and "holds files but no train.py run" in err and (mine / "notes.txt").read_text() == "keep me"
+    before = snapshot(two_step_run)
+    rc, _, err = run(["--resume", str(two_step_run), "--overwrite"], capsys)
+    assert rc == 2 and err == f"train.py: error: --overwrite: {two_step_run} is the run being resumed; it is not deleted"
+    assert snapshot(two_step_run) == before
+
+
+@pytest.mark.parametrize("where", ["below a file", "a file", "under /proc"])
+def test_an_out_that_cannot_be_created_is_one_line(tiny, tmp_path, capsys, where):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    out = {"below a file": a_file / "run", "a file": a_file, "under /proc": Path("/proc/no-such-dir/run")}[where]
+    if where == "under /proc" and not Path("/proc").is_dir():
+        pytest.skip("no /proc here")
+    rc, _, err = run(argv(tiny, out, "--steps", "1"), capsys)
+    assert rc == 2 and len(err.splitlines()) == 1 and err.startswith(f"train.py: error: --out {out}:"), err
+    assert "Traceback" not in err
+
+
+def test_nothing_is_created_before_the_data_has_passed(tiny, tmp_path, capsys):
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "1+1=", "answer": "2"}] * 4 + ["{oops"])
+    out = tmp_path / "new" / "run"
+    rc, _, err = run(["--model", str(tiny[0]), "--data", str(bad), "--strict", "--out", str(out), "--eval-prompts", "0"],
+                     capsys)
+    assert rc == 2 and f"{bad}:5: malformed JSON" in err and "--strict" in err
+    assert not (tmp_path / "new").exists()
+
+
+# ---------------------------------------------------------------- --resume
+
+
+def test_resume_refuses_flags_that_change_what_the_run_trains(two_step_run, tmp_path, capsys):
+    before = snapshot(two_step_run)
+    rc, _, err = run(["--resume", str(two_step_run), "--lr", "1e-3", "--toy", "equal-paths", "--steps", "4"], capsys)
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    assert "--lr 0.001 (the run has 0.003)" in err and "--toy 'equal-paths' (the run has 'original')" in err
+    assert "--steps" not in err.split(". On --resume")[0]  # --steps may change: it is not among the refused ones
+    cfg_file = tmp_path / "c.json"
+    cfg_file.write_text(json.dumps({"group_size": 4}))
+    rc, _, err = run(["--resume", str(two_step_run), "--config", str(cfg_file)], capsys)
+    assert rc == 2 and f"{cfg_file}: group_size 4 (the run has 2)" in err, err
+    assert snapshot(two_step_run) == before
+
+
+def test_resume_may_extend_the_run_and_change_how_it_is_observed(two_step_run, capsys, mixed_rewards):
+    rc, _, err = run(["--resume", str(two_step_run), "--steps", "3", "--eval-n", "2", "--save-every", "2",
+                      "--threads", "1", "--micro-batch", "2", "--lr", "3e-3"], capsys)  # --lr as the run has it
+    assert rc == 0, err
+    assert steps(two_step_run) == [1, 2, 3]
+    assert json.loads((two_step_run / "config.json").read_text())["lr"] == 3e-3
+
+
+def test_resuming_an_older_checkpoint_into_its_own_run_is_refused(two_step_run, capsys):
+    step1 = two_step_run / "checkpoints" / "step_000001"
+    rc, _, err = run(["--resume", str(step1)], capsys)
+    assert rc == 2 and "older than the run's newest checkpoint (step_000002)" in err and "new --out" in err
+
+
+def test_an_older_checkpoint_branches_into_a_new_out(two_step_run, tmp_path, capsys, mixed_rewards):
+    branch = tmp_path / "branch"
+    rc, _, err = run(["--resume", str(two_step_run / "checkpoints" / "step_000001"), "--out", str(branch)], capsys)
+    assert rc == 0, err
+    assert steps(branch) == [1, 2] and steps(two_step_run) == [1, 2]
+
+
+# ---------------------------------------------------------------- corrupt checkpoints
+
+CORRUPT = {"random bytes": os.urandom(4096), "text": b"hello, this is not a checkpoint\n", "empty": b""}
+
+
+@pytest.mark.parametrize("kind", sorted(CORRUPT))
+def test_a_corrupt_newest_checkpoint_is_skipped_and_named(two_step_run, capsys, mixed_rewards, kind):
+    state2 = two_step_run / "checkpoints" / "step_000002" / "state.pt"
+    state2.write_bytes(CORRUPT[kind])
+    rc, out, err = run(["--resume", str(two_step_run), "--steps", "3"], capsys)
+    assert rc == 0, err
+    said = out + err
+    assert f"resume: {state2}: corrupt" in said and "--upgrade" not in said
+    assert f"resuming from the earlier {two_step_run / 'checkpoints' / 'step_000001'}" in said
+    assert steps(two_step_run) == [1, 2, 3]  # step 2 trained again, then step 3
+
+
+@pytest.mark.parametrize("kind", sorted(CORRUPT))
+def test_a_corrupt_checkpoint_named_itself_is_refused_and_not_sent_to_upgrade(two_step_run, capsys, kind):
+    step2 = two_step_run / "checkpoints" / "step_000002"
+    (step2 / "state.pt").write_bytes(CORRUPT[kind])
+    rc, _, err = run(["--resume", str(step2), "--out", str(two_step_run.parent / "elsewhere")], capsys)
+    assert rc == 2 and len(err.splitlines()) == 1 and err.startswith(f"train.py: error: resume: {step2 / 'state.pt'}: corrupt")
+    assert "--upgrade" not in err
+    assert checkpoint.main(["--upgrade", str(step2)]) == 2
+    assert "corrupt" in capsys.readouterr().err
+
+
+def test_no_intact_checkpoint_at_all_names_the_newest(two_step_run, capsys):
+    for c in (two_step_run / "checkpoints").iterdir():
+        (c / "state.pt").write_bytes(b"")
+    rc, _, err = run(["--resume", str(two_step_run)], capsys)
+    newest = two_step_run / "checkpoints" / "step_000002" / "state.pt"
+    assert rc == 2 and err.startswith(f"train.py: error: resume: {newest}: corrupt") and "corrupt too" in err, err
+
+
+# ---------------------------------------------------------------- names the user typed
+
+
+def test_errors_name_the_flag_as_typed_or_the_file_and_key(tmp_path, capsys):
+    rc, _, err = run(["--group-size", "1"], capsys)
+    assert rc == 2 and err.startswith("train.py: error: --group-size (group_size): GRPO compares"), err
+    f = tmp_path / "c.json"
+    f.write_text(json.dumps({"group-size": 1}))
+    rc, _, err = run(["--config", str(f)], capsys)
+    assert rc == 2 and err.startswith(f"train.py: error: {f}: group_size: GRPO compares"), err
+
+
+def test_a_setting_refused_once_the_model_is_loaded_is_named_by_its_flag_and_nothing_is_created(tiny, tmp_path,
+                                                                                                 capsys):
+    out = tmp_path / "run"
+    rc, _, err = run(argv(tiny, out, "--max-new-tokens", "255"), capsys)  # the tiny model has 256 positions
+    assert rc == 2 and err.startswith("train.py: error: --max-new-tokens (max_new_tokens): prompt + 255 new tokens"), err
+    assert not out.exists()
