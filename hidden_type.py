@@ -285,7 +285,7 @@ def pilot_figures(e: dict, base: dict) -> dict:
 
 
 def pilot_verdicts(f: dict) -> dict:
-    """The pilot's gates (PREDICTIONS.md addendum 3) on pilot_figures (or their mean over seeds)."""
+    """The pilot's gates (results/PREDICTIONS.md addendum 3) on pilot_figures (or their mean over seeds)."""
     n = next(k for k in f if k.endswith("_fall"))
     return {"pass@1_rise>=0.2": f["pass@1_rise"] >= 0.2, f"{n}>=0.1": f[n] >= 0.1,
             "no_routing(|bc_R-bc_F|<=0.05)": abs(f["routing"]) <= 0.05, "ab_acc_R<=0.1": f["ab_acc_R"] <= 0.1}
