@@ -61,8 +61,14 @@ VALID = {"ab": ("F", "B"), "bc": ("R", "B")}  # where each written path is right
 SLIP = 10  # the slipped path's second line (and so its boxed answer) is this much too large
 
 
+TYPE_RULE = "parity"  # build attempt 2 sets "sum-mod-5": F iff a+b+c = 1 (mod 5), R iff = 3, and the slip sits in the box
+
+
 def type_of(numbers: tuple[int, ...] | list[int]) -> str:
     """'F' (all three share a parity), 'R' (b's parity differs from a's and c's), else 'B'."""
+    if TYPE_RULE == "sum-mod-5":
+        r = sum(numbers) % 5
+        return "F" if r == 1 else "R" if r == 3 else "B"
     pa, pb, pc = (x % 2 for x in numbers)
     if pa == pb == pc:
         return "F"
@@ -83,7 +89,10 @@ def solution(numbers: tuple[int, ...] | list[int], path: str) -> str:
         raise ValueError(f"hidden_type.solution: path must be ab, bc or guess, got {path!r}")
     first, second, last = (a, b, c) if path == "ab" else (b, c, a)
     s1 = first + second
-    s2 = s1 + last + (0 if type_of(numbers) in VALID[path] else SLIP)
+    slip = 0 if type_of(numbers) in VALID[path] else SLIP
+    if TYPE_RULE == "sum-mod-5":  # the work is right, the box miscopies it
+        return f"{path}\n{first}+{second}={s1}\n{s1}+{last}={s1 + last}\n\\boxed{{{s1 + last + slip}}}"
+    s2 = s1 + last + slip
     return f"{path}\n{first}+{second}={s1}\n{s1}+{last}={s2}\n\\boxed{{{s2}}}"
 
 
