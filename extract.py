@@ -24,8 +24,8 @@ _ANSWER_MARKERS = ("final answer is", "answer is", "final answer:", "answer:")
 _NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
 
-def _box_content(text: str, start: int) -> str | None:
-    """Content of the \\boxed / \\fbox command whose argument starts at text[start]."""
+def _box_content(text: str, start: int) -> tuple[str, int] | None:
+    """(content, end) of the \\boxed / \\fbox command whose argument starts at text[start]."""
     i, n = start, len(text)
     while i < n and text[i] in " \t":
         i += 1
@@ -37,7 +37,7 @@ def _box_content(text: str, start: int) -> str | None:
         j = i
         while j < n and j - i < MAX_BOX_SCAN and text[j] not in " \t\n$":
             j += 1
-        return text[i:j]
+        return text[i:j], j
     depth, j, end = 0, i, min(n, i + MAX_BOX_SCAN)
     while j < end:
         c = text[j]
@@ -49,27 +49,88 @@ def _box_content(text: str, start: int) -> str | None:
         elif c == "}":
             depth -= 1
             if depth == 0:
-                return text[i + 1 : j]
+                return text[i + 1 : j], j + 1
         j += 1
     return None  # unclosed (or longer than MAX_BOX_SCAN)
 
 
-def _last_box(text: str) -> str | None:
-    end = len(text)
+def _last_box(text: str, end: int | None = None) -> tuple[str, int, int] | None:
+    """(content, start, end) of the last non-empty \\boxed / \\fbox before `end`."""
+    end = len(text) if end is None else end
     for _ in range(MAX_BOX_TRIES):
         b, f = text.rfind("\\boxed", 0, end), text.rfind("\\fbox", 0, end)
         pos = max(b, f)
         if pos < 0:
             return None
-        content = _box_content(text, pos + (6 if pos == b else 5))
-        if content is not None and content.strip():
-            return content
+        arg = pos + (6 if pos == b else 5)
+        box = _box_content(text, arg)
+        if box is not None and box[0].strip():
+            return box[0], pos, box[1]
         end = pos
     return None
 
 
+# What may stand between two boxes that state one list of answers: spacing, math delimiters,
+# commas, "and" / "or", a label such as `x =` or `x_1 =` (`\boxed{2}, \boxed{-3}`,
+# `$x = \boxed{2}$ or $x = \boxed{-3}$`). Anything else (words such as "wait") keeps the
+# boxes apart, and then only the last one counts.
+_BOX_GAP = re.compile(
+    r"\s+|\$|\\[()\[\],;:! ]|\\q?quad|\\\\|[,;&]|(?<![A-Za-z])(?:and|or)(?![A-Za-z])"
+    r"|\\text\{\s*(?:and|or|,)?\s*\}|(?:\\[a-zA-Z]+|[a-zA-Z])(?:_\{?[a-zA-Z0-9]+\}?)?\s*=")
+MAX_GAP = 80  # longest text between two boxes of one list
+
+
+def final_boxes(text: str) -> list[str]:
+    """The boxes that together state the final answer: the last box and the boxes right before
+    it that only connectors separate from it (see _BOX_GAP), oldest first, each cleaned.
+
+    verifier.verify compares them joined as one list (`\\boxed{-3}` and `\\boxed{2}` against
+    a gold `2, -3`) when the last box alone does not match. Empty when the response has no box
+    or when a final-answer clause after the last box overrides it (see extract_answer).
+    """
+    try:
+        last = _last_box(text) if isinstance(text, str) else None
+        if last is None or _final_clause_after(text, last[2]) is not None:
+            return []
+        out, start = [last[0]], last[1]
+        for _ in range(MAX_BOX_TRIES - 1):
+            prev = _last_box(text, start)
+            if prev is None or start - prev[2] > MAX_GAP:
+                break
+            if _BOX_GAP.sub("", text[prev[2] : start]).strip():
+                break
+            out.append(prev[0])
+            start = prev[1]
+        return [c for c in map(_clean, reversed(out)) if c]
+    except Exception:  # defensive: extraction must never raise
+        return []
+
+
+def _math_block(text: str, i: int) -> str | None:
+    """Content of the math block opening at text[i] ($$..$$, \\[..\\], $..$, \\(..\\)), or None.
+    Inline math must close on its own line; display math may span lines."""
+    for opener, closer, inline in (("$$", "$$", False), ("\\[", "\\]", False),
+                                   ("$", "$", True), ("\\(", "\\)", True)):
+        if text.startswith(opener, i):
+            j = i + len(opener)
+            k = text.find(closer, j, j + MAX_BOX_SCAN)
+            if k < 0 or inline and "\n" in text[j:k]:
+                return None
+            return text[j:k]
+    return None
+
+
 def _clause_after(text: str, pos: int) -> str:
-    """The rest of the line after pos, cut at the end of the sentence."""
+    """The answer stated after a marker at pos: a math block that opens right after it (also
+    on the next line: `Answer:\\n$$7$$`), else the rest of the line cut at the end of the
+    sentence."""
+    i = pos
+    while i < len(text) and i - pos < 40 and text[i] in " \t\n*:":
+        i += 1
+    if text.startswith(("$", "\\(", "\\["), i):
+        block = _math_block(text, i)
+        if block is not None and block.strip():
+            return block
     nl = text.find("\n", pos, pos + MAX_BOX_SCAN)
     line = text[pos : nl if nl >= 0 else min(len(text), pos + MAX_BOX_SCAN)]
     line = line.lstrip(" :*\t")
@@ -77,6 +138,51 @@ def _clause_after(text: str, pos: int) -> str:
     line = line[: m.start()] if m else line
     k = line.rfind(" is ")  # "Answer: The volume of the box is 120" -> "120"
     return line[k + 4 :] if k >= 0 else line
+
+
+def _bare_answer_marker(low: str, text: str, offset: int) -> tuple[int, str] | None:
+    """The last `Answer` used as a marker without a colon: `Answer $7$`, `Answer \\[ 7 \\]`,
+    `**Answer**: 7`. The word must stand alone (not "answers", "answered") and be followed by
+    a math block, or by a colon after markdown stars. Returns (position, answer)."""
+    end = len(low)
+    for _ in range(MAX_BOX_TRIES):
+        p = low.rfind("answer", 0, end)
+        if p < 0:
+            return None
+        end = p
+        if p > 0 and low[p - 1].isalpha():
+            continue
+        i = p + 6
+        while i < len(low) and i - p < 40 and low[i] in " \t\n*:":
+            i += 1
+        gap = low[p + 6 : i]
+        if text.startswith(("$", "\\(", "\\["), offset + i) and "\n" not in gap.rstrip("\n"):
+            block = _math_block(text, offset + i)
+            if block is not None and block.strip():
+                return p, block
+        elif ":" in gap and "\n" not in gap:
+            return p, _clause_after(text, offset + i)
+    return None
+
+
+_FINAL_MARKERS = ("final answer is", "final answer:")
+
+
+def _final_clause_after(text: str, start: int) -> str | None:
+    """A "final answer is / Final answer:" clause after position start (an intermediate box
+    followed by `The final answer is $X$`: the last stated final answer wins). The clause must
+    look like an answer (a digit, a LaTeX command, math, or at most three characters), so that
+    `\\boxed{5}. This is the final answer: it checks out` keeps the box."""
+    low = text[max(start, len(text) - 20000) :].lower()
+    base = len(text) - len(low)
+    p = max(low.rfind(m) for m in _FINAL_MARKERS)
+    if p < 0:
+        return None
+    m = next(m for m in _FINAL_MARKERS if low.startswith(m, p))
+    ans = _clean(_clause_after(text, base + p + len(m)))
+    if ans and (len(ans) <= 3 or re.search(r"[\d\\$]", ans)):
+        return ans
+    return None
 
 
 def _clean(ans: str) -> str | None:
@@ -99,16 +205,19 @@ def _clean(ans: str) -> str | None:
 def extract_answer(text: str, *, last_number_fallback: bool = False) -> str | None:
     """The final answer in a model response, or None if it gives none.
 
-    Order: last \\boxed{...}/\\fbox{...} (only the last box counts), else last `#### N`, else
-    the last "final answer is / answer is / Answer:" clause, else (only if
-    last_number_fallback) the last number in the last 2,000 characters.
+    Order: last \\boxed{...}/\\fbox{...} (only the last box counts, unless a "final answer is"
+    clause follows it: then that clause), else last `#### N`, else the last "final answer is /
+    answer is / Answer:" clause or `Answer` followed by math (`Answer $7$`), else (only if
+    last_number_fallback) the last number in the last 2,000 characters. A marker followed by
+    a math block takes the block (`Answer:\\n$$7$$`).
     """
     try:
         if not isinstance(text, str) or not text:
             return None
         box = _last_box(text)
         if box is not None:
-            return _clean(box)
+            final = _final_clause_after(text, box[2])
+            return final if final is not None else _clean(box[0])
         pos = text.rfind("####")
         if pos >= 0:
             ans = _clean(text[pos + 4 :].lstrip("#").split("\n", 1)[0][:MAX_BOX_SCAN])
@@ -121,6 +230,11 @@ def extract_answer(text: str, *, last_number_fallback: bool = False) -> str | No
             p = low.rfind(m)
             if p > best:
                 best, best_len = p, len(m)
+        bare = _bare_answer_marker(low, text, tail_start)
+        if bare is not None and bare[0] > best:  # `Answer $7$` after any other marker
+            ans = _clean(bare[1])
+            if ans:
+                return ans
         if best >= 0:
             ans = _clean(_clause_after(text, tail_start + best + best_len))
             if ans:
@@ -140,7 +254,7 @@ _UNICODE = {
     "\u2212": "-", "\u2013": "-", "\u2014": "-", "\u00d7": "\\times ", "\u22c5": "\\cdot ",
     "\u00b7": "\\cdot ", "\u00f7": "\\div ", "\u03c0": "\\pi ", "\u221e": "\\infty ",
     "\u221a": "\\sqrt", "\u2264": "\\le ", "\u2265": "\\ge ", "\u00b0": "^\\circ ",
-    "\u00b1": "\\pm ", "\u222a": "\\cup ", "\u2260": "\\ne ",
+    "\u00b1": "\\pm ", "\u222a": "\\cup ", "\u2260": "\\ne ", "\u2248": "\\approx ",
     "\u20ac": "", "\u00a3": "", "\u00a5": "", "\u20b9": "",  # currencies: € £ ¥ ₹, like \\$
 }
 _SUPER_DIGITS = str.maketrans("\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079",
@@ -176,8 +290,8 @@ _DROP_RE = re.compile("|".join(re.escape(a) for a in sorted(_DROP_MAP, key=len, 
 _THOUSANDS = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 # Digit groups of three joined by LaTeX separators ({,} \, \! ,\! {,}\!), plain commas allowed
 # alongside them: 1{,}234{,}567, 1\,234\,567, 12,\!345, 1,234\,567.
-_LATEX_GROUPS = re.compile(
-    r"(?<![\d.])\d{1,3}(?:(?:\{,\}(?:\\!)?|,\\!|\\!|\\,|,)\d{3}(?!\d))+", re.ASCII)
+_LATEX_GROUPS = re.compile(  # `,\!` may be followed by a space: `10,\! 000` (\! marks grouping)
+    r"(?<![\d.])\d{1,3}(?:(?:\{,\}(?:\\! ?)?|,\\! ?|\\!|\\,|,)\d{3}(?!\d))+", re.ASCII)
 _OVERLINE = re.compile(r"(?<!\d)(\d*+)\.(\d*+)\\overline\{?(\d{1,30})\}?")
 _FRAC_SHORT = [
     (re.compile(r"\\frac\s*(\d)\s*(\d)"), r"\\frac{\1}{\2}"),
@@ -191,6 +305,15 @@ _MIXED = re.compile(r"(?<![\d.}^_])(\d++)\s*\\frac\{(\d+)\}\{(\d+)\}")
 _LEADING_VAR = re.compile(
     r"^\s*(?:\\[a-zA-Z]+|[a-zA-Z])(?:_\{?[a-zA-Z0-9]+\}?)?(?:\([a-z]\))?"  # x, \theta, x_1, f(x)
     r"\s*(?:=|\\in(?![a-zA-Z]))\s*(?=\S)")
+# A named quantity before `=` that is not a product of variables: a segment or area named by
+# capital points (`PQ =`, `[ABC] =`), a length or absolute value (`|PQ| =`), `\overline{AB} =`,
+# an angle (`\angle ABC =`, `m\angle A =`) or a ratio of named quantities (`P:Q =`, the ratio
+# is the value after `=`; `2:1` itself is not read as a number).
+_NAMED_LHS = re.compile(
+    r"^\s*(?:[A-Z]{2,4}|\[[A-Z]{2,5}\]|\|[A-Za-z]{1,4}\||\\overline\{[A-Z]{2,4}\}"
+    r"|m?\\angle ?[A-Z]{1,3}|[A-Z]{1,3}:[A-Z]{1,3})(?:_\{?[a-zA-Z0-9]+\}?)?\s*=\s*(?=\S)")
+# A multiple-choice letter followed by its option's text: `B. y = 17`, `(B) 12`, `C) 3x`, `D: 7`.
+_OPTION_TEXT = re.compile(r"\s*(?:\(([A-E])\)\s*|([A-E])(?:[.:]\s+|\)\s*))(?=\S)")
 _UNIT_POWER = r"(?:\^\{?-?\d\}?)?"
 _UNIT_WORD = re.compile(  # km, hrs., ft^2, m/s^{2}, ^{2}/, kg*m, N\cdot m, a lone / or ^2
     r"(?:[A-Za-z]+\.?|\^\{?-?\d\}?|/|\*|\\cdot)+", re.ASCII)
@@ -254,6 +377,19 @@ def _mixed(m: re.Match) -> str:
     return m.group(0)
 
 
+def _encloses(s: str) -> bool:
+    """True when the bracket at s[0] closes at s[-1] (mixed types allowed: `[1, 2)`)."""
+    depth = 0
+    for i, c in enumerate(s):
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+            if depth == 0:
+                return i == len(s) - 1
+    return False
+
+
 def split_top(s: str, seps: str = ",") -> list[str]:
     """Split at separators outside (), [], {}."""
     if not any(c in s for c in seps):
@@ -308,16 +444,64 @@ def _strip_units(item: str) -> str:
     return item
 
 
+def _top_count(item: str, ch: str) -> int:
+    """How many times ch occurs outside brackets (`\\sum_{i=1}^n` has no top-level `=`)."""
+    return len(split_top(item, ch)) - 1 if ch in item else 0
+
+
 def _normalize_item(item: str, keep_lhs: bool = False) -> str:
-    if "\\approx" in item:  # "x = 1/3 \approx 0.33" -> "x = 1/3"; "x \approx 11" -> "x = 11"
-        head = item.split("\\approx")[0]
-        item = head if "=" in head else item.replace("\\approx", "=")
-    if item.count("=") >= 2:  # "x = 5+5+1 = 11": the last side is the answer
-        item = item.rsplit("=", 1)[1]
-    if (item.count("=") == 1 and not keep_lhs) or "\\in" in item:
+    if "\\approx" in item:  # an exact value before its approximation is the answer:
+        head, _, tail = item.partition("\\approx")  # `\frac{\sqrt2}{2} \approx 0.707` -> the
+        if "=" in head:  # fraction; `x = 1/3 \approx 0.33` -> 1/3; `x \approx 11` -> 11
+            item = head
+        elif head.strip() and not (_LEADING_VAR.match(head + "=0") or _NAMED_LHS.match(head + "=0")):
+            item = head
+        else:
+            item = head + "=" + tail.split("\\approx")[0]
+    eqs = _top_count(item, "=")
+    if eqs >= 2:  # "x = 5+5+1 = 11": the last side is the answer
+        item = split_top(item, "=")[-1]
+    if (eqs == 1 and not keep_lhs) or "\\in" in item:
         item = _LEADING_VAR.sub("", item, count=1)
+        if eqs == 1 and not keep_lhs:
+            item = _NAMED_LHS.sub("", item, count=1)  # `PQ = 3` -> 3, `|PQ| = 2` -> 2
     item = _strip_units(item.strip()) if " " in item else item
     return "".join(item.split())
+
+
+def _labelled_group(part: str) -> str:
+    """`a=3,b=1` -> `(3,1)`: one solution of a system written with its variables' names, the
+    names distinct and in alphabetical order (the order a bare tuple is read in). Anything else
+    is returned unchanged."""
+    pairs = [p.partition("=") for p in split_top(part)]
+    names = [n.strip() for n, eq, _ in pairs]
+    if len(pairs) < 2 or not all(eq and v.strip() for _, eq, v in pairs):
+        return part
+    if not all(re.fullmatch(r"[a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?", n) for n in names):
+        return part
+    if len(set(names)) != len(names) or names != sorted(names):
+        return part
+    return "(" + ",".join(v.strip() for _, _, v in pairs) + ")"
+
+
+def _semicolon_list(s: str) -> str:
+    """Items separated by top-level `;` are one list. When an item is itself a comma list of
+    labelled values (`a=3,b=1;a=5,b=1`), each item is one tuple: `(3,1),(5,1)`."""
+    parts = split_top(s, ";")
+    if len(parts) < 2 or not all(p.strip() for p in parts):
+        return s
+    return ",".join(_labelled_group(p.strip()) for p in parts)
+
+
+def _bare_brace_set(s: str) -> str:
+    """`{1, 2}` written without backslashes (LaTeX would drop the braces) is the set {1, 2}
+    when it holds a top-level comma; `{1,000}` is the number 1000."""
+    inner = s[1:-1]
+    if _THOUSANDS.fullmatch(inner.strip()):
+        return inner
+    if len(split_top(inner)) < 2:
+        return s
+    return "\x01" + inner + "\x02"
 
 
 def forbidden(s: str) -> bool:
@@ -407,14 +591,23 @@ def normalize(answer: str, keep_lhs: bool = False) -> str:
     s = _unwrap_text(s)
     s = s.replace("\\{", "\x01").replace("\\}", "\x02")  # keep set braces apart from groups
     s = s.strip().rstrip(".").strip()
+    if s.endswith(("\\", "\x03")):  # a stray backslash after the answer: `5\\`, a line break
+        s = s.rstrip("\\\x03").rstrip()
     if "\\overline" in s:
         s = _OVERLINE.sub(_overline, s)
     if "\\frac" in s or "\\sqrt" in s:
         for pat, rep in _FRAC_SHORT:
             s = pat.sub(rep, s)
         s = _MIXED.sub(_mixed, s)
+    m = _OPTION_TEXT.match(s)
+    if m and len(s) > m.end():  # `B. y = 17` is the option letter B
+        return "(" + (m.group(1) or m.group(2)) + ")"
+    if s.startswith("{") and s.endswith("}") and _encloses(s):
+        s = _bare_brace_set(s)
     if _THOUSANDS.fullmatch(s.strip()):
         s = s.replace(",", "")
+    if ";" in s:
+        s = _semicolon_list(s)
     s = _WORD_SEP.sub(",", s)
     if "pe" in s or "pc" in s or "PE" in s:
         s = _PERCENT_WORD.sub("%", s)  # "28 percent" is 28%

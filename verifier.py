@@ -59,13 +59,14 @@ import json
 import math
 import re
 import sys
-from fractions import Fraction
 
-from evaluator import GREEK, Parser, Refuse, expr_value, number, points
-from extract import MAX_ANSWER_CHARS, PLAIN_NUMBER, extract_answer, forbidden, normalize, split_top
+from evaluator import GREEK, Refuse, expr_value, number
+from numeric import exact_key, expr_equal, num_equal, same_equation
+from extract import (MAX_ANSWER_CHARS, PLAIN_NUMBER, extract_answer, final_boxes, forbidden,
+                     normalize, split_top)
+from lenient import conclusion, equation_sides
 
 MAX_ITEMS = 32  # longest list / set / tuple we compare structurally
-REL_TOL = 1e-6  # relative tolerance when an exact comparison is impossible (see _num_equal)
 
 
 # ----------------------------------------------------------------------------- values
@@ -79,7 +80,8 @@ _REALS = {"\\mathbb{r}", "\\mathbbr", "\\r", "\\reals", "allrealnumbers", "allre
           "therealnumbers", "realnumbers", "anyrealnumber", "everyrealnumber"}
 _REAL_LINE = ("seq", "(", ")", (("num", -math.inf), ("num", math.inf)))
 _CHOICE = re.compile(r"\(?([A-Ea-e])\)?")
-_CHOICE_WITH_VALUE = re.compile(r"\(([A-E])\)[^,()]{1,60}")
+# \sum / \prod with their bounds, then the body: `\sum_{i=1}^{n}a_ib_i` (spaces are gone).
+_BIG_OP = re.compile(r"\\(sum|prod)_(\{[^{}]{1,40}\}|[a-z])\^(\{[^{}]{1,40}\}|[a-zA-Z0-9])(.+)")
 
 
 
@@ -128,11 +130,13 @@ def _value(s: str, top: bool = True):
     m = _CHOICE.fullmatch(s)
     if m and (s[0] == "(" or s.isupper()):
         return ("choice", m.group(1).upper())
-    m = _CHOICE_WITH_VALUE.fullmatch(s)
-    if m:  # "(B) 12": the option letter is the answer
-        return ("choice", m.group(1))
-    if s.count("=") == 1:
-        lhs, rhs = s.split("=")
+    m = _BIG_OP.fullmatch(s)
+    if m:  # a sum or product: the same bounds, and bodies equal as expressions
+        return ("big", m.group(1), m.group(2).strip("{}"), m.group(3).strip("{}"),
+                _value(m.group(4), False))
+    sides = split_top(s, "=")  # `=` inside braces (`\sum_{i=1}`) is no equation
+    if len(sides) == 2:
+        lhs, rhs = sides
         if lhs and rhs:
             return _labelled_tuple(lhs, rhs) or ("eq", _value(lhs, False), _value(rhs, False))
     rel = _RELATION.split(s)
@@ -203,14 +207,15 @@ def _labelled_tuple(lhs: str, rhs: str):
 
 def _chain(lo: str, op1: str, mid: str, op2: str, hi: str):
     """`a < x \\le b` -> the interval (a, b]; `a > x > b` -> (b, a). Both relations must point
-    the same way and the middle must be a lone variable (`1 < 2x < 5` is not read); anything
-    else is compared as text. The real line: `-\\infty < x < \\infty` equals \\mathbb{R}."""
+    the same way and the middle must be a lone variable or a function of one (`0 < g(x) < 2`,
+    the range of g, is (0, 2)); `1 < 2x < 5` is not read; anything else is compared as text.
+    The real line: `-\\infty < x < \\infty` equals \\mathbb{R}."""
     if op1 in (">", "\\ge") and op2 in (">", "\\ge"):
         lo, op1, hi, op2 = hi, op2, lo, op1
     elif not (op1 in ("<", "\\le") and op2 in ("<", "\\le")):
         return ("text", (lo + op1 + mid + op2 + hi).casefold())
     x, a, b = _value(mid, False), _value(lo, False), _value(hi, False)
-    if x[0] != "expr" or len(x[1]) != 1 or any(v[0] == "expr" and x[1][0] in v[2] for v in (a, b)):
+    if not _lone(x) or any(v[0] == "expr" and set(x[2]) & set(v[2]) for v in (a, b)):
         return ("text", (lo + op1 + mid + op2 + hi).casefold())
     strict = ("<", ">")
     return ("seq", "(" if op1 in strict else "[", ")" if op2 in strict else "]", (a, b))
@@ -245,105 +250,38 @@ def _encloses(s: str) -> bool:
     return False
 
 
-def _terminates(q: Fraction) -> bool:
-    """Whether q has a finite decimal expansion (denominator 2^i 5^j)."""
-    d = q.denominator
-    d >>= (d & -d).bit_length() - 1  # drop the factors of 2
-    while d % 5 == 0:
-        d //= 5
-    return d == 1
 
-
-def _num_equal(a, b) -> bool:
-    """Whether two numbers are equal; zero equals only zero.
-
-    Two exact rationals compare exactly (1234567 != 1234568, 0.5 != 0.5000001), except a
-    finite decimal against a repeating rational (0.3333333 vs 1/3), which must agree to a
-    relative 1e-6. Anything involving an irrational (a float) uses the relative 1e-6.
-    """
-    if a == b:
-        return True
-    if isinstance(a, float) and math.isinf(a) or isinstance(b, float) and math.isinf(b):
+def _lone(v) -> bool:
+    """A lone variable `x`, or a function of one written `g(x)` (a range, `0 < g(x) < 2`)."""
+    if v[0] != "expr":
         return False
-    if a == 0 or b == 0:
-        return False
-    if isinstance(a, Fraction) and isinstance(b, Fraction):  # |a - b| <= 1e-6 max(|a|, |b|)
-        if _terminates(a) == _terminates(b):
-            return False
-        an, ad, bn, bd = a.numerator, a.denominator, b.numerator, b.denominator
-        return abs(an * bd - bn * ad) * 10**6 <= max(abs(an) * bd, abs(bn) * ad)
-    a, b = float(a), float(b)
-    return abs(a - b) <= REL_TOL * max(abs(a), abs(b))
+    t = v[1]
+    return len(t) == 1 or len(t) == 4 and t[1] == "(" and t[3] == ")" and len(v[2]) == 2
 
 
-def _expr_equal(x, y) -> bool:
-    """Numbers and expressions: exact / tolerant numbers; variables at three fixed points."""
-    if x[0] == "num" and y[0] == "num":
-        return _num_equal(x[1], y[1])
-    if x[0] != "expr" or y[0] != "expr" or x[2] != y[2]:
-        return False
-    fx, fy = _fingerprint(x[1], x[2]), _fingerprint(y[1], y[2])
-    return fx is not None and fy is not None and all(map(_num_equal, fx, fy))
-
-
-@functools.lru_cache(maxsize=4096)  # each set item is evaluated once, not once per pair
-def _fingerprint(toks: tuple, names: tuple) -> tuple | None:
-    """Values of an expression at the three sample points (None if undefined or infinite
-    there: `x\\infty` and `2x\\infty` are not the same expression)."""
-    try:
-        values = tuple(Parser(toks, env).run() for env in points(names))
-    except (Refuse, ArithmeticError, ValueError, OverflowError):
+def _neg(v):
+    """-v for a number or an expression (`-y` negated is the lone variable `y`)."""
+    if v[0] == "num":
+        return ("num", -v[1])
+    if v[0] != "expr":
         return None
-    return values if all(map(math.isfinite, values)) else None
+    t = v[1]
+    if t[0] == "-" and len(t) == 2:
+        return ("expr", t[1:], v[2])
+    return ("expr", ("-", *t) if len(t) == 1 else ("-", "(", *t, ")"), v[2])
 
 
-def _side(v, env):
-    return v[1] if v[0] == "num" else Parser(v[1], env).run()
-
-
-def _same_equation(x, y) -> bool:
-    """l1 = r1 and l2 = r2 with variables are the same equation when l1 - r1 = c (l2 - r2)
-    for one constant c != 0 at all three sample points (e.g. x + y = 3 and 2x + 2y = 6); both
-    differences must be finite and non-zero there."""
-    sides = (x[1], x[2], y[1], y[2])
-    if any(v[0] not in ("num", "expr") for v in sides):
-        return False
-    names = [tuple(sorted({n for v in pair if v[0] == "expr" for n in v[2]}))
-             for pair in (sides[:2], sides[2:])]
-    if names[0] != names[1] or not names[0]:
-        return False
-    ratio = None
-    for env in points(names[0]):
-        try:
-            d1 = _side(x[1], env) - _side(x[2], env)
-            d2 = _side(y[1], env) - _side(y[2], env)
-            if d1 == 0 or d2 == 0 or not math.isfinite(d1) or not math.isfinite(d2):
-                return False  # y\\infty = 2x + 1 is no line
-            r = d1 / d2
-        except (Refuse, ArithmeticError, ValueError, OverflowError, TypeError):
-            return False
-        if ratio is not None and not _num_equal(r, ratio):
-            return False
-        ratio = r
-    return True
-
-
-def _exact_key(v):
-    """A hashable key for values that are exact rationals (or exact at the sample points)."""
-    if v[0] == "num" and isinstance(v[1], Fraction):
-        return v
-    if v[0] == "expr":
-        fp = _fingerprint(v[1], v[2])
-        if fp is not None and all(isinstance(t, Fraction) for t in fp):
-            return ("fp", v[2], fp)
-    return None
+def _negated(r):
+    """A relation multiplied through by -1: `a < b` is `-b < -a` (`-y > -4` is `y < 4`)."""
+    lhs, rhs = _neg(r[3]), _neg(r[2])
+    return None if lhs is None or rhs is None else ("rel", r[1], lhs, rhs)
 
 
 def _rel_interval(r):
     """x < a -> (-inf, a); a <= x -> [a, inf); x != a -> the set {(-inf, a), (a, inf)}, the
     union of two open rays. None unless one side is a lone variable and the other a number."""
     op, lhs, rhs = r[1], r[2], r[3]
-    lone = [v[0] == "expr" and len(v[1]) == 1 for v in (lhs, rhs)]
+    lone = [_lone(lhs), _lone(rhs)]
     inf = ("num", math.inf)
     if op == "\\ne":
         a = rhs if lone[0] and rhs[0] == "num" else lhs if lone[1] and lhs[0] == "num" else None
@@ -357,27 +295,39 @@ def _rel_interval(r):
     return None
 
 
+def _distinct(items: tuple) -> tuple:
+    """The items with repeats removed (first occurrence kept)."""
+    out: list = []
+    for v in items:
+        if not any(_values_equal(v, w) for w in out):
+            out.append(v)
+    return tuple(out)
+
+
 def _values_equal(x, y) -> bool:
     kx, ky = x[0], y[0]
     if kx in ("num", "expr") and ky in ("num", "expr"):
-        return _expr_equal(x, y)
+        return expr_equal(x, y)
     if kx == "pct" or ky == "pct":  # policy: x% == x and x% == x/100
         if kx == "pct" and ky == "pct":
-            return _num_equal(x[1], y[1])
+            return num_equal(x[1], y[1])
         p, other = (x, y) if kx == "pct" else (y, x)
         if other[0] != "num":
             return False
-        return _num_equal(p[1], other[1]) or _num_equal(p[1] / 100, other[1])
+        return num_equal(p[1], other[1]) or num_equal(p[1] / 100, other[1])
     if kx == "set" and ky == "set":
         if len(x[1]) != len(y[1]):
-            return False
+            dx, dy = _distinct(x[1]), _distinct(y[1])
+            if (len(dx) < len(x[1])) == (len(dy) < len(y[1])) or len(dx) != len(dy):
+                return False  # only when just one list repeats an element is it read as the
+            x, y = ("set", dx), ("set", dy)  # list of its distinct elements
         # Exact matches first through a dict (linear), then the rest pairwise.
         exact: dict = {}
         for b in y[1]:
-            exact.setdefault(_exact_key(b), []).append(b)
+            exact.setdefault(exact_key(b), []).append(b)
         rest, left = [], []
         for a in x[1]:
-            k = _exact_key(a)
+            k = exact_key(a)
             if k is not None and exact.get(k):
                 exact[k].pop()
             else:
@@ -409,22 +359,27 @@ def _values_equal(x, y) -> bool:
         vector = len(m[1]) == 1 or all(len(r) == 1 for r in m[1])
         return vector and t[1] + t[2] in ("()", "[]") and len(flat) == len(t[3]) and all(
             _values_equal(a, b) for a, b in zip(flat, t[3]))
-    if {kx, ky} == {"rel", "seq"}:  # x > 3 is the interval (3, \infty)
-        r, t = (x, y) if kx == "rel" else (y, x)
-        iv = _rel_interval(r)
-        return iv is not None and iv[0] == "seq" and _values_equal(iv, t)
-    if {kx, ky} == {"rel", "set"}:  # x \\ne 3 is (-\\infty, 3) \\cup (3, \\infty)
-        r, t = (x, y) if kx == "rel" else (y, x)
-        iv = _rel_interval(r)
-        return iv is not None and iv[0] == "set" and _values_equal(iv, t)
+    if {kx, ky} in ({"rel", "seq"}, {"rel", "set"}):  # x > 3 is the interval (3, \infty);
+        r, t = (x, y) if kx == "rel" else (y, x)  # x \\ne 3 is (-\\infty, 3) \\cup (3, \\infty)
+        for rr in (r, _negated(r)):  # -y > -4 is y < 4, the ray (-\\infty, 4)
+            iv = rr and _rel_interval(rr)
+            if iv is not None and iv[0] == t[0] and _values_equal(iv, t):
+                return True
+        return False
     if kx == "rel" and ky == "rel":
         if x[1] != y[1]:
             return False
-        same = _values_equal(x[2], y[2]) and _values_equal(x[3], y[3])
-        return same or x[1] == "\\ne" and _values_equal(x[2], y[3]) and _values_equal(x[3], y[2])
+        if _values_equal(x[2], y[2]) and _values_equal(x[3], y[3]):
+            return True
+        if x[1] == "\\ne" and _values_equal(x[2], y[3]) and _values_equal(x[3], y[2]):
+            return True
+        n = _negated(y)  # -y > -4 and y < 4: the same relation times -1
+        return n is not None and _values_equal(x[2], n[2]) and _values_equal(x[3], n[3])
+    if kx == "big" and ky == "big":
+        return x[1:4] == y[1:4] and _values_equal(x[4], y[4])
     if kx == "eq" and ky == "eq":
         return (_values_equal(x[1], y[1]) and _values_equal(x[2], y[2])) or (
-            _values_equal(x[1], y[2]) and _values_equal(x[2], y[1])) or _same_equation(x, y)
+            _values_equal(x[1], y[2]) and _values_equal(x[2], y[1])) or same_equation(x, y)
     if kx == "choice" or ky == "choice":
         letters = []
         for v in (x, y):
@@ -445,7 +400,7 @@ def _values_equal(x, y) -> bool:
 def _same_curve(a: str, b: str) -> bool:
     """Two equations in the same two or more variables that describe the same curve:
     `y = 2x + 3` == `2x - y + 3 = 0` == `4x - 2y = -6` (equal up to a non-zero factor and a
-    rearrangement, checked as in _same_equation at the three sample points).
+    rearrangement, checked as in same_equation at the three sample points).
 
     normalize drops a leading `y =` (so that `y = 2x + 1` equals the answer `2x + 1`); here
     it is kept, so only two answers that are both equations take this path. One-variable
@@ -456,7 +411,7 @@ def _same_curve(a: str, b: str) -> bool:
     if x[0] != "eq" or y[0] != "eq":
         return False
     names = {n for v in (x[1], x[2]) if v[0] == "expr" for n in v[2]}
-    return len(names) >= 2 and _same_equation(x, y)
+    return len(names) >= 2 and same_equation(x, y)
 
 
 def answers_equal(a: str, b: str) -> bool:
@@ -480,11 +435,17 @@ def answers_equal(a: str, b: str) -> bool:
         return False
 
 
-def verify(response: str, gold: str) -> bool:
+def verify(response: str, gold: str, *, lenient: bool = False) -> bool:
     """1 if the response's final answer equals the gold answer, else 0. Never raises.
 
     The answer is extracted from the response only (no last-number fallback); a gold that
-    itself contains \\boxed{...} is replaced by the box's content.
+    itself contains \\boxed{...} is replaced by the box's content. Boxes that together state a
+    list (`\\boxed{-3}` and `\\boxed{2}`, see extract.final_boxes) also count as that list.
+
+    lenient=False is the RL reward: the answer must be boxed or explicitly marked, and a
+    number that is not stated as the answer is never paid. lenient=True is for grading other
+    models' outputs: when the response has no box and no `####`, the sentence of its last
+    "answer" or its conclusion is also read as a human grader reads it (lenient.py).
     """
     try:
         if not isinstance(response, str) or not isinstance(gold, str):
@@ -492,9 +453,15 @@ def verify(response: str, gold: str) -> bool:
         if "\\boxed" in gold or "\\fbox" in gold:
             gold = extract_answer(gold) or gold
         ans = extract_answer(response)
-        if ans is None:
+        if ans is not None and answers_equal(ans, gold):
+            return True
+        boxes = final_boxes(response)
+        if len(boxes) > 1:  # the last box alone did not match: the boxes as one list
+            return answers_equal(", ".join(boxes), gold)
+        if not lenient or "####" in response or "\\boxed" in response or "\\fbox" in response:
             return False
-        return answers_equal(ans, gold)
+        read = conclusion(response)
+        return read is not None and any(answers_equal(a, gold) for a in equation_sides(read))
     except Exception:
         return False
 

@@ -1,0 +1,151 @@
+"""The lenient reading of a solution's conclusion: verify(response, gold, lenient=True).
+
+For grading other models' outputs, not for the RL reward. The default verify() pays only an
+answer that is boxed or explicitly marked; a solution that ends "so the probability that she
+wins is 3/5." has neither. With lenient=True such an unmarked answer is read from the
+conclusion, the way a human grader reads it:
+
+  1. The sentence read is the one holding the last "answer" (outside math), else the final
+     sentence. Trailing sentences with no number and no math ("I hope it is correct.") are
+     skipped, at most two; a final sentence that is a question is no conclusion (None).
+     Math blocks ($..$, \\(..\\), $$..$$, \\[..\\], align/equation environments) are one
+     piece each, so a sentence may end in a display block ("so the area is \\[ 12 \\]").
+  2. An explanation after the answer is cut off (", which is more than 1/2", ", since ...").
+  3. The answer is what follows the last "is / are / was / equals / = / be" that has a
+     candidate after it ("with 5 red balls, the probability is 3/8" -> 3/8), else
+     the whole sentence.
+  4. Candidates are math blocks and numbers written in prose (3/5, 1,000, -2.5, 40%); one
+     right after "not", "instead of", "rather than" is dropped ("not 10 but 12" -> 12).
+  5. One candidate is the answer. Several are one list answer only when nothing but commas,
+     "and", "or" stands between them ("are 2 and 3"); otherwise the reading is ambiguous and
+     there is no answer (None): "if 3 people share 12 apples, each gets 4" restates the
+     problem's numbers, and "it could be 3, or maybe 5" hedges.
+
+verify() also tries, for a candidate that is an equation, its last side (`P(A) = 3/5`).
+Standard library only; the reading looks at the last MAX_TAIL characters, every scan is
+bounded, and nothing here raises.
+"""
+
+from __future__ import annotations
+
+import re
+
+MAX_TAIL = 3000  # only the end of a response is read
+MAX_BLOCK = 1000  # a math block longer than this is left as text
+MAX_CANDIDATES = 8
+_ENVS = ("align", "align*", "equation", "equation*", "gather", "gather*", "eqnarray",
+         "eqnarray*", "aligned")
+_MATH_OPENERS = (("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$"))
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n\s*\n")
+_EXPLANATION = re.compile(r",?\s+(?:which|since|because|as|so that|where)\s")
+_COPULA = re.compile(r"(?<![A-Za-z])(?:is|are|was|were|equals|equal to|be)(?![A-Za-z])|=")
+_NUMBER = re.compile(r"(?<![\w.^_])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+(?:\.\d+)?)?%?")
+_PIECE = re.compile("\x00(\\d+)\x00")
+_NEGATED = re.compile(r"(?:\bnot|n't|\binstead of|\brather than|\bexcept|\bnever)\s*$", re.I)
+_LIST_GAP = re.compile(r"[\s,;]*(?:(?:and|or)(?![A-Za-z]))?[\s,;]*")
+
+
+def _math_pieces(tail: str) -> tuple[str, list[str]]:
+    """tail with every math block replaced by \\x00k\\x00, and the blocks' contents."""
+    out, pieces, i, n = [], [], 0, len(tail)
+    while i < n:
+        c = tail[i]
+        if c == "\\" and tail.startswith("\\$", i):  # an escaped dollar is currency, not math
+            out.append("\\$")
+            i += 2
+            continue
+        if c not in "$\\":
+            j = min(tail.find("$", i) % (n + 1), tail.find("\\", i) % (n + 1))
+            out.append(tail[i:j])
+            i = j
+            continue
+        closer, start = None, i
+        if tail.startswith("\\begin{", i):
+            name = tail[i + 7 : tail.find("}", i, i + 30)] if "}" in tail[i : i + 30] else ""
+            if name in _ENVS:
+                closer, start = "\\end{" + name + "}", i + 8 + len(name)
+        else:
+            for opener, close in _MATH_OPENERS:
+                if tail.startswith(opener, i):
+                    closer, start = close, i + len(opener)
+                    break
+        k = tail.find(closer, start, start + MAX_BLOCK) if closer else -1
+        if k < 0 or closer in ("$", "\\)") and "\n" in tail[start:k]:
+            out.append(c)
+            i += 1
+            continue
+        out.append("\x00%d\x00" % len(pieces))
+        pieces.append(tail[start:k])
+        i = k + len(closer)
+    return "".join(out), pieces
+
+
+def _candidates(part: str) -> list[tuple[int, int, str]]:
+    """(start, end, kind) of the math pieces and prose numbers in part, in order."""
+    found = [(m.start(), m.end(), "piece") for m in _PIECE.finditer(part)]
+    prose = _PIECE.sub(lambda m: " " * len(m.group(0)), part)
+    found += [(m.start(), m.end(), "number") for m in _NUMBER.finditer(prose)]
+    return sorted(found)
+
+
+def _piece_text(piece: str) -> str:
+    """A math block as an answer: the last row of a multi-line display, `&` removed."""
+    if "\\\\" in piece and "\\begin{" not in piece:
+        rows = [r for r in piece.split("\\\\") if r.strip()]
+        piece = rows[-1] if rows else ""
+    return piece.replace("&", " ").strip().rstrip(".,;").strip()
+
+
+def _read(sentence: str, pieces: list[str]) -> str | None:
+    """The answer a sentence states (rules 2-5 of the module docstring), or None."""
+    m = _EXPLANATION.search(sentence)
+    if m and _candidates(sentence[: m.start()]):
+        sentence = sentence[: m.start()]
+    part = sentence
+    for c in reversed(list(_COPULA.finditer(sentence))):
+        if _candidates(sentence[c.end() :]):
+            part = sentence[c.end() :]
+            break
+    kept = [(a, b, k) for a, b, k in _candidates(part) if not _NEGATED.search(part[:a])]
+    if not kept or len(kept) > MAX_CANDIDATES:
+        return None
+    for (_, b, _), (a, _, _) in zip(kept, kept[1:]):
+        if not _LIST_GAP.fullmatch(part[b:a]):
+            return None  # several values with words between them: ambiguous
+    texts = []
+    for a, b, kind in kept:
+        text = part[a:b]
+        texts.append(_piece_text(pieces[int(text[1:-1])]) if kind == "piece" else text)
+    return ", ".join(t for t in texts if t) or None
+
+
+def conclusion(text: str) -> str | None:
+    """The answer a solution's conclusion states (see the module docstring), or None."""
+    try:
+        if not isinstance(text, str):
+            return None
+        flat, pieces = _math_pieces(text[-MAX_TAIL:])
+        sentences = [s.strip() for s in _SENTENCE_END.split(flat) if s.strip()]
+        marked = [i for i, s in enumerate(sentences) if re.search(r"(?<![a-z])answer", s.lower())]
+        if marked and _candidates(sentences[marked[-1]]):
+            return _read(sentences[marked[-1]], pieces)
+        for s in sentences[::-1][:3]:
+            if s.endswith("?"):
+                return None
+            if _candidates(s):
+                return _read(s, pieces)
+        return None
+    except Exception:  # defensive: reading must never raise
+        return None
+
+
+def equation_sides(answer: str) -> list[str]:
+    """The answer, then, for an equation `P(A) = \\frac35`, its last side as well."""
+    depth, last = 0, -1
+    for i, c in enumerate(answer):
+        depth += c in "([{"
+        depth -= c in ")]}"
+        if c == "=" and depth == 0:
+            last = i
+    tail = answer[last + 1 :].strip()
+    return [answer, tail] if last >= 0 and tail else [answer]
