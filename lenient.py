@@ -96,17 +96,24 @@ def _piece_text(piece: str) -> str:
     return piece.replace("&", " ").strip().rstrip(".,;").strip()
 
 
+def _has_candidate(part: str) -> bool:
+    return bool(_PIECE.search(part) or _NUMBER.search(part))
+
+
 def _read(sentence: str, pieces: list[str]) -> str | None:
     """The answer a sentence states (rules 2-5 of the module docstring), or None."""
     m = _EXPLANATION.search(sentence)
-    if m and _candidates(sentence[: m.start()]):
+    if m and _has_candidate(sentence[: m.start()]):
         sentence = sentence[: m.start()]
     part = sentence
-    for c in reversed(list(_COPULA.finditer(sentence))):
-        if _candidates(sentence[c.end() :]):
+    for c in list(_COPULA.finditer(sentence))[::-1][:MAX_CANDIDATES]:
+        if _has_candidate(sentence[c.end() :]):
             part = sentence[c.end() :]
             break
-    kept = [(a, b, k) for a, b, k in _candidates(part) if not _NEGATED.search(part[:a])]
+    found = _candidates(part)
+    if len(found) > 2 * MAX_CANDIDATES:
+        return None
+    kept = [(a, b, k) for a, b, k in found if not _NEGATED.search(part[max(0, a - 20) : a])]
     if not kept or len(kept) > MAX_CANDIDATES:
         return None
     for (_, b, _), (a, _, _) in zip(kept, kept[1:]):
@@ -127,12 +134,12 @@ def conclusion(text: str) -> str | None:
         flat, pieces = _math_pieces(text[-MAX_TAIL:])
         sentences = [s.strip() for s in _SENTENCE_END.split(flat) if s.strip()]
         marked = [i for i, s in enumerate(sentences) if re.search(r"(?<![a-z])answer", s.lower())]
-        if marked and _candidates(sentences[marked[-1]]):
+        if marked and _has_candidate(sentences[marked[-1]]):
             return _read(sentences[marked[-1]], pieces)
         for s in sentences[::-1][:3]:
             if s.endswith("?"):
                 return None
-            if _candidates(s):
+            if _has_candidate(s):
                 return _read(s, pieces)
         return None
     except Exception:  # defensive: reading must never raise

@@ -1,25 +1,34 @@
 """Rule-based math answer verifier: the reward of every rollout.
 
-    reward = verify(response, gold)  in {False, True}
+    reward = verify(response, gold)                 in {False, True}, the RL reward
+    grade = verify(response, gold, lenient=True)    for grading other models' outputs
 
-Three stages, each a function (the first two live in extract.py):
-  1. extract_answer(response): the last \\boxed{...} / \\fbox{...} (brace counting, also
-     `\\boxed 5`), else the last GSM8K `#### N`, else the last "(final) answer is / Answer:"
-     clause. None when there is none (a last-number fallback only when asked for).
-  2. normalize(answer): one canonical string, MATH-grader style (spacing commands, \\left,
-     \\dfrac, \\frac12, \\text{} units, degrees, currency, thousands separators, `x =`...).
+Three stages, each a function:
+  1. extract_answer(response) (extract.py): the last \\boxed{...} / \\fbox{...} (brace
+     counting, also `\\boxed 5`), unless a "final answer is" clause follows it; else the last
+     GSM8K `#### N`; else the last "(final) answer is / Answer:" clause or `Answer` followed by
+     math (`Answer $7$`). None when there is none (a last-number fallback only when asked for).
+     Boxes separated only by connectors (`$\\boxed{-3}$ and $\\boxed{2}$`) are also tried
+     as one list (extract.final_boxes) when the last box alone does not match.
+  2. normalize(answer) (canonical.py): one canonical string, MATH-grader style (spacing
+     commands, \\left, \\dfrac, \\frac12, \\text{} units, degrees, currency, thousands
+     separators, `x =`, labels, option letters...).
   3. answers_equal(a, b): equal strings, else both sides parsed into values (numbers, tuples,
-     intervals, sets, matrices, equations, option letters, text) and compared structurally;
-     numbers are exact Fractions where possible, else floats with a relative tolerance.
-     Arithmetic goes through evaluator.py, a bounded parser with no eval.
+     intervals, sets, matrices, equations, relations, sums, option letters, text) compared
+     structurally: numbers as exact Fractions where possible (numeric.py), relations in
+     relations.py, arithmetic through evaluator.py (a bounded parser, no eval).
+
+The default mode pays only an answer that is boxed or explicitly marked: a number that is not
+stated as the answer is never paid, so a policy cannot be rewarded for a number it merely
+wrote. lenient=True (lenient.py) also reads an unmarked answer from the conclusion ("so the
+probability that she wins is 3/5."), and refuses when that reading is ambiguous.
 
 Choices where graders disagree (stated once, tested in tests/test_verifier*.py):
   - Percent: `x\\%` equals both `x` (the MATH grader strips \\%) and `x/100` (its value), so
     `28\\%` == `28` == `0.28`. Two percents compare as numbers: `50\\%` != `5\\%`.
-  - Tolerance: two exact rationals compare exactly (`1234567` != `1234568`, `1/2^98` !=
-    `1/2^99`), except a finite decimal against a repeating rational (`0.3333333` vs `1/3`),
-    which must agree to a relative 1e-6; irrational values (pi, e, roots) use the same relative
-    1e-6. Zero equals only an exact zero: no absolute tolerance anywhere.
+  - Tolerance (numeric.py): exact rationals compare exactly (`1/2^98` != `1/2^99`), except a
+    finite decimal against a repeating rational (`0.3333333` vs `1/3`), which must agree to a
+    relative 1e-6, as irrational values do. Zero equals only zero: no absolute tolerance.
   - Bare lists `1, 2` are unordered sets of solutions; `(1, 2)` and `[1, 2)` are ordered and
     their bracket types must match. `\\pm` expands to both signs. A 1-row or 1-column matrix
     equals the tuple with the same entries. A labelled tuple `(x, y) = (7, 6)` is the tuple
@@ -30,20 +39,40 @@ Choices where graders disagree (stated once, tested in tests/test_verifier*.py):
   - Expressions with variables are compared at three fixed rational points; with \\sin, \\cos,
     \\tan, \\sec, \\csc, \\cot, \\ln, \\exp and Greek variables this covers commuted
     products and identities (`\\sec^2 y` == `\\tan^2 y + 1`) within the relative 1e-6.
+  - Lists: items separated by `;` are a list; `a=3,b=1;a=5,b=1` is the list of tuples
+    (3,1), (5,1) (labels distinct, in alphabetical order); `{1, 2}` in bare braces is a set;
+    "or" joins alternatives as "and" does. A list that repeats an element equals the list of
+    its distinct elements when the other list repeats none (`1, 1, 2` == `1, 2`); two lists
+    that both repeat compare with their repeats (`1, 1, 2` != `1, 2, 2`); a list never equals
+    a single value (`2, 2` != `2`).
+  - Labels: a named quantity before `=` is dropped on either side: `x =`, `f(x) =`, segment
+    and area names `PQ =`, `[ABC] =`, `|PQ| =`, `\\overline{AB} =`, angles `m\\angle ABC =`,
+    and ratio names `P:Q = 2` (the ratio's value is 2; `2:1` itself is not read as 2).
+    Lower-case `xy = 6` is a product, not a name, and stays an equation.
+  - Option letters: `B`, `(B)`, `\\text{(B)}`, and a letter followed by its option's text
+    (`B. y = 17`, `(B) 12`, `C) 3`) are the letter; only the letter is graded.
   - Equations: a leading `x =` / `x \\in` (one variable) is dropped; in a chain
-    `x = 5+5+1 = 11` the last side is the answer, and `x = 1/3 \\approx 0.33` keeps 1/3. Other
+    `x = 5+5+1 = 11` the last side is the answer. With `\\approx` the exact value before it is
+    the answer (`\\frac{\\sqrt2}{2} \\approx 0.707`, `x = 1/3 \\approx 0.33` keep the
+    fraction; the approximation alone is not paid), unless only a variable stands before it
+    (`x \\approx 11` is 11). Other
     equations compare side by side in either order, or as the same equation up to a constant
     factor (`x + y = 3` == `2x + 2y = 6`), also against `y = ...` when both sides are equations
     in two or more variables (`y = 2x + 3` == `2x - y + 3 = 0`). Inequalities compare with
-    `a > b` read as `b < a`; a chain `a \\le x < b` is the interval [a, b).
+    `a > b` read as `b < a`, and times -1 (`-y > -4` == `y < 4`; only -1, as `2y < 8`
+    restates the question); a chain `a \\le x < b` or `0 < g(x) < 2` is the interval.
+  - Indexed symbols: `a_1b_2` is a_1 times b_2 (an unbraced subscript is one letter or one
+    run of digits: `x_10` is x_{10}); `\\sum_{i=1}^{n} a_i b_i` equals a sum or product with
+    the same bounds whose body is the same expression (`b_i a_i`).
   - Units: trailing unit words after a number are dropped (`5 \\text{ cm}` == `5`, also
     `60 \\text{ km/h}`, `9.8 m/s^2`, `25^\\circ C`, currency signs), so two different units
     with the same number are equal, as in the MATH grader.
-  - Thousands: `1{,}000`, `1\\,000`, `1\\!000` and these mixed with commas are one number;
-    `32, 349` (a comma then a space, `\\,` included) is a list.
+  - Thousands: `1{,}000`, `1\\,000`, `1\\!000`, `10,\\! 000` and these mixed with commas
+    are one number; `32, 349` (a comma then a space, `\\,` included) is a list. A stray
+    backslash or line break after an answer (`5\\`) is dropped.
   - `2^10` is read as 2^{10} (what the model means), not LaTeX's 2^1 0.
   - Characters a policy could hide in an answer (controls, zero-width and bidi marks, circled
-    digits, mixed-script digit runs) make it wrong; they are never stripped (extract.forbidden).
+    digits, mixed-script digit runs) make it wrong; they are never stripped (canonical.forbidden).
 
 Safety by construction: no eval/exec, no regex with nested quantifiers on unbounded input,
 answers longer than MAX_ANSWER_CHARS are only compared as strings, the parser has a depth cap,
@@ -62,8 +91,9 @@ import sys
 
 from evaluator import GREEK, Refuse, expr_value, number
 from numeric import exact_key, expr_equal, num_equal, same_equation
-from extract import (MAX_ANSWER_CHARS, PLAIN_NUMBER, extract_answer, final_boxes, forbidden,
-                     normalize, split_top)
+from relations import chain, relation, relations_equal
+from canonical import MAX_ANSWER_CHARS, PLAIN_NUMBER, encloses, forbidden, normalize, split_top
+from extract import extract_answer, final_boxes
 from lenient import conclusion, equation_sides
 
 MAX_ITEMS = 32  # longest list / set / tuple we compare structurally
@@ -114,14 +144,14 @@ def _value(s: str, top: bool = True):
         parts = split_top(s)
         if len(parts) > MAX_ITEMS:
             raise Refuse("too many items")
-        if len(parts) > 1 and not (s[0] in "([" and s[-1] in ")]" and _encloses(s)):
+        if len(parts) > 1 and not (s[0] in "([" and s[-1] in ")]" and encloses(s)):
             return ("set", _set_values(parts))
         if "\\cup" in s:
             return _union(s.split("\\cup"))
         if "\\pm" in s and s.count("\\pm") == 1:
             return ("set", (_value(s.replace("\\pm", "+"), False),
                             _value(s.replace("\\pm", "-"), False)))
-    if len(s) >= 2 and s[0] in "([" and s[-1] in ")]" and _encloses(s):
+    if len(s) >= 2 and s[0] in "([" and s[-1] in ")]" and encloses(s):
         parts = split_top(s[1:-1])
         if len(parts) > 1:
             if len(parts) > MAX_ITEMS:
@@ -140,13 +170,11 @@ def _value(s: str, top: bool = True):
         if lhs and rhs:
             return _labelled_tuple(lhs, rhs) or ("eq", _value(lhs, False), _value(rhs, False))
     rel = _RELATION.split(s)
-    if len(rel) == 3 and rel[0] and rel[2]:  # one inequality; a > b is stored as b < a
-        lhs, op, rhs = rel
-        if op in (">", "\\ge"):
-            lhs, op, rhs = rhs, {">": "<", "\\ge": "\\le"}[op], lhs
-        return ("rel", op, _value(lhs, False), _value(rhs, False))
-    if len(rel) == 5 and all(rel[0::2]):
-        return _chain(*rel)
+    if len(rel) == 3 and rel[0] and rel[2]:  # one inequality (relations.py)
+        return relation(_value(rel[0], False), rel[1], _value(rel[2], False))
+    if len(rel) == 5 and all(rel[0::2]):  # a chain a < x <= b: an interval
+        lo, mid, hi = (_value(p, False) for p in rel[0::2])
+        return chain(lo, rel[1], mid, rel[3], hi, s)
     try:
         return expr_value(s)
     except (Refuse, ArithmeticError, ValueError, OverflowError):
@@ -196,29 +224,13 @@ def _labelled_tuple(lhs: str, rhs: str):
     if not (lhs[:1] == "(" and lhs[-1:] == ")" and rhs[:1] == "(" and rhs[-1:] == ")"):
         return None
     labels = lhs[1:-1].split(",")
-    if len(labels) < 2 or not all(map(_LABEL.fullmatch, labels)) or not _encloses(rhs):
+    if len(labels) < 2 or not all(map(_LABEL.fullmatch, labels)) or not encloses(rhs):
         return None
     latin = [x for x in labels if not x.startswith("\\")]
     entries = split_top(rhs[1:-1])
     if len(set(labels)) != len(labels) or len(entries) != len(labels) or latin != sorted(latin):
         return ("text", (lhs + "=" + rhs).casefold())
     return _value(rhs, False)
-
-
-def _chain(lo: str, op1: str, mid: str, op2: str, hi: str):
-    """`a < x \\le b` -> the interval (a, b]; `a > x > b` -> (b, a). Both relations must point
-    the same way and the middle must be a lone variable or a function of one (`0 < g(x) < 2`,
-    the range of g, is (0, 2)); `1 < 2x < 5` is not read; anything else is compared as text.
-    The real line: `-\\infty < x < \\infty` equals \\mathbb{R}."""
-    if op1 in (">", "\\ge") and op2 in (">", "\\ge"):
-        lo, op1, hi, op2 = hi, op2, lo, op1
-    elif not (op1 in ("<", "\\le") and op2 in ("<", "\\le")):
-        return ("text", (lo + op1 + mid + op2 + hi).casefold())
-    x, a, b = _value(mid, False), _value(lo, False), _value(hi, False)
-    if not _lone(x) or any(v[0] == "expr" and set(x[2]) & set(v[2]) for v in (a, b)):
-        return ("text", (lo + op1 + mid + op2 + hi).casefold())
-    strict = ("<", ">")
-    return ("seq", "(" if op1 in strict else "[", ")" if op2 in strict else "]", (a, b))
 
 
 def _set_values(parts: list[str]) -> tuple:
@@ -235,64 +247,6 @@ def _set_values(parts: list[str]) -> tuple:
 @functools.lru_cache(maxsize=4096)
 def _parsed(s: str):
     return _value(s)
-
-
-def _encloses(s: str) -> bool:
-    """True when the bracket at s[0] closes at s[-1] (mixed types allowed: `[1, 2)`)."""
-    depth = 0
-    for i, c in enumerate(s):
-        if c in "([{":
-            depth += 1
-        elif c in ")]}":
-            depth -= 1
-            if depth == 0:
-                return i == len(s) - 1
-    return False
-
-
-
-def _lone(v) -> bool:
-    """A lone variable `x`, or a function of one written `g(x)` (a range, `0 < g(x) < 2`)."""
-    if v[0] != "expr":
-        return False
-    t = v[1]
-    return len(t) == 1 or len(t) == 4 and t[1] == "(" and t[3] == ")" and len(v[2]) == 2
-
-
-def _neg(v):
-    """-v for a number or an expression (`-y` negated is the lone variable `y`)."""
-    if v[0] == "num":
-        return ("num", -v[1])
-    if v[0] != "expr":
-        return None
-    t = v[1]
-    if t[0] == "-" and len(t) == 2:
-        return ("expr", t[1:], v[2])
-    return ("expr", ("-", *t) if len(t) == 1 else ("-", "(", *t, ")"), v[2])
-
-
-def _negated(r):
-    """A relation multiplied through by -1: `a < b` is `-b < -a` (`-y > -4` is `y < 4`)."""
-    lhs, rhs = _neg(r[3]), _neg(r[2])
-    return None if lhs is None or rhs is None else ("rel", r[1], lhs, rhs)
-
-
-def _rel_interval(r):
-    """x < a -> (-inf, a); a <= x -> [a, inf); x != a -> the set {(-inf, a), (a, inf)}, the
-    union of two open rays. None unless one side is a lone variable and the other a number."""
-    op, lhs, rhs = r[1], r[2], r[3]
-    lone = [_lone(lhs), _lone(rhs)]
-    inf = ("num", math.inf)
-    if op == "\\ne":
-        a = rhs if lone[0] and rhs[0] == "num" else lhs if lone[1] and lhs[0] == "num" else None
-        if a is None:
-            return None
-        return ("set", (("seq", "(", ")", (("num", -math.inf), a)), ("seq", "(", ")", (a, inf))))
-    if lone[0] and rhs[0] == "num":
-        return ("seq", "(", ")" if op == "<" else "]", (("num", -math.inf), rhs))
-    if lone[1] and lhs[0] == "num":
-        return ("seq", "(" if op == "<" else "[", ")", (lhs, inf))
-    return None
 
 
 def _distinct(items: tuple) -> tuple:
@@ -359,22 +313,8 @@ def _values_equal(x, y) -> bool:
         vector = len(m[1]) == 1 or all(len(r) == 1 for r in m[1])
         return vector and t[1] + t[2] in ("()", "[]") and len(flat) == len(t[3]) and all(
             _values_equal(a, b) for a, b in zip(flat, t[3]))
-    if {kx, ky} in ({"rel", "seq"}, {"rel", "set"}):  # x > 3 is the interval (3, \infty);
-        r, t = (x, y) if kx == "rel" else (y, x)  # x \\ne 3 is (-\\infty, 3) \\cup (3, \\infty)
-        for rr in (r, _negated(r)):  # -y > -4 is y < 4, the ray (-\\infty, 4)
-            iv = rr and _rel_interval(rr)
-            if iv is not None and iv[0] == t[0] and _values_equal(iv, t):
-                return True
-        return False
-    if kx == "rel" and ky == "rel":
-        if x[1] != y[1]:
-            return False
-        if _values_equal(x[2], y[2]) and _values_equal(x[3], y[3]):
-            return True
-        if x[1] == "\\ne" and _values_equal(x[2], y[3]) and _values_equal(x[3], y[2]):
-            return True
-        n = _negated(y)  # -y > -4 and y < 4: the same relation times -1
-        return n is not None and _values_equal(x[2], n[2]) and _values_equal(x[3], n[3])
+    if "rel" in (kx, ky) and {kx, ky} <= {"rel", "seq", "set"}:  # relations.py
+        return relations_equal(x, y, _values_equal)
     if kx == "big" and ky == "big":
         return x[1:4] == y[1:4] and _values_equal(x[4], y[4])
     if kx == "eq" and ky == "eq":
@@ -468,10 +408,15 @@ def verify(response: str, gold: str, *, lenient: bool = False) -> bool:
 
 # ----------------------------------------------------------------------------- CLI
 
-def _check_pair(response: str, gold: str) -> int:
+def _check_pair(response: str, gold: str, lenient: bool = False) -> int:
     ans = extract_answer(response)
     g = extract_answer(gold) or gold if ("\\boxed" in gold or "\\fbox" in gold) else gold
-    ok = verify(response, gold)
+    ok = verify(response, gold, lenient=lenient)
+    boxes = final_boxes(response)
+    if len(boxes) > 1:
+        print(f"boxes as a list  : {', '.join(boxes)!r}")
+    if lenient:
+        print(f"lenient reading  : {conclusion(response)!r}")
     print(f"extracted answer : {ans!r}")
     print(f"normalized answer: {normalize(ans) if ans is not None else None!r}")
     print(f"normalized gold  : {normalize(g)!r}")
@@ -479,7 +424,7 @@ def _check_pair(response: str, gold: str) -> int:
     return 0 if ok else 1
 
 
-def _check_jsonl(path: str) -> int:
+def _check_jsonl(path: str, lenient: bool = False) -> int:
     try:
         f = open(path, encoding="utf-8", errors="surrogateescape")
     except OSError as e:
@@ -508,7 +453,7 @@ def _check_jsonl(path: str) -> int:
                 print(f"{path}:{lineno}: {reason}", file=sys.stderr)
                 bad += 1
                 continue
-            ok = verify(rec["response"], rec["gold"])
+            ok = verify(rec["response"], rec["gold"], lenient=lenient)
             n += 1
             correct += ok
             if "expected" in rec:
@@ -531,20 +476,24 @@ def main(argv: list[str] | None = None) -> int:
                "  2  usage error or unreadable file\n\n"
                "examples:\n"
                "  python verifier.py 'so the answer is \\boxed{\\frac12}' '0.5'\n"
+               "  python verifier.py --lenient 'so the probability is 3/5.' '0.6'\n"
                "  python verifier.py --jsonl grades.jsonl",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("response", nargs="?", help="model response text (the last \\boxed{} counts)")
     p.add_argument("gold", nargs="?", help="reference answer, e.g. '\\frac{1}{2}' or '1,234'")
     p.add_argument("--jsonl", metavar="FILE",
                    help='grade lines of {"response": ..., "gold": ..., "expected": bool?}')
+    p.add_argument("--lenient", action="store_true",
+                   help="also read an unmarked answer from the conclusion (for grading other "
+                        "models' outputs; the RL reward is the default, stricter mode)")
     args = p.parse_args(argv)
     if args.jsonl:
         if args.response is not None:
             p.error("give either --jsonl FILE or RESPONSE GOLD, not both")
-        return _check_jsonl(args.jsonl)
+        return _check_jsonl(args.jsonl, args.lenient)
     if args.response is None or args.gold is None:
         p.error("need RESPONSE and GOLD (or --jsonl FILE)")
-    return _check_pair(args.response, args.gold)
+    return _check_pair(args.response, args.gold, args.lenient)
 
 
 if __name__ == "__main__":
