@@ -250,13 +250,21 @@ def _labelled_group(part: str) -> str:
     return "(" + ",".join(v.strip() for _, _, v in pairs) + ")"
 
 
-def _semicolon_list(s: str) -> str:
-    """Items separated by top-level `;` are one list. When an item is itself a comma list of
-    labelled values (`a=3,b=1;a=5,b=1`), each item is one tuple: `(3,1),(5,1)`."""
-    parts = split_top(s, ";")
-    if len(parts) < 2 or not all(p.strip() for p in parts):
+def _solution_groups(s: str) -> str:
+    """Items separated by top-level `;` are one list; when an item is itself a comma list of
+    labelled values (`a=3,b=1;a=5,b=1`), each item is one tuple: `(3,1),(5,1)`. Groups joined
+    by "and" / "or" are read the same way when every group is labelled
+    (`a=3, b=1 or a=5, b=1`)."""
+    if ";" in s:
+        parts = split_top(s, ";")
+        if len(parts) < 2 or not all(p.strip() for p in parts):
+            return s
+        return ",".join(_labelled_group(p.strip()) for p in parts)
+    parts = _WORD_SEP.split(s)
+    if len(parts) < 2:
         return s
-    return ",".join(_labelled_group(p.strip()) for p in parts)
+    groups = [_labelled_group(p.strip()) for p in parts]
+    return ",".join(groups) if all(g != p.strip() for g, p in zip(groups, parts)) else s
 
 
 def _bare_brace_set(s: str) -> str:
@@ -365,15 +373,15 @@ def normalize(answer: str, keep_lhs: bool = False) -> str:
         for pat, rep in _FRAC_SHORT:
             s = pat.sub(rep, s)
         s = _MIXED.sub(_mixed, s)
-    m = _OPTION_TEXT.match(s)
+    m = _OPTION_TEXT.match(s) if s[:1] in "(ABCDE" else None
     if m and len(s) > m.end():  # `B. y = 17` is the option letter B
         return "(" + (m.group(1) or m.group(2)) + ")"
     if s.startswith("{") and s.endswith("}") and encloses(s):
         s = _bare_brace_set(s)
     if _THOUSANDS.fullmatch(s.strip()):
         s = s.replace(",", "")
-    if ";" in s:
-        s = _semicolon_list(s)
+    if ";" in s or "=" in s and _WORD_SEP.search(s):
+        s = _solution_groups(s)
     s = _WORD_SEP.sub(",", s)
     if "pe" in s or "pc" in s or "PE" in s:
         s = _PERCENT_WORD.sub("%", s)  # "28 percent" is 28%

@@ -48,11 +48,11 @@ def _box_content(text: str, start: int) -> tuple[str, int] | None:
     return None  # unclosed (or longer than MAX_BOX_SCAN)
 
 
-def _last_box(text: str, end: int | None = None) -> tuple[str, int, int] | None:
-    """(content, start, end) of the last non-empty \\boxed / \\fbox before `end`."""
+def _last_box(text: str, end: int | None = None, lo: int = 0) -> tuple[str, int, int] | None:
+    """(content, start, end) of the last non-empty \\boxed / \\fbox in text[lo:end]."""
     end = len(text) if end is None else end
     for _ in range(MAX_BOX_TRIES):
-        b, f = text.rfind("\\boxed", 0, end), text.rfind("\\fbox", 0, end)
+        b, f = text.rfind("\\boxed", lo, end), text.rfind("\\fbox", lo, end)
         pos = max(b, f)
         if pos < 0:
             return None
@@ -65,37 +65,40 @@ def _last_box(text: str, end: int | None = None) -> tuple[str, int, int] | None:
 
 
 # What may stand between two boxes that state one list of answers: spacing, math delimiters,
-# commas, "and" / "or", a label such as `x =` or `x_1 =` (`\boxed{2}, \boxed{-3}`,
-# `$x = \boxed{2}$ or $x = \boxed{-3}$`). Anything else (words such as "wait") keeps the
-# boxes apart, and then only the last one counts.
+# commas, "and" / "or", a label such as `x =` or `x_1 =`, a part or list label such as `(b)`
+# or `2.` (`\boxed{2}, \boxed{-3}`, `$x = \boxed{2}$ or $x = \boxed{-3}$`). Anything else
+# (words such as "wait") keeps the boxes apart, and then only the last one counts.
 _BOX_GAP = re.compile(
     r"\s+|\$|\\[()\[\],;:! ]|\\q?quad|\\\\|[,;&]|(?<![A-Za-z])(?:and|or)(?![A-Za-z])"
-    r"|\\text\{\s*(?:and|or|,)?\s*\}|(?:\\[a-zA-Z]+|[a-zA-Z])(?:_\{?[a-zA-Z0-9]+\}?)?\s*=")
+    r"|\\text\{\s*(?:and|or|,)?\s*\}|(?:\\[a-zA-Z]+|[a-zA-Z])(?:_\{?[a-zA-Z0-9]+\}?)?\s*="
+    r"|(?<![A-Za-z0-9])(?:\([a-h]\)|[a-h]\)|\d{1,2}[.)])(?=\s)")  # part labels: (a) b) 1. 2)
 MAX_GAP = 80  # longest text between two boxes of one list
 
 
 def final_boxes(text: str) -> list[str]:
-    """The boxes that together state the final answer: the last box and the boxes right before
-    it that only connectors separate from it (see _BOX_GAP), oldest first, each cleaned.
+    """The boxes that together state the final answer as a list: the last box and the boxes
+    right before it that only connectors separate from it (see _BOX_GAP), oldest first, each
+    cleaned; [] unless there are at least two.
 
     verifier.verify compares them joined as one list (`\\boxed{-3}` and `\\boxed{2}` against
-    a gold `2, -3`) when the last box alone does not match. Empty when the response has no box
-    or when a final-answer clause after the last box overrides it (see extract_answer).
+    a gold `2, -3`) when the last box alone does not match. Empty when a final-answer clause
+    after the last box overrides it (see extract_answer).
     """
     try:
         last = _last_box(text) if isinstance(text, str) else None
-        if last is None or _final_clause_after(text, last[2]) is not None:
-            return []
-        out, start = [last[0]], last[1]
-        for _ in range(MAX_BOX_TRIES - 1):
-            prev = _last_box(text, start)
+        out, start = [last[0]] if last else [], last[1] if last else 0
+        for _ in range(MAX_BOX_TRIES - 1 if last else 0):
+            prev = _last_box(text, start, max(0, start - MAX_GAP - MAX_BOX_SCAN))
             if prev is None or start - prev[2] > MAX_GAP:
                 break
             if _BOX_GAP.sub("", text[prev[2] : start]).strip():
                 break
             out.append(prev[0])
             start = prev[1]
-        return [c for c in map(_clean, reversed(out)) if c]
+        if len(out) < 2 or _final_clause_after(text, last[2]) is not None:
+            return []
+        boxes = [c for c in map(_clean, reversed(out)) if c]
+        return boxes if len(boxes) > 1 else []
     except Exception:  # defensive: extraction must never raise
         return []
 
@@ -167,6 +170,8 @@ def _final_clause_after(text: str, start: int) -> str | None:
     followed by `The final answer is $X$`: the last stated final answer wins). The clause must
     look like an answer (a digit, a LaTeX command, math, or at most three characters), so that
     `\\boxed{5}. This is the final answer: it checks out` keeps the box."""
+    if text.find("nswer", start) < 0 and text.find("NSWER", start) < 0:
+        return None  # the common case: nothing after the box mentions an answer
     low = text[max(start, len(text) - 20000) :].lower()
     base = len(text) - len(low)
     p = max(low.rfind(m) for m in _FINAL_MARKERS)

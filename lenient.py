@@ -10,7 +10,9 @@ conclusion, the way a human grader reads it:
      skipped, at most two; a final sentence that is a question is no conclusion (None).
      Math blocks ($..$, \\(..\\), $$..$$, \\[..\\], align/equation environments) are one
      piece each, so a sentence may end in a display block ("so the area is \\[ 12 \\]").
-  2. An explanation after the answer is cut off (", which is more than 1/2", ", since ...").
+  2. An explanation after the answer is cut off (", which is more than 1/2", ", since ...");
+     "which is" followed right away by a value restates the answer and is kept ("the total
+     is 10 kg, which is 10,000 g" -> 10,000 g, the last form).
   3. The answer is what follows the last "is / are / was / equals / = / be" that has a
      candidate after it ("with 5 red balls, the probability is 3/8" -> 3/8), else
      the whole sentence.
@@ -37,7 +39,8 @@ _ENVS = ("align", "align*", "equation", "equation*", "gather", "gather*", "eqnar
          "eqnarray*", "aligned")
 _MATH_OPENERS = (("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$"))
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n\s*\n")
-_EXPLANATION = re.compile(r",?\s+(?:which|since|because|as|so that|where)\s")
+_EXPLANATION = re.compile(r",?\s+(which|since|because|as|so that|where)\s")
+_RESTATED = re.compile(r"\s*(?:is|equals|means|gives|simplifies to)?\s*")
 _COPULA = re.compile(r"(?<![A-Za-z])(?:is|are|was|were|equals|equal to|be)(?![A-Za-z])|=")
 _NUMBER = re.compile(r"(?<![\w.^_])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+(?:\.\d+)?)?%?")
 _PIECE = re.compile("\x00(\\d+)\x00")
@@ -100,20 +103,35 @@ def _has_candidate(part: str) -> bool:
     return bool(_PIECE.search(part) or _NUMBER.search(part))
 
 
+def _kept(part: str) -> list[tuple[int, int, str]]:
+    """The candidates of part that are not negated ("not 10"), or [] when there are too many."""
+    found = _candidates(part)
+    if len(found) > 2 * MAX_CANDIDATES:
+        return []
+    return [(a, b, k) for a, b, k in found if not _NEGATED.search(part[max(0, a - 20) : a])]
+
+
+def _cut_explanation(sentence: str) -> str:
+    """The sentence without an explanation after its answer: ", which is more than 1/2",
+    ", since ...". "which is 1,000" restates the answer (a candidate right after it) and stays."""
+    for m in list(_EXPLANATION.finditer(sentence))[:MAX_CANDIDATES]:
+        first = _candidates(_RESTATED.sub("", sentence[m.end() :][:60], count=1))[:1]
+        if m.group(1) == "which" and first and first[0][0] == 0:
+            continue  # "which is 1,000.99": the answer restated
+        if _kept(sentence[: m.start()]):
+            return sentence[: m.start()]
+    return sentence
+
+
 def _read(sentence: str, pieces: list[str]) -> str | None:
     """The answer a sentence states (rules 2-5 of the module docstring), or None."""
-    m = _EXPLANATION.search(sentence)
-    if m and _has_candidate(sentence[: m.start()]):
-        sentence = sentence[: m.start()]
+    sentence = _cut_explanation(sentence)
     part = sentence
     for c in list(_COPULA.finditer(sentence))[::-1][:MAX_CANDIDATES]:
         if _has_candidate(sentence[c.end() :]):
             part = sentence[c.end() :]
             break
-    found = _candidates(part)
-    if len(found) > 2 * MAX_CANDIDATES:
-        return None
-    kept = [(a, b, k) for a, b, k in found if not _NEGATED.search(part[max(0, a - 20) : a])]
+    kept = _kept(part)
     if not kept or len(kept) > MAX_CANDIDATES:
         return None
     for (_, b, _), (a, _, _) in zip(kept, kept[1:]):

@@ -164,7 +164,7 @@ def _value(s: str, top: bool = True):
     if m:  # a sum or product: the same bounds, and bodies equal as expressions
         return ("big", m.group(1), m.group(2).strip("{}"), m.group(3).strip("{}"),
                 _value(m.group(4), False))
-    sides = split_top(s, "=")  # `=` inside braces (`\sum_{i=1}`) is no equation
+    sides = split_top(s, "=") if "=" in s else ()  # `=` in braces (`\sum_{i=1}`): no equation
     if len(sides) == 2:
         lhs, rhs = sides
         if lhs and rhs:
@@ -375,6 +375,14 @@ def answers_equal(a: str, b: str) -> bool:
         return False
 
 
+def _gold_answer(gold: str) -> str:
+    """A gold holding \\boxed{...} is the box's content; several boxes are one list."""
+    if "\\boxed" not in gold and "\\fbox" not in gold:
+        return gold
+    golds = final_boxes(gold)
+    return ", ".join(golds) if golds else extract_answer(gold) or gold
+
+
 def verify(response: str, gold: str, *, lenient: bool = False) -> bool:
     """1 if the response's final answer equals the gold answer, else 0. Never raises.
 
@@ -390,13 +398,12 @@ def verify(response: str, gold: str, *, lenient: bool = False) -> bool:
     try:
         if not isinstance(response, str) or not isinstance(gold, str):
             return False
-        if "\\boxed" in gold or "\\fbox" in gold:
-            gold = extract_answer(gold) or gold
+        gold = _gold_answer(gold)
         ans = extract_answer(response)
         if ans is not None and answers_equal(ans, gold):
             return True
-        boxes = final_boxes(response)
-        if len(boxes) > 1:  # the last box alone did not match: the boxes as one list
+        boxes = final_boxes(response) if response.count("box") > 1 else []
+        if boxes:  # the last box alone did not match: several boxes as one list
             return answers_equal(", ".join(boxes), gold)
         if not lenient or "####" in response or "\\boxed" in response or "\\fbox" in response:
             return False
@@ -410,10 +417,10 @@ def verify(response: str, gold: str, *, lenient: bool = False) -> bool:
 
 def _check_pair(response: str, gold: str, lenient: bool = False) -> int:
     ans = extract_answer(response)
-    g = extract_answer(gold) or gold if ("\\boxed" in gold or "\\fbox" in gold) else gold
+    g = _gold_answer(gold)
     ok = verify(response, gold, lenient=lenient)
     boxes = final_boxes(response)
-    if len(boxes) > 1:
+    if boxes:
         print(f"boxes as a list  : {', '.join(boxes)!r}")
     if lenient:
         print(f"lenient reading  : {conclusion(response)!r}")

