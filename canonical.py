@@ -79,7 +79,10 @@ _NAMED_LHS = re.compile(
     r"^\s*(?:[A-Z]{2,4}|\[[A-Z]{2,5}\]|\|[A-Za-z]{1,4}\||\\overline\{[A-Z]{2,4}\}"
     r"|m?\\angle ?[A-Z]{1,3}|[A-Z]{1,3}:[A-Z]{1,3})(?:_\{?[a-zA-Z0-9]+\}?)?\s*=\s*(?=\S)")
 # A multiple-choice letter followed by its option's text: `B. y = 17`, `(B) 12`, `C) 3x`, `D: 7`.
-_OPTION_TEXT = re.compile(r"\s*(?:\(([A-E])\)\s*|([A-E])(?:[.:]\s+|\)\s*))(?=\S)")
+# The text may not name another option (`(A) and (C)`, `(B), (C)` are several options) nor
+# start a list.
+_OPTION_TEXT = re.compile(r"\s*(?:\(([A-E])\)\s*|([A-E])(?:[.:]\s+|\)\s*))(?=[^\s,;])")
+_OTHER_OPTION = re.compile(r"\([A-E]\)|(?<![A-Za-z\\])[A-E](?:[.:)]|$|\s*[,;])")
 _UNIT_POWER = r"(?:\^\{?-?\d\}?)?"
 _UNIT_WORD = re.compile(  # km, hrs., ft^2, m/s^{2}, ^{2}/, kg*m, N\cdot m, a lone / or ^2
     r"(?:[A-Za-z]+\.?|\^\{?-?\d\}?|/|\*|\\cdot)+", re.ASCII)
@@ -374,7 +377,7 @@ def normalize(answer: str, keep_lhs: bool = False) -> str:
             s = pat.sub(rep, s)
         s = _MIXED.sub(_mixed, s)
     m = _OPTION_TEXT.match(s) if s[:1] in "(ABCDE" else None
-    if m and len(s) > m.end():  # `B. y = 17` is the option letter B
+    if m and len(s) > m.end() and not _OTHER_OPTION.search(s, m.end()):  # `B. y = 17` is B
         return "(" + (m.group(1) or m.group(2)) + ")"
     if s.startswith("{") and s.endswith("}") and encloses(s):
         s = _bare_brace_set(s)

@@ -139,15 +139,17 @@ def _clause_after(text: str, pos: int) -> str:
 
 def _bare_answer_marker(low: str, text: str, offset: int) -> tuple[int, str] | None:
     """The last `Answer` used as a marker without a colon: `Answer $7$`, `Answer \\[ 7 \\]`,
-    `**Answer**: 7`. The word must stand alone (not "answers", "answered") and be followed by
-    a math block, or by a colon after markdown stars. Returns (position, answer)."""
+    `**Answer**: 7`. The word must open its line (after markdown `**`, `#`, or "Final"), stand
+    alone (not "answers", "answered") and be followed by a math block, or by a colon after
+    markdown stars. Returns (position, answer)."""
     end = len(low)
     for _ in range(MAX_BOX_TRIES):
         p = low.rfind("answer", 0, end)
         if p < 0:
             return None
         end = p
-        if p > 0 and low[p - 1].isalpha():
+        line = low[low.rfind("\n", 0, p) + 1 : p].strip(" \t*#>-")
+        if line not in ("", "final"):  # the marker opens its line: not "to answer $x$, ..."
             continue
         i = p + 6
         while i < len(low) and i - p < 40 and low[i] in " \t\n*:":
@@ -163,13 +165,15 @@ def _bare_answer_marker(low: str, text: str, offset: int) -> tuple[int, str] | N
 
 
 _FINAL_MARKERS = ("final answer is", "final answer:")
+_ANSWER_STARTS = set("$\\-+([{.0123456789")
 
 
 def _final_clause_after(text: str, start: int) -> str | None:
     """A "final answer is / Final answer:" clause after position start (an intermediate box
     followed by `The final answer is $X$`: the last stated final answer wins). The clause must
-    look like an answer (a digit, a LaTeX command, math, or at most three characters), so that
-    `\\boxed{5}. This is the final answer: it checks out` keeps the box."""
+    start like an answer (math, a LaTeX command, a digit, a sign or a bracket) or be at most
+    three characters (`(B)`), so that `\\boxed{5}. The final answer is correct since 5 > 3`
+    keeps the box."""
     if text.find("nswer", start) < 0 and text.find("NSWER", start) < 0:
         return None  # the common case: nothing after the box mentions an answer
     low = text[max(start, len(text) - 20000) :].lower()
@@ -178,8 +182,10 @@ def _final_clause_after(text: str, start: int) -> str | None:
     if p < 0:
         return None
     m = next(m for m in _FINAL_MARKERS if low.startswith(m, p))
-    ans = _clean(_clause_after(text, base + p + len(m)))
-    if ans and (len(ans) <= 3 or re.search(r"[\d\\$]", ans)):
+    i = base + p + len(m)
+    first = text[i : i + 40].lstrip(" \t\n:*")[:1]
+    ans = _clean(_clause_after(text, i))
+    if ans and (first in _ANSWER_STARTS or len(ans) <= 3):
         return ans
     return None
 

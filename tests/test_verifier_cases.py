@@ -526,6 +526,9 @@ PAIRS = [
     ("(A)", "B) 17", False, "a different letter, parenthesis form"),
     ("17", "B. y = 17", False, "only the letter is graded, not the option's text"),
     ("A:B = 2:3", "A", False, "a ratio of two points is not option A"),
+    ("(A)", "(A) and (C)", False, "two options are not one, whatever follows the first"),
+    ("(B)", "(B), (C)", False, "a list of options is not one option"),
+    ("(B)", "B. y = 17 or C", False, "option text naming another option"),
 ]
 
 # (text, expected extraction, reason)
@@ -564,11 +567,15 @@ EXTRACT = [
     ("Answer:\n$$7$$", "7", "a marker, then display math on the next line"),
     ("**Answer**: 7", "7", "markdown stars between the word and its colon"),
     ("We answered $3$ questions", None, "'answered' is not the marker"),
-    ("The answer $5$ is wrong; Answer $8$", "8", "the last marker counts"),
+    ("Answer $5$, no.\nAnswer $8$", "8", "the last marker counts"),
     ("so \\boxed{5} first. Final Answer: The final answer is $7$. I hope it is correct.", "7",
      "a final-answer clause after the last box wins"),
     ("\\boxed{5}. This is the final answer: it checks out.", "5",
      "a final-answer clause that states no answer keeps the box"),
+    ("\\boxed{5}. The final answer is correct since 5 > 3.", "5",
+     "a final-answer clause in prose keeps the box"),
+    ("To answer $x$ we note that", None, "'answer' inside a sentence is not a marker"),
+    ("Final Answer $7$", "7", "Final Answer, then math"),
 ]
 
 # extraction with last_number_fallback=True
