@@ -221,12 +221,13 @@ def _top_count(item: str, ch: str) -> int:
 def _normalize_item(item: str, keep_lhs: bool = False) -> str:
     if "\\approx" in item:  # an exact value before its approximation is the answer:
         head, _, tail = item.partition("\\approx")  # `\frac{\sqrt2}{2} \approx 0.707` -> the
-        if "=" in head:  # fraction; `x = 1/3 \approx 0.33` -> 1/3; `x \approx 11` -> 11
-            item = head
-        elif head.strip() and not any(p.match(head + "=0") for p in (_LEADING_VAR, _NAMED_LHS)):
-            item = head
-        else:
-            item = head + "=" + tail.split("\\approx")[0]
+        tail = tail.split("\\approx")[0].strip()  # fraction; `x = 1/3 \approx 0.33` -> 1/3
+        if head.strip() and ("=" in head or head.strip() in ("\\pi", "e") or not any(
+                p.match(head + "=0") for p in (_LEADING_VAR, _NAMED_LHS))):
+            # a numeric approximation stays, for verifier.py to check that it rounds the value
+            item = head + ("\\approx" + tail if PLAIN_NUMBER.fullmatch(tail) else "")
+        else:  # `x \approx 11` -> 11
+            item = head + "=" + tail
     eqs = _top_count(item, "=")
     if eqs >= 2:  # "x = 5+5+1 = 11": the last side is the answer
         item = split_top(item, "=")[-1]

@@ -1,4 +1,4 @@
-"""The final answer of a response, found: extract_answer, final_boxes.
+"""The final answer of a response, found: extract_answer, final_boxes, gold_answer.
 
 canonical.py writes what these return in one canonical form and verifier.py compares it; the
 choices made here (which \\boxed{} counts, which markers state an answer, when several boxes
@@ -251,3 +251,11 @@ def extract_answer(text: str, *, last_number_fallback: bool = False) -> str | No
         return None
     except Exception:  # defensive: extraction must never raise
         return None
+
+
+def gold_answer(gold: str) -> str:
+    """A gold holding \\boxed{...} is the box's content; several boxes are one list."""
+    if "\\boxed" not in gold and "\\fbox" not in gold:
+        return gold
+    golds = final_boxes(gold)
+    return ", ".join(golds) if golds else extract_answer(gold) or gold

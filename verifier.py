@@ -39,31 +39,25 @@ Choices where graders disagree (stated once, tested in tests/test_verifier*.py):
   - Expressions with variables are compared at three fixed rational points; with \\sin, \\cos,
     \\tan, \\sec, \\csc, \\cot, \\ln, \\exp and Greek variables this covers commuted
     products and identities (`\\sec^2 y` == `\\tan^2 y + 1`) within the relative 1e-6.
-  - Lists: items separated by `;` are a list; `a=3,b=1;a=5,b=1` is the list of tuples
-    (3,1), (5,1) (labels distinct, in alphabetical order); `{1, 2}` in bare braces is a set;
-    "or" joins alternatives as "and" does. A list that repeats an element equals the list of
-    its distinct elements when the other list repeats none (`1, 1, 2` == `1, 2`); two lists
-    that both repeat compare with their repeats (`1, 1, 2` != `1, 2, 2`); a list never equals
-    a single value (`2, 2` != `2`).
-  - Labels: a named quantity before `=` is dropped on either side: `x =`, `f(x) =`, segment
-    and area names `PQ =`, `[ABC] =`, `|PQ| =`, `\\overline{AB} =`, angles `m\\angle ABC =`,
-    and ratio names `P:Q = 2` (the ratio's value is 2; `2:1` itself is not read as 2).
-    Lower-case `xy = 6` is a product, not a name, and stays an equation.
-  - Option letters: `B`, `(B)`, `\\text{(B)}`, and a letter followed by its option's text
-    (`B. y = 17`, `(B) 12`, `C) 3`) are the letter; only the letter is graded.
+  - Lists: `;` separates items like `,`; `a=3,b=1;a=5,b=1` is the tuples (3,1), (5,1) (labels
+    distinct, alphabetical); `{1, 2}` in bare braces is a set; "or" joins like "and". A list
+    with a repeat equals its distinct elements when the other list repeats none (`1, 1, 2` ==
+    `1, 2`, but `1, 1, 2` != `1, 2, 2`); a list never equals a single value (`2, 2` != `2`).
+  - Labels before `=` are dropped on either side: `x =`, `f(x) =`, `PQ =`, `[ABC] =`, `|PQ| =`,
+    `\\overline{AB} =`, `m\\angle ABC =`, ratio names `P:Q = 2` (`2:1` itself is not 2); a
+    product `xy = 6` stays an equation. Option letters `B`, `(B)`, `\\text{(B)}`, `B. y = 17`,
+    `(B) 12` are the letter; only the letter is graded.
   - Equations: a leading `x =` / `x \\in` (one variable) is dropped; in a chain
-    `x = 5+5+1 = 11` the last side is the answer. With `\\approx` the exact value before it is
-    the answer (`\\frac{\\sqrt2}{2} \\approx 0.707`, `x = 1/3 \\approx 0.33` keep the
-    fraction; the approximation alone is not paid), unless only a variable stands before it
-    (`x \\approx 11` is 11). Other
-    equations compare side by side in either order, or as the same equation up to a constant
-    factor (`x + y = 3` == `2x + 2y = 6`), also against `y = ...` when both sides are equations
-    in two or more variables (`y = 2x + 3` == `2x - y + 3 = 0`). Inequalities compare with
-    `a > b` read as `b < a`, and times -1 (`-y > -4` == `y < 4`; only -1, as `2y < 8`
-    restates the question); a chain `a \\le x < b` or `0 < g(x) < 2` is the interval.
-  - Indexed symbols: `a_1b_2` is a_1 times b_2 (an unbraced subscript is one letter or one
-    run of digits: `x_10` is x_{10}); `\\sum_{i=1}^{n} a_i b_i` equals a sum or product with
-    the same bounds whose body is the same expression (`b_i a_i`).
+    `x = 5+5+1 = 11` the last side is the answer. Before `\\approx` the exact value is the
+    answer (`\\frac{\\sqrt2}{2} \\approx 0.707`, `x = 1/3 \\approx 0.33`) if the approximation
+    rounds or truncates it (`\\pi \\approx 3.15` does not); the approximation alone is not
+    paid; `x \\approx 11` is 11. Other equations compare side by side in either order, or as
+    the same equation up to a constant factor (`x + y = 3` == `2x + 2y = 6`), also against
+    `y = ...` when both are equations in two or more variables (`y = 2x + 3` ==
+    `2x - y + 3 = 0`). Inequalities (relations.py): `a > b` is `b < a`, times -1 is the same
+    (`-y > -4` == `y < 4`; not `2y < 8`), a chain `a \\le x < b` or `0 < g(x) < 2` is an interval.
+  - Indexed symbols: `a_1b_2` is a_1 times b_2 (`x_10` is x_{10}); `\\sum_{i=1}^{n} a_i b_i`
+    equals a sum with the same bounds and an equal body (`b_i a_i`); \\prod likewise.
   - Units: trailing unit words after a number are dropped (`5 \\text{ cm}` == `5`, also
     `60 \\text{ km/h}`, `9.8 m/s^2`, `25^\\circ C`, currency signs), so two different units
     with the same number are equal, as in the MATH grader.
@@ -90,10 +84,10 @@ import re
 import sys
 
 from evaluator import GREEK, Refuse, expr_value, number
-from numeric import exact_key, expr_equal, num_equal, same_equation
+from numeric import exact_key, expr_equal, num_equal, rounds_to, same_equation
 from relations import chain, relation, relations_equal
 from canonical import MAX_ANSWER_CHARS, PLAIN_NUMBER, encloses, forbidden, normalize, split_top
-from extract import extract_answer, final_boxes
+from extract import extract_answer, final_boxes, gold_answer
 from lenient import conclusion, equation_sides
 
 MAX_ITEMS = 32  # longest list / set / tuple we compare structurally
@@ -160,6 +154,12 @@ def _value(s: str, top: bool = True):
     m = _CHOICE.fullmatch(s)
     if m and (s[0] == "(" or s.isupper()):
         return ("choice", m.group(1).upper())
+    if "\\approx" in s:  # `exact \approx 0.707` (canonical.py): the exact value, when the
+        exact, _, approx = s.partition("\\approx")  # approximation rounds it; else text
+        v = _value(exact, False)
+        if v[0] == "num" and PLAIN_NUMBER.fullmatch(approx) and rounds_to(v[1], approx):
+            return v
+        return ("text", s.casefold())
     m = _BIG_OP.fullmatch(s)
     if m:  # a sum or product: the same bounds, and bodies equal as expressions
         return ("big", m.group(1), m.group(2).strip("{}"), m.group(3).strip("{}"),
@@ -375,14 +375,6 @@ def answers_equal(a: str, b: str) -> bool:
         return False
 
 
-def _gold_answer(gold: str) -> str:
-    """A gold holding \\boxed{...} is the box's content; several boxes are one list."""
-    if "\\boxed" not in gold and "\\fbox" not in gold:
-        return gold
-    golds = final_boxes(gold)
-    return ", ".join(golds) if golds else extract_answer(gold) or gold
-
-
 def verify(response: str, gold: str, *, lenient: bool = False) -> bool:
     """1 if the response's final answer equals the gold answer, else 0. Never raises.
 
@@ -398,7 +390,7 @@ def verify(response: str, gold: str, *, lenient: bool = False) -> bool:
     try:
         if not isinstance(response, str) or not isinstance(gold, str):
             return False
-        gold = _gold_answer(gold)
+        gold = gold_answer(gold)
         ans = extract_answer(response)
         if ans is not None and answers_equal(ans, gold):
             return True
@@ -417,7 +409,7 @@ def verify(response: str, gold: str, *, lenient: bool = False) -> bool:
 
 def _check_pair(response: str, gold: str, lenient: bool = False) -> int:
     ans = extract_answer(response)
-    g = _gold_answer(gold)
+    g = gold_answer(gold)
     ok = verify(response, gold, lenient=lenient)
     boxes = final_boxes(response)
     if boxes:

@@ -509,6 +509,11 @@ PAIRS = [
     ("2\\sqrt{3}", "2\\sqrt3 \u2248 3.46", True, "unicode approximately-equal sign"),
     ("\\frac{\\sqrt{3}}{2}", "\\frac{\\sqrt{2}}{2} \\approx 0.707", False, "the exact part decides"),
     ("0.707", "\\frac{\\sqrt{2}}{2} \\approx 0.707", False, "the approximation is not the answer"),
+    ("\\frac{\\sqrt{2}}{2}", "\\frac{\\sqrt{2}}{2} \\approx 0.807", False,
+     "an approximation that does not round the exact value"),
+    ("\\pi", "\\pi \\approx 3.15", False, "3.15 neither rounds nor truncates pi"),
+    ("\\pi", "\\pi \\approx 3.141", True, "a truncated approximation"),
+    ("-\\frac{1}{3}", "-\\frac13 \\approx -0.34", False, "a negative value rounded the wrong way"),
     # --- issue 20: indexed symbols
     ("a_1b_2 + a_2b_1", "b_1a_2 + b_2a_1", True, "indexed symbols, factors reordered"),
     ("\\sum_{i=1}^{n} a_i b_i", "\\sum_{i=1}^n b_i a_i", True, "factors reordered inside a sum"),
