@@ -79,6 +79,8 @@ def _math_pieces(tail: str) -> tuple[str, list[str]]:
             continue
         out.append("\x00%d\x00" % len(pieces))
         pieces.append(tail[start:k])
+        if closer not in ("$", "\\)") and tail[start:k].rstrip().endswith("."):
+            out.append(".")  # a display ending in a full stop ends its sentence
         i = k + len(closer)
     return "".join(out), pieces
 

@@ -712,6 +712,14 @@ LENIENT = [
     ("\\boxed{5} is what I first wrote, but the probability is 3/5.", "3/5", False,
      "a box is read as in the default mode, never replaced by prose"),
     ("Natalia sold 48 clips.\n#### 72", "48", False, "a #### answer is never replaced by prose"),
+    ("So $t = 8$. Final Answer: Jane started growing Sphere 3 hours ago. I hope it is correct.",
+     "3", True, "the sentence of the last 'answer', read without a copula"),
+    ("So $t = 8$. Final Answer: Jane started growing Sphere 3 hours ago. I hope it is correct.",
+     "8", False, "a value outside the marked sentence"),
+    ("Final Answer: with 5 cars and 3 trucks, 2 spaces remain.", "2", False,
+     "a marked sentence with several values and no copula: ambiguous"),
+    ("We get $$\\frac{x'}{x} \\geq \\frac{2}{1}.$$ Therefore, the error increases by 100%.",
+     "100\\%", True, "a display ending in a full stop ends its sentence"),
 ]
 
 # Inputs that must neither raise nor stall (each is verified against every ADVERSARIAL_GOLDS).
