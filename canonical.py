@@ -224,8 +224,7 @@ def _normalize_item(item: str, keep_lhs: bool = False) -> str:
         tail = tail.split("\\approx")[0].strip()  # fraction; `x = 1/3 \approx 0.33` -> 1/3
         if head.strip() and ("=" in head or head.strip() in ("\\pi", "e") or not any(
                 p.match(head + "=0") for p in (_LEADING_VAR, _NAMED_LHS))):
-            # a numeric approximation stays, for verifier.py to check that it rounds the value
-            item = head + ("\\approx" + tail if PLAIN_NUMBER.fullmatch(tail) else "")
+            item = head
         else:  # `x \approx 11` -> 11
             item = head + "=" + tail
     eqs = _top_count(item, "=")

@@ -111,6 +111,8 @@ def _math_block(text: str, i: int) -> str | None:
         if text.startswith(opener, i):
             j = i + len(opener)
             k = text.find(closer, j, j + MAX_BOX_SCAN)
+            while closer == "$" and k > 0 and text[k - 1] == "\\":  # `\$` inside is currency
+                k = text.find(closer, k + 1, j + MAX_BOX_SCAN)
             if k < 0 or inline and "\n" in text[j:k]:
                 return None
             return text[j:k]

@@ -5,6 +5,8 @@ answer that is boxed or explicitly marked; a solution that ends "so the probabil
 wins is 3/5." has neither. With lenient=True such an unmarked answer is read from the
 conclusion, the way a human grader reads it:
 
+  0. A short response with no word outside math (no run of two letters: `$0.0833$`, `x + 1`,
+     `(1, 4.5)`, `$28$ %`) is all answer, as a bare answer is read.
   1. The sentence read is the one holding the last "answer" (outside math), else the final
      sentence. Trailing sentences with no number and no math ("I hope it is correct.") are
      skipped, at most two; a final sentence that is a question is no conclusion (None).
@@ -35,6 +37,7 @@ import re
 MAX_TAIL = 3000  # only the end of a response is read
 MAX_BLOCK = 1000  # a math block longer than this is left as text
 MAX_CANDIDATES = 8
+MAX_BARE = 300  # a response this short with no word (2+ letters) is all answer: `x + 1`
 _ENVS = ("align", "align*", "equation", "equation*", "gather", "gather*", "eqnarray",
          "eqnarray*", "aligned")
 _MATH_OPENERS = (("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$"))
@@ -45,6 +48,7 @@ _COPULA = re.compile(r"(?<![A-Za-z])(?:is|are|was|were|equals|equal to|be)(?![A-
 _NUMBER = re.compile(r"(?<![\w.^_])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+(?:\.\d+)?)?%?")
 _PIECE = re.compile("\x00(\\d+)\x00")
 _NEGATED = re.compile(r"(?:\bnot|n't|\binstead of|\brather than|\bexcept|\bnever)\s*$", re.I)
+_PROSE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")  # a word (not a \command such as \frac)
 _LIST_GAP = re.compile(r"[\s,;]*(?:(?:and|or)(?![A-Za-z]))?[\s,;]*")
 
 
@@ -73,6 +77,8 @@ def _math_pieces(tail: str) -> tuple[str, list[str]]:
                     closer, start = close, i + len(opener)
                     break
         k = tail.find(closer, start, start + MAX_BLOCK) if closer else -1
+        while closer == "$" and k > 0 and tail[k - 1] == "\\":  # `\$` inside is currency
+            k = tail.find(closer, k + 1, start + MAX_BLOCK)
         if k < 0 or closer in ("$", "\\)") and "\n" in tail[start:k]:
             out.append(c)
             i += 1
@@ -95,7 +101,9 @@ def _candidates(part: str) -> list[tuple[int, int, str]]:
 
 def _piece_text(piece: str) -> str:
     """A math block as an answer: the last row of a multi-line display, `&` removed."""
-    if "\\\\" in piece and "\\begin{" not in piece:
+    if "\\begin{" in piece:  # a matrix or array keeps its rows and columns
+        return piece.strip().rstrip(".,;").strip()
+    if "\\\\" in piece:
         rows = [r for r in piece.split("\\\\") if r.strip()]
         piece = rows[-1] if rows else ""
     return piece.replace("&", " ").strip().rstrip(".,;").strip()
@@ -152,6 +160,8 @@ def conclusion(text: str) -> str | None:
         if not isinstance(text, str):
             return None
         flat, pieces = _math_pieces(text[-MAX_TAIL:])
+        if len(text) <= MAX_BARE and not _PROSE.search(_PIECE.sub(" ", flat)):
+            return _PIECE.sub(lambda m: _piece_text(pieces[int(m.group(1))]), flat).strip() or None
         sentences = [s.strip() for s in _SENTENCE_END.split(flat) if s.strip()]
         marked = [i for i, s in enumerate(sentences) if re.search(r"(?<![a-z])answer", s.lower())]
         if marked and _has_candidate(sentences[marked[-1]]):
@@ -167,12 +177,24 @@ def conclusion(text: str) -> str | None:
 
 
 def equation_sides(answer: str) -> list[str]:
-    """The answer, then, for an equation `P(A) = \\frac35`, its last side as well."""
-    depth, last = 0, -1
+    """The answer, then, for `name = value` with one `=` and a name on the left (letters, no
+    arithmetic: `P(A) = \\frac35`, `\\text{Area} = 12`), the value as well. `a^2 + b = 0` and
+    `7 = 11a + c` are equations, not named values."""
+    sides = _split_eq(answer)
+    if len(sides) != 2 or not sides[1].strip() or not re.search(r"[A-Za-z]", sides[0]):
+        return [answer]
+    if re.search(r"[-+*/^]|\\(?:frac|sqrt|cdot|times|div)", sides[0]):
+        return [answer]
+    return [answer, sides[1].strip()]
+
+
+def _split_eq(answer: str) -> list[str]:
+    """answer split at its `=` outside brackets."""
+    parts, depth, start = [], 0, 0
     for i, c in enumerate(answer):
         depth += c in "([{"
         depth -= c in ")]}"
         if c == "=" and depth == 0:
-            last = i
-    tail = answer[last + 1 :].strip()
-    return [answer, tail] if last >= 0 and tail else [answer]
+            parts.append(answer[start:i])
+            start = i + 1
+    return parts + [answer[start:]]

@@ -16,7 +16,7 @@ import functools
 import math
 from fractions import Fraction
 
-from evaluator import Parser, Refuse, number, points
+from evaluator import Parser, Refuse, points
 
 REL_TOL = 1e-6  # relative tolerance when an exact comparison is impossible (see num_equal)
 
@@ -50,18 +50,6 @@ def num_equal(a, b) -> bool:
         return abs(an * bd - bn * ad) * 10**6 <= max(abs(an) * bd, abs(bn) * ad)
     a, b = float(a), float(b)
     return abs(a - b) <= REL_TOL * max(abs(a), abs(b))
-
-
-def rounds_to(value, approx: str) -> bool:
-    """Whether the decimal approx states value to its last digit, rounded or truncated
-    (`0.707` for sqrt(2)/2, `0.33` for 1/3, `3` or `3.141` for pi; not `3.15`, not `0.8`)."""
-    unit = Fraction(1, 10 ** len(approx.partition(".")[2]))
-    a = -number(approx[1:]) if approx.startswith("-") else number(approx)
-    if isinstance(value, Fraction):
-        d = value - a
-    else:
-        d, unit = Fraction(value) - a, unit * Fraction(1 + REL_TOL)
-    return abs(d) <= unit / 2 or (0 <= d < unit if a >= 0 else -unit < d <= 0)
 
 
 def expr_equal(x, y) -> bool:

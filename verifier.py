@@ -48,10 +48,10 @@ Choices where graders disagree (stated once, tested in tests/test_verifier*.py):
     product `xy = 6` stays an equation. Option letters `B`, `(B)`, `\\text{(B)}`, `B. y = 17`,
     `(B) 12` are the letter; only the letter is graded.
   - Equations: a leading `x =` / `x \\in` (one variable) is dropped; in a chain
-    `x = 5+5+1 = 11` the last side is the answer. Before `\\approx` the exact value is the
-    answer (`\\frac{\\sqrt2}{2} \\approx 0.707`, `x = 1/3 \\approx 0.33`) if the approximation
-    rounds or truncates it (`\\pi \\approx 3.15` does not); the approximation alone is not
-    paid; `x \\approx 11` is 11. Other equations compare side by side in either order, or as
+    `x = 5+5+1 = 11` the last side is the answer, and so is the result of a computation
+    `1 + 2 = 3` (both sides without variables). Before `\\approx` the exact value is the
+    answer (`\\frac{\\sqrt2}{2} \\approx 0.707`, `x = 1/3 \\approx 0.33`): the approximation
+    is not checked, and alone it is not paid; `x \\approx 11` is 11. Other equations compare side by side in either order, or as
     the same equation up to a constant factor (`x + y = 3` == `2x + 2y = 6`), also against
     `y = ...` when both are equations in two or more variables (`y = 2x + 3` ==
     `2x - y + 3 = 0`). Inequalities (relations.py): `a > b` is `b < a`, times -1 is the same
@@ -84,7 +84,7 @@ import re
 import sys
 
 from evaluator import GREEK, Refuse, expr_value, number
-from numeric import exact_key, expr_equal, num_equal, rounds_to, same_equation
+from numeric import exact_key, expr_equal, num_equal, same_equation
 from relations import chain, relation, relations_equal
 from canonical import MAX_ANSWER_CHARS, PLAIN_NUMBER, encloses, forbidden, normalize, split_top
 from extract import extract_answer, final_boxes, gold_answer
@@ -154,12 +154,6 @@ def _value(s: str, top: bool = True):
     m = _CHOICE.fullmatch(s)
     if m and (s[0] == "(" or s.isupper()):
         return ("choice", m.group(1).upper())
-    if "\\approx" in s:  # `exact \approx 0.707` (canonical.py): the exact value, when the
-        exact, _, approx = s.partition("\\approx")  # approximation rounds it; else text
-        v = _value(exact, False)
-        if v[0] == "num" and PLAIN_NUMBER.fullmatch(approx) and rounds_to(v[1], approx):
-            return v
-        return ("text", s.casefold())
     m = _BIG_OP.fullmatch(s)
     if m:  # a sum or product: the same bounds, and bodies equal as expressions
         return ("big", m.group(1), m.group(2).strip("{}"), m.group(3).strip("{}"),
@@ -168,7 +162,10 @@ def _value(s: str, top: bool = True):
     if len(sides) == 2:
         lhs, rhs = sides
         if lhs and rhs:
-            return _labelled_tuple(lhs, rhs) or ("eq", _value(lhs, False), _value(rhs, False))
+            eq = _labelled_tuple(lhs, rhs) or ("eq", _value(lhs, False), _value(rhs, False))
+            if eq[0] == "eq" and eq[1][0] == "num" and eq[2][0] == "num":
+                return eq[2]  # a computation and its result, `1 + 2 = 3`: the result
+            return eq
     rel = _RELATION.split(s)
     if len(rel) == 3 and rel[0] and rel[2]:  # one inequality (relations.py)
         return relation(_value(rel[0], False), rel[1], _value(rel[2], False))
