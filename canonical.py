@@ -71,6 +71,9 @@ _MIXED = re.compile(r"(?<![\d.}^_])(\d++)\s*\\frac\{(\d+)\}\{(\d+)\}")
 _LEADING_VAR = re.compile(
     r"^\s*(?:\\[a-zA-Z]+|[a-zA-Z])(?:_\{?[a-zA-Z0-9]+\}?)?(?:\([a-z]\))?"  # x, \theta, x_1, f(x)
     r"\s*(?:=|\\in(?![a-zA-Z]))\s*(?=\S)")
+_TUPLE_IN = re.compile(  # `(a, b) \in ...`: a tuple of variables
+    r"\s*\(((?:\s*[a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?\s*,)+\s*[a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?\s*)\)"
+    r"\s*\\in(?![a-zA-Z])\s*(?=\S)")
 # A named quantity before `=` that is not a product of variables: a segment or area named by
 # capital points (`PQ =`, `[ABC] =`), a length or absolute value (`|PQ| =`), `\overline{AB} =`,
 # an angle (`\angle ABC =`, `m\angle A =`) or a ratio of named quantities (`P:Q =`, the ratio
@@ -218,6 +221,18 @@ def _top_count(item: str, ch: str) -> int:
     return len(split_top(item, ch)) - 1 if ch in item else 0
 
 
+def _tuple_in(item: str) -> str:
+    """`(a, b) \\in \\{(3, 1), (5, 1)\\}` -> the set: labels distinct and in alphabetical order
+    (as for `(x, y) = (7, 6)`, see verifier._labelled_tuple); otherwise unchanged."""
+    m = _TUPLE_IN.match(item)
+    if not m:
+        return item
+    labels = [x.strip() for x in m.group(1).split(",")]
+    if len(set(labels)) != len(labels) or labels != sorted(labels):
+        return item
+    return item[m.end() :]
+
+
 def _normalize_item(item: str, keep_lhs: bool = False) -> str:
     if "\\approx" in item:  # an exact value before its approximation is the answer:
         head, _, tail = item.partition("\\approx")  # `\frac{\sqrt2}{2} \approx 0.707` -> the
@@ -230,6 +245,8 @@ def _normalize_item(item: str, keep_lhs: bool = False) -> str:
     eqs = _top_count(item, "=")
     if eqs >= 2:  # "x = 5+5+1 = 11": the last side is the answer
         item = split_top(item, "=")[-1]
+    if "\\in" in item and item.lstrip().startswith("("):
+        item = _tuple_in(item)
     if (eqs == 1 and not keep_lhs) or "\\in" in item:
         item = _LEADING_VAR.sub("", item, count=1)
         if eqs == 1 and not keep_lhs:

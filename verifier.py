@@ -39,10 +39,11 @@ Choices where graders disagree (stated once, tested in tests/test_verifier*.py):
   - Expressions with variables are compared at three fixed rational points; with \\sin, \\cos,
     \\tan, \\sec, \\csc, \\cot, \\ln, \\exp and Greek variables this covers commuted
     products and identities (`\\sec^2 y` == `\\tan^2 y + 1`) within the relative 1e-6.
-  - Lists: `;` separates items like `,`; `a=3,b=1;a=5,b=1` is the tuples (3,1), (5,1) (labels
-    distinct, alphabetical); `{1, 2}` in bare braces is a set; "or" joins like "and". A list
-    with a repeat equals its distinct elements when the other list repeats none (`1, 1, 2` ==
-    `1, 2`, but `1, 1, 2` != `1, 2, 2`); a list never equals a single value (`2, 2` != `2`).
+  - Lists: `;` separates items like `,`; `a=3,b=1;a=5,b=1` and `(a, b) \\in \\{(3,1), (5,1)\\}`
+    are the tuples (3,1), (5,1) (labels distinct, alphabetical); `{1, 2}` in bare braces is a
+    set; "or" joins like "and". A list with a repeat equals its distinct elements when the
+    other list repeats none (`1, 1, 2` == `1, 2`, but `1, 1, 2` != `1, 2, 2`); a list never
+    equals a single value (`2, 2` != `2`).
   - Labels before `=` are dropped on either side: `x =`, `f(x) =`, `PQ =`, `[ABC] =`, `|PQ| =`,
     `\\overline{AB} =`, `m\\angle ABC =`, ratio names `P:Q = 2` (`2:1` itself is not 2); a
     product `xy = 6` stays an equation. Option letters `B`, `(B)`, `\\text{(B)}`, `B. y = 17`,
