@@ -73,12 +73,27 @@ _BOX_GAP = re.compile(
     r"|\\text\{\s*(?:and|or|,)?\s*\}|(?:\\[a-zA-Z]+|[a-zA-Z])(?:_\{?[a-zA-Z0-9]+\}?)?\s*="
     r"|(?<![A-Za-z0-9])(?:\([a-h]\)|[a-h]\)|\d{1,2}[.)])(?=\s)")  # part labels: (a) b) 1. 2)
 MAX_GAP = 80  # longest text between two boxes of one list
+# A short phrase of plain words may also join two boxes ("$\\boxed{2}$ and the other root is
+# $\\boxed{-3}$") when it has no sentence end and no word that takes a box back.
+_TAKEN_BACK = re.compile(r"(?<![a-z])(?:wait|no|not|but|however|instead|actually|rather|wrong|"
+                         r"incorrect|mistake|error|check|recheck|fail|fails|reject|discard|oops|"
+                         r"sorry|hmm|redo|again|correct|correction)(?![a-z])|n't", re.IGNORECASE)
+MAX_PHRASE = 40
+
+
+def _joins(gap: str) -> bool:
+    """Whether the text between two boxes leaves them one list (see _BOX_GAP, _TAKEN_BACK)."""
+    rest = _BOX_GAP.sub(" ", gap).strip()
+    if not rest:
+        return True
+    return (len(rest) <= MAX_PHRASE and re.fullmatch(r"[A-Za-z ,'()-]+", rest) is not None
+            and not re.search(r"[.!?;:]\s|\n\s*\n", gap) and not _TAKEN_BACK.search(gap))
 
 
 def final_boxes(text: str) -> list[str]:
     """The boxes that together state the final answer as a list: the last box and the boxes
-    right before it that only connectors separate from it (see _BOX_GAP), oldest first, each
-    cleaned; [] unless there are at least two.
+    right before it that only connectors or a short phrase separate from it (see _joins),
+    oldest first, each cleaned; [] unless there are at least two.
 
     verifier.verify compares them joined as one list (`\\boxed{-3}` and `\\boxed{2}` against
     a gold `2, -3`) when the last box alone does not match. Empty when a final-answer clause
@@ -91,7 +106,7 @@ def final_boxes(text: str) -> list[str]:
             prev = _last_box(text, start, max(0, start - MAX_GAP - MAX_BOX_SCAN))
             if prev is None or start - prev[2] > MAX_GAP:
                 break
-            if _BOX_GAP.sub("", text[prev[2] : start]).strip():
+            if not _joins(text[prev[2] : start]):
                 break
             out.append(prev[0])
             start = prev[1]

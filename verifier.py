@@ -8,8 +8,8 @@ Three stages, each a function:
      counting, also `\\boxed 5`), unless a "final answer is" clause follows it; else the last
      GSM8K `#### N`; else the last "(final) answer is / Answer:" clause or `Answer` followed by
      math (`Answer $7$`). None when there is none (a last-number fallback only when asked for).
-     Boxes separated only by connectors (`$\\boxed{-3}$ and $\\boxed{2}$`) are also tried
-     as one list (extract.final_boxes) when the last box alone does not match.
+     Boxes that only connectors or a short phrase separate (`$\\boxed{-3}$ and $\\boxed{2}$`)
+     are also tried as one list (extract.final_boxes) when the last box alone does not match.
   2. normalize(answer) (canonical.py): one canonical string, MATH-grader style (spacing
      commands, \\left, \\dfrac, \\frac12, \\text{} units, degrees, currency, thousands
      separators, `x =`, labels, option letters...).
