@@ -156,9 +156,10 @@ def _clause_after(text: str, pos: int) -> str:
 
 def _bare_answer_marker(low: str, text: str, offset: int) -> tuple[int, str] | None:
     """The last `Answer` used as a marker without a colon: `Answer $7$`, `Answer \\[ 7 \\]`,
-    `**Answer**: 7`. The word must open its line (after markdown `**`, `#`, or "Final"), stand
-    alone (not "answers", "answered") and be followed by a math block, or by a colon after
-    markdown stars. Returns (position, answer)."""
+    `**Answer**: 7`, or a heading `## Final Answer` with the answer alone on the next line (at
+    most 80 characters). The word must open its line (after markdown `**`, `#`, or "Final"),
+    stand alone (not "answers", "answered") and be followed by a math block, a colon after
+    markdown stars, or the end of its line. Returns (position, answer)."""
     end = len(low)
     for _ in range(MAX_BOX_TRIES):
         p = low.rfind("answer", 0, end)
@@ -178,6 +179,11 @@ def _bare_answer_marker(low: str, text: str, offset: int) -> tuple[int, str] | N
                 return p, block
         elif ":" in gap and "\n" not in gap:
             return p, _clause_after(text, offset + i)
+        elif "\n" in gap:  # a heading `**Final Answer**` and the answer alone on the next line
+            nl = text.find("\n", offset + i)
+            line = text[offset + i : nl if nl >= 0 else offset + i + 81]
+            if 0 < len(line.strip()) <= 80:
+                return p, line
     return None
 
 

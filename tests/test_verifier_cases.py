@@ -587,6 +587,10 @@ EXTRACT = [
      "a final-answer clause in prose keeps the box"),
     ("To answer $x$ we note that", None, "'answer' inside a sentence is not a marker"),
     ("Final Answer $7$", "7", "Final Answer, then math"),
+    ("**Final Answer**\n7", "7", "a heading, then the answer alone on the next line"),
+    ("## Answer\n\n$\\frac{3}{4}$", "\\frac{3}{4}", "a heading, then math after a blank line"),
+    ("## Answer\n" + "We first add the two numbers and then we check the result carefully. " * 2,
+     None, "a heading followed by a long paragraph states no answer"),
 ]
 
 # extraction with last_number_fallback=True
@@ -826,6 +830,8 @@ ADVERSARIAL = [
     "Answer $" + "\\$" * 30_000,
     "$\\$" * 30_000,
     "x = \\boxed{1} " * 20_000,
+    "Answer\n" * 100_000,
+    "# Answer\n" + "x" * 100_000,
 ]
 ADVERSARIAL_GOLDS = ["1", "0", "x", "(1,2)", "9^{9^{9^9}}", "9" * 998 + "8", "\\frac{1}{2}", "[1,2)",
                      "\\text{(B)}", "1, 2", "\\begin{pmatrix}1\\\\2\\end{pmatrix}", "\\boxed{" * 50,
