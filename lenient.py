@@ -15,17 +15,19 @@ conclusion, the way a human grader reads it:
   2. An explanation after the answer is cut off (", which is more than 1/2", ", since ...");
      "which is" followed right away by a value restates the answer and is kept ("the total
      is 10 kg, which is 10,000 g" -> 10,000 g, the last form).
-  3. The answer is what follows the last "is / are / was / equals / = / be" that has a
-     candidate after it ("with 5 red balls, the probability is 3/8" -> 3/8), else
-     the whole sentence.
-  4. Candidates are math blocks and numbers written in prose (3/5, 1,000, -2.5, 40%); one
-     right after "not", "instead of", "rather than" is dropped ("not 10 but 12" -> 12).
+  3. The answer is what follows the last "so / therefore / thus / hence", then the last
+     "is / are / was / equals / = / be", that has a candidate after it ("with 5 red balls,
+     the probability is 3/8" -> 3/8), else the whole sentence. A sentence that ends by
+     rejecting its value ("10 is wrong", "x = 4 is not possible") states no answer.
+  4. Candidates are math blocks, numbers written in prose (3/5, 1,000, -2.5, 40%) and option
+     letters ("(B)", "option C", a capital letter ending the sentence); one right after "not",
+     "instead of", "rather than" is dropped ("not 10 but 12" -> 12).
   5. One candidate is the answer. Several are one list answer only when nothing but commas,
      "and", "or" stands between them ("are 2 and 3"); otherwise the reading is ambiguous and
      there is no answer (None): "if 3 people share 12 apples, each gets 4" restates the
      problem's numbers, and "it could be 3, or maybe 5" hedges.
 
-verify() also tries, for a candidate that is an equation, its last side (`P(A) = 3/5`).
+verify() also tries, for a candidate `name = value`, the value (`P(A) = 3/5`; equation_sides).
 Standard library only; the reading looks at the last MAX_TAIL characters, every scan is
 bounded, and nothing here raises.
 """
@@ -46,7 +48,13 @@ _EXPLANATION = re.compile(r",?\s+(which|since|because|as|so that|where)\s")
 _RESTATED = re.compile(r"\s*(?:is|equals|means|gives|simplifies to)?\s*")
 _COPULA = re.compile(r"(?<![A-Za-z])(?:is|are|was|were|equals|equal to|be)(?![A-Za-z])|=")
 _NUMBER = re.compile(r"(?<![\w.^_])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+(?:\.\d+)?)?%?")
+# An option letter in prose: `(B)`, or a capital after "option" / "choice" ("choice B").
+_OPTION = re.compile(r"(?<![A-Za-z])\([A-E]\)(?![A-Za-z])|(?<=option )[A-E](?![A-Za-z])"
+                     r"|(?<=choice )[A-E](?![A-Za-z])|(?<= )[A-E](?=[.!]?\s*$)", re.IGNORECASE)
 _PIECE = re.compile("\x00(\\d+)\x00")
+_THEREFORE = re.compile(r"(?:^|[,;]\s*|\s)(?:so|therefore|thus|hence)(?![A-Za-z])\s*,?", re.I)
+_REJECTED = re.compile(r"\s*(?:not|never|wrong|incorrect|false|invalid|impossible|extraneous|"
+                       r"rejected|a mistake|an error|too (?:big|small|large))(?![A-Za-z])", re.I)
 _NEGATED = re.compile(r"(?:\bnot|n't|\binstead of|\brather than|\bexcept|\bnever)\s*$", re.I)
 _PROSE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")  # a word (not a \command such as \frac)
 _LIST_GAP = re.compile(r"[\s,;]*(?:(?:and|or)(?![A-Za-z]))?[\s,;]*")
@@ -96,6 +104,8 @@ def _candidates(part: str) -> list[tuple[int, int, str]]:
     found = [(m.start(), m.end(), "piece") for m in _PIECE.finditer(part)]
     prose = _PIECE.sub(lambda m: " " * len(m.group(0)), part)
     found += [(m.start(), m.end(), "number") for m in _NUMBER.finditer(prose)]
+    found += [(m.start(), m.end(), "number") for m in _OPTION.finditer(prose)
+              if m.group(0).strip("()").isupper()]
     return sorted(found)
 
 
@@ -110,7 +120,7 @@ def _piece_text(piece: str) -> str:
 
 
 def _has_candidate(part: str) -> bool:
-    return bool(_PIECE.search(part) or _NUMBER.search(part))
+    return bool(_PIECE.search(part) or _NUMBER.search(part) or _OPTION.search(part))
 
 
 def _kept(part: str) -> list[tuple[int, int, str]]:
@@ -136,8 +146,16 @@ def _cut_explanation(sentence: str) -> str:
 def _read(sentence: str, pieces: list[str]) -> str | None:
     """The answer a sentence states (rules 2-5 of the module docstring), or None."""
     sentence = _cut_explanation(sentence)
+    for m in list(_THEREFORE.finditer(sentence))[::-1][:MAX_CANDIDATES]:
+        if _has_candidate(sentence[m.end() :]):  # "... both fail, so (B)": the conclusion
+            sentence = sentence[m.end() :]
+            break
     part = sentence
-    for c in list(_COPULA.finditer(sentence))[::-1][:MAX_CANDIDATES]:
+    copulas = list(_COPULA.finditer(sentence))[::-1][:MAX_CANDIDATES]
+    last = sentence[copulas[0].end() :] if copulas else ""
+    if last and _REJECTED.match(last) and not _has_candidate(last):
+        return None  # "10 is wrong", "x = 4 is not possible": a value rejected
+    for c in copulas:
         if _has_candidate(sentence[c.end() :]):
             part = sentence[c.end() :]
             break

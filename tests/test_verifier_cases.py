@@ -750,6 +750,14 @@ LENIENT = [
     ("So the area is $\\text{Area} = 12$.", "12", True, "a named value: the value after `=`"),
     ("$b^2 + c = 0$", "0", False, "an equation's right side is not its solution"),
     ("$5 = 13b + d$", "13b + d", False, "a number on the left does not name the right side"),
+    ("The correct option is (D).", "D", True, "an option letter in prose"),
+    ("So the right choice is C.", "(C)", True, "a capital letter ending the sentence"),
+    ("So the right choice is C.", "(B)", False, "an option letter in prose, another letter"),
+    ("Options (A) and (C) both fail, so (E).", "E", True, "the part after 'so' is the conclusion"),
+    ("Options (A) and (C) both fail, so (E).", "A", False, "a rejected option before 'so'"),
+    ("(B) is wrong.", "B", False, "a value the sentence rejects"),
+    ("14 is too large.", "14", False, "a number the sentence rejects"),
+    ("Checking, y = 6 is not possible.", "6", False, "a value rejected after its equation"),
 ]
 
 # Inputs that must neither raise nor stall (each is verified against every ADVERSARIAL_GOLDS).
@@ -832,6 +840,9 @@ ADVERSARIAL = [
     "x = \\boxed{1} " * 20_000,
     "Answer\n" * 100_000,
     "# Answer\n" + "x" * 100_000,
+    "so 1 " * 20_000,
+    "which is " * 20_000 + "1",
+    "(A) is not " * 20_000,
 ]
 ADVERSARIAL_GOLDS = ["1", "0", "x", "(1,2)", "9^{9^{9^9}}", "9" * 998 + "8", "\\frac{1}{2}", "[1,2)",
                      "\\text{(B)}", "1, 2", "\\begin{pmatrix}1\\\\2\\end{pmatrix}", "\\boxed{" * 50,
