@@ -8,8 +8,8 @@ conclusion, the way a human grader reads it:
   0. A short response with no word outside math (no run of two letters: `$0.0833$`, `x + 1`,
      `(1, 4.5)`, `$28$ %`) is all answer, as a bare answer is read.
   1. The sentence read is the one holding the last "answer" (outside math), else the final
-     sentence. Trailing sentences with no number and no math ("I hope it is correct.") are
-     skipped, at most two; a final sentence that is a question is no conclusion (None).
+     sentence. Trailing sentences with no number and no math ("I hope it is correct.", "Is
+     that right?") are skipped, at most two; a question with values is no conclusion (None).
      Math blocks ($..$, \\(..\\), $$..$$, \\[..\\], align/equation environments) are one
      piece each, so a sentence may end in a display block ("so the area is \\[ 12 \\]").
   2. An explanation after the answer is cut off (", which is more than 1/2", ", since ...");
@@ -49,8 +49,8 @@ _RESTATED = re.compile(r"\s*(?:is|equals|means|gives|simplifies to)?\s*")
 _COPULA = re.compile(r"(?<![A-Za-z])(?:is|are|was|were|equals|equal to|be)(?![A-Za-z])|=")
 _NUMBER = re.compile(r"(?<![\w.^_])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+(?:\.\d+)?)?%?")
 # An option letter in prose: `(B)`, or a capital after "option" / "choice" ("choice B").
-_OPTION = re.compile(r"(?<![A-Za-z])\([A-E]\)(?![A-Za-z])|(?<=option )[A-E](?![A-Za-z])"
-                     r"|(?<=choice )[A-E](?![A-Za-z])|(?<= )[A-E](?=[.!]?\s*$)", re.IGNORECASE)
+_OPTION = re.compile(r"(?<![A-Za-z])\([A-E]\)(?![A-Za-z])|(?<=[Oo]ption )[A-E](?![A-Za-z])"
+                     r"|(?<=[Cc]hoice )[A-E](?![A-Za-z])|(?<= )[A-E](?=[.!]?\s*$)")
 _PIECE = re.compile("\x00(\\d+)\x00")
 _THEREFORE = re.compile(r"(?:^|[,;]\s*|\s)(?:so|therefore|thus|hence)(?![A-Za-z])\s*,?", re.I)
 _REJECTED = re.compile(r"\s*(?:not|never|wrong|incorrect|false|invalid|impossible|extraneous|"
@@ -69,8 +69,8 @@ def _math_pieces(tail: str) -> tuple[str, list[str]]:
             out.append("\\$")
             i += 2
             continue
-        if c not in "$\\":
-            j = min(tail.find("$", i) % (n + 1), tail.find("\\", i) % (n + 1))
+        if c not in "$\\":  # plain text up to the next `$` or backslash
+            j = min((k for k in (tail.find("$", i), tail.find("\\", i)) if k >= 0), default=n)
             out.append(tail[i:j])
             i = j
             continue
@@ -104,8 +104,7 @@ def _candidates(part: str) -> list[tuple[int, int, str]]:
     found = [(m.start(), m.end(), "piece") for m in _PIECE.finditer(part)]
     prose = _PIECE.sub(lambda m: " " * len(m.group(0)), part)
     found += [(m.start(), m.end(), "number") for m in _NUMBER.finditer(prose)]
-    found += [(m.start(), m.end(), "number") for m in _OPTION.finditer(prose)
-              if m.group(0).strip("()").isupper()]
+    found += [(m.start(), m.end(), "number") for m in _OPTION.finditer(prose)]
     return sorted(found)
 
 
@@ -184,11 +183,9 @@ def conclusion(text: str) -> str | None:
         marked = [i for i, s in enumerate(sentences) if re.search(r"(?<![a-z])answer", s.lower())]
         if marked and _has_candidate(sentences[marked[-1]]):
             return _read(sentences[marked[-1]], pieces)
-        for s in sentences[::-1][:3]:
-            if s.endswith("?"):
-                return None
-            if _has_candidate(s):
-                return _read(s, pieces)
+        for s in sentences[::-1][:3]:  # closing remarks without values are skipped
+            if _has_candidate(s):  # a question with values restates the problem: no answer
+                return None if s.endswith("?") else _read(s, pieces)
         return None
     except Exception:  # defensive: reading must never raise
         return None

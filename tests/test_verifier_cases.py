@@ -725,6 +725,8 @@ LENIENT = [
     ("First we try 3, then 5, and finally 7.", "7", False, "several values with words between"),
     ("The answer is 3 or 4.", "3", False, "alternatives are a list, not one value"),
     ("What is the probability that she wins?", "3/5", False, "a question is no conclusion"),
+    ("So we get 7. Is that right? Yes.", "7", True, "closing remarks and questions are skipped"),
+    ("We get 7. But what if 3 of the 5 are red?", "7", False, "a final question with values"),
     ("no numbers here at all", "7", False, "nothing to read"),
     ("\\boxed{5} is what I first wrote, but the probability is 3/5.", "3/5", False,
      "a box is read as in the default mode, never replaced by prose"),
