@@ -82,10 +82,10 @@ _NAMED_LHS = re.compile(
     r"^\s*(?:[A-Z]{2,4}|\[[A-Z]{2,5}\]|\|[A-Za-z]{1,4}\||\\overline\{[A-Z]{2,4}\}"
     r"|m?\\angle ?[A-Z]{1,3}|[A-Z]{1,3}:[A-Z]{1,3})(?:_\{?[a-zA-Z0-9]+\}?)?\s*=\s*(?=\S)")
 # A multiple-choice letter followed by its option's text: `B. y = 17`, `(B) 12`, `C) 3x`, `D: 7`.
-# The text may not name another option (`(A) and (C)`, `(B), (C)` are several options) nor
-# start a list.
+# The text may not name another option (`(A) and (C)`, `(B), (C)`, `B. or maybe C` are several
+# options: any lone capital A-E) nor start a list.
 _OPTION_TEXT = re.compile(r"\s*(?:\(([A-E])\)\s*|([A-E])(?:[.:]\s+|\)\s*))(?=[^\s,;])")
-_OTHER_OPTION = re.compile(r"\([A-E]\)|(?<![A-Za-z\\])[A-E](?:[.:)]|$|\s*[,;])")
+_OTHER_OPTION = re.compile(r"(?<![A-Za-z\\])[A-E](?![A-Za-z])")  # `B. maybe C is right`
 _UNIT_POWER = r"(?:\^\{?-?\d\}?)?"
 _UNIT_WORD = re.compile(  # km, hrs., ft^2, m/s^{2}, ^{2}/, kg*m, N\cdot m, a lone / or ^2
     r"(?:[A-Za-z]+\.?|\^\{?-?\d\}?|/|\*|\\cdot)+", re.ASCII)

@@ -540,6 +540,7 @@ PAIRS = [
     ("(A)", "(A) and (C)", False, "two options are not one, whatever follows the first"),
     ("(B)", "(B), (C)", False, "a list of options is not one option"),
     ("(B)", "B. y = 17 or C", False, "option text naming another option"),
+    ("(B)", "B. maybe C is right", False, "option text hedging towards another option"),
 ]
 
 # (text, expected extraction, reason)
