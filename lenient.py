@@ -19,9 +19,10 @@ conclusion, the way a human grader reads it:
      "is / are / was / equals / = / be", that has a candidate after it ("with 5 red balls,
      the probability is 3/8" -> 3/8), else the whole sentence. A sentence that ends by
      rejecting its value ("10 is wrong", "x = 4 is not possible") states no answer.
-  4. Candidates are math blocks, numbers written in prose (3/5, 1,000, -2.5, 40%) and option
-     letters ("(B)", "option C", a capital letter ending the sentence); one right after "not",
-     "instead of", "rather than" is dropped ("not 10 but 12" -> 12).
+  4. Candidates are math blocks, numbers written in prose (3/5, 1,000, -2.5, 40%, and
+     `\\frac{3}{5}` or `2\\sqrt{3}` without delimiters) and option letters ("(B)", "option C",
+     a capital letter ending the sentence); one right after "not", "instead of", "rather
+     than" is dropped ("not 10 but 12" -> 12).
   5. One candidate is the answer. Several are one list answer only when nothing but commas,
      "and", "or" stands between them ("are 2 and 3"); otherwise the reading is ambiguous and
      there is no answer (None): "if 3 people share 12 apples, each gets 4" restates the
@@ -52,6 +53,8 @@ _NUMBER = re.compile(r"(?<![\w.^_])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+
 _OPTION = re.compile(r"(?<![A-Za-z])\([A-E]\)(?![A-Za-z])|(?<=[Oo]ption )[A-E](?![A-Za-z])"
                      r"|(?<=[Cc]hoice )[A-E](?![A-Za-z])|(?<= )[A-E](?=[.!]?\s*$)")
 _PIECE = re.compile("\x00(\\d+)\x00")
+# A fraction or root written in prose without math delimiters: `is \frac{3}{5}.`
+_BARE_LATEX = re.compile(r"-?(?<![\w.])(?:\d+(?:\.\d+)?)?\\(?:[dt]?frac\{[^{}]{1,40}\}\{[^{}]{1,40}\}|sqrt\{[^{}]{1,40}\})")
 _THEREFORE = re.compile(r"(?:^|[,;]\s*|\s)(?:so|therefore|thus|hence)(?![A-Za-z])\s*,?", re.I)
 _REJECTED = re.compile(r"\s*(?:not|never|wrong|incorrect|false|invalid|impossible|extraneous|"
                        r"rejected|a mistake|an error|too (?:big|small|large))(?![A-Za-z])", re.I)
@@ -102,7 +105,9 @@ def _math_pieces(tail: str) -> tuple[str, list[str]]:
 def _candidates(part: str) -> list[tuple[int, int, str]]:
     """(start, end, kind) of the math pieces and prose numbers in part, in order."""
     found = [(m.start(), m.end(), "piece") for m in _PIECE.finditer(part)]
-    prose = _PIECE.sub(lambda m: " " * len(m.group(0)), part)
+    found += [(m.start(), m.end(), "number") for m in _BARE_LATEX.finditer(part)]
+    prose = _BARE_LATEX.sub(lambda m: " " * len(m.group(0)), part)
+    prose = _PIECE.sub(lambda m: " " * len(m.group(0)), prose)
     found += [(m.start(), m.end(), "number") for m in _NUMBER.finditer(prose)]
     found += [(m.start(), m.end(), "number") for m in _OPTION.finditer(prose)]
     return sorted(found)
@@ -119,7 +124,8 @@ def _piece_text(piece: str) -> str:
 
 
 def _has_candidate(part: str) -> bool:
-    return bool(_PIECE.search(part) or _NUMBER.search(part) or _OPTION.search(part))
+    return bool(_PIECE.search(part) or _NUMBER.search(part) or _OPTION.search(part)
+                or _BARE_LATEX.search(part))
 
 
 def _kept(part: str) -> list[tuple[int, int, str]]:

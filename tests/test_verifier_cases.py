@@ -727,6 +727,9 @@ LENIENT = [
     ("The answer is 3 or 4.", "3", False, "alternatives are a list, not one value"),
     ("What is the probability that she wins?", "3/5", False, "a question is no conclusion"),
     ("So we get 7. Is that right? Yes.", "7", True, "closing remarks and questions are skipped"),
+    ("So the probability is \\frac{2}{7}.", "2/7", True, "a fraction in prose without delimiters"),
+    ("So the side is 3\\sqrt{2} units long.", "\\sqrt{18}", True, "a root with its coefficient"),
+    ("So the side is 3\\sqrt{2} units long.", "\\sqrt{2}", False, "the coefficient belongs to it"),
     ("We get 7. But what if 3 of the 5 are red?", "7", False, "a final question with values"),
     ("no numbers here at all", "7", False, "nothing to read"),
     ("\\boxed{5} is what I first wrote, but the probability is 3/5.", "3/5", False,
@@ -846,6 +849,8 @@ ADVERSARIAL = [
     "so 1 " * 20_000,
     "which is " * 20_000 + "1",
     "(A) is not " * 20_000,
+    "is \\frac{1}{2}" * 10_000,
+    "2\\frac{" * 30_000,
 ]
 ADVERSARIAL_GOLDS = ["1", "0", "x", "(1,2)", "9^{9^{9^9}}", "9" * 998 + "8", "\\frac{1}{2}", "[1,2)",
                      "\\text{(B)}", "1, 2", "\\begin{pmatrix}1\\\\2\\end{pmatrix}", "\\boxed{" * 50,
