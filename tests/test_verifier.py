@@ -102,6 +102,12 @@ def test_standard_library_only(module):
     assert "exec(" not in text
 
 
+def test_refused_characters_in_prose_are_refused_in_lenient_mode():
+    for s in ("4\x002", "\u202e24", "4\u200b2", "\u2463\u2461", "4\u0662"):
+        assert not verify(f"So the total is {s}.", "42", lenient=True)
+        assert not verify(f"${s}$", "42", lenient=True)
+
+
 def test_refused_characters_are_never_equal_even_to_themselves():
     # canonical.forbidden: refused, not stripped; identical strings do not rescue them.
     for s in ("4\x002", "\u202e24", "4\u200b2", "\u2460", "1\u0662", "\ud800"):
@@ -142,6 +148,7 @@ def test_adversarial_inputs_bounded():
 def test_hostile_near_misses_are_false_and_fast(response, gold):
     t0 = time.perf_counter()
     assert verify(response, gold) is False
+    assert verify(response, gold, lenient=True) is False
     assert verify(f"\\boxed{{{gold}}}", extract_answer(response) or "") is False
     assert time.perf_counter() - t0 < GENEROUS_S
 
