@@ -54,7 +54,8 @@ _OPTION = re.compile(r"(?<![A-Za-z])\([A-E]\)(?![A-Za-z])|(?<=[Oo]ption )[A-E](?
                      r"|(?<=[Cc]hoice )[A-E](?![A-Za-z])|(?<= )[A-E](?=[.!]?\s*$)")
 _PIECE = re.compile("\x00(\\d+)\x00")
 # A fraction or root written in prose without math delimiters: `is \frac{3}{5}.`
-_BARE_LATEX = re.compile(r"-?(?<![\w.])(?:\d+(?:\.\d+)?)?\\(?:[dt]?frac\{[^{}]{1,40}\}\{[^{}]{1,40}\}|sqrt\{[^{}]{1,40}\})")
+_BARE_LATEX = re.compile(r"-?(?<![\w.])(?:\d+(?:\.\d+)?)?"
+                         r"\\(?:[dt]?frac\{[^{}]{1,40}\}\{[^{}]{1,40}\}|sqrt\{[^{}]{1,40}\})")
 _THEREFORE = re.compile(r"(?:^|[,;]\s*|\s)(?:so|therefore|thus|hence)(?![A-Za-z])\s*,?", re.I)
 _REJECTED = re.compile(r"\s*(?:not|never|wrong|incorrect|false|invalid|impossible|extraneous|"
                        r"rejected|a mistake|an error|too (?:big|small|large))(?![A-Za-z])", re.I)

@@ -52,11 +52,12 @@ Choices where graders disagree (stated once, tested in tests/test_verifier*.py):
     `x = 5+5+1 = 11` the last side is the answer, and so is the result of a computation
     `1 + 2 = 3` (both sides without variables). Before `\\approx` the exact value is the
     answer (`\\frac{\\sqrt2}{2} \\approx 0.707`, `x = 1/3 \\approx 0.33`): the approximation
-    is not checked, and alone it is not paid; `x \\approx 11` is 11. Other equations compare side by side in either order, or as
-    the same equation up to a constant factor (`x + y = 3` == `2x + 2y = 6`), also against
-    `y = ...` when both are equations in two or more variables (`y = 2x + 3` ==
-    `2x - y + 3 = 0`). Inequalities (relations.py): `a > b` is `b < a`, times -1 is the same
-    (`-y > -4` == `y < 4`; not `2y < 8`), a chain `a \\le x < b` or `0 < g(x) < 2` is an interval.
+    is not checked, and alone it is not paid; `x \\approx 11` is 11. Other equations compare
+    side by side in either order, or as the same equation up to a constant factor
+    (`x + y = 3` == `2x + 2y = 6`), also against `y = ...` when both are equations in two or
+    more variables (`y = 2x + 3` == `2x - y + 3 = 0`). Inequalities (relations.py): `a > b`
+    is `b < a`, times -1 is the same (`-y > -4` == `y < 4`; not `2y < 8`), a chain
+    `a \\le x < b` or `0 < g(x) < 2` is an interval.
   - Indexed symbols: `a_1b_2` is a_1 times b_2 (`x_10` is x_{10}); `\\sum_{i=1}^{n} a_i b_i`
     equals a sum with the same bounds and an equal body (`b_i a_i`); \\prod likewise.
   - Units: trailing unit words after a number are dropped (`5 \\text{ cm}` == `5`, also
