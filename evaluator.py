@@ -62,7 +62,7 @@ _ATOM_STARTS = frozenset(("(", "{", "\\frac", "\\sqrt", "\\pi", "\\infty", *FUNC
 _TOKEN_RE = re.compile(
     r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d{1,6}(?!\d))?"  # 12, 1.5, .5, 1.2e5
     r"|\\[a-zA-Z]+"  # commands
-    r"|[a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?"  # one-letter variables, x_1
+    r"|[a-zA-Z](?:_(?:\{[a-zA-Z0-9]+\}|\d+|[a-zA-Z]))?"  # x, x_1, x_{ij}, a_i (a_ib_i: two)
     r"|\S")
 
 

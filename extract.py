@@ -1,21 +1,15 @@
-"""The final answer of a response, found and written in one canonical form: extract_answer, normalize.
+"""The final answer of a response, found: extract_answer, final_boxes, gold_answer.
 
-verifier.py compares what these return; the choices they make (which \\boxed{} counts, thousands
-separators, units, characters that are refused rather than repaired) are listed in verifier.py's
-docstring. Standard library only.
+canonical.py writes what these return in one canonical form and verifier.py compares it; the
+choices made here (which \\boxed{} counts, which markers state an answer, when several boxes
+are one list) are listed in verifier.py's docstring. Standard library only.
 """
 from __future__ import annotations
 
-import functools
 import re
-import unicodedata
-from fractions import Fraction
 
-MAX_ANSWER_CHARS = 1000  # longer answers are compared as exact strings only
 MAX_BOX_SCAN = 4000  # a \boxed{ that does not close within this many chars is ignored
 MAX_BOX_TRIES = 8  # how many \boxed occurrences (from the end) we try before giving up
-# a plain decimal number: the fast path of normalize and of verifier's values
-PLAIN_NUMBER = re.compile(r"-?(?:\d{1,300}(?:\.\d{0,300})?|\.\d{1,300})", re.ASCII)
 
 
 # ----------------------------------------------------------------------------- extraction
@@ -24,8 +18,8 @@ _ANSWER_MARKERS = ("final answer is", "answer is", "final answer:", "answer:")
 _NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
 
-def _box_content(text: str, start: int) -> str | None:
-    """Content of the \\boxed / \\fbox command whose argument starts at text[start]."""
+def _box_content(text: str, start: int) -> tuple[str, int] | None:
+    """(content, end) of the \\boxed / \\fbox command whose argument starts at text[start]."""
     i, n = start, len(text)
     while i < n and text[i] in " \t":
         i += 1
@@ -37,7 +31,7 @@ def _box_content(text: str, start: int) -> str | None:
         j = i
         while j < n and j - i < MAX_BOX_SCAN and text[j] not in " \t\n$":
             j += 1
-        return text[i:j]
+        return text[i:j], j
     depth, j, end = 0, i, min(n, i + MAX_BOX_SCAN)
     while j < end:
         c = text[j]
@@ -49,27 +43,108 @@ def _box_content(text: str, start: int) -> str | None:
         elif c == "}":
             depth -= 1
             if depth == 0:
-                return text[i + 1 : j]
+                return text[i + 1 : j], j + 1
         j += 1
     return None  # unclosed (or longer than MAX_BOX_SCAN)
 
 
-def _last_box(text: str) -> str | None:
-    end = len(text)
+def _last_box(text: str, end: int | None = None, lo: int = 0) -> tuple[str, int, int] | None:
+    """(content, start, end) of the last non-empty \\boxed / \\fbox in text[lo:end]."""
+    end = len(text) if end is None else end
     for _ in range(MAX_BOX_TRIES):
-        b, f = text.rfind("\\boxed", 0, end), text.rfind("\\fbox", 0, end)
+        b, f = text.rfind("\\boxed", lo, end), text.rfind("\\fbox", lo, end)
         pos = max(b, f)
         if pos < 0:
             return None
-        content = _box_content(text, pos + (6 if pos == b else 5))
-        if content is not None and content.strip():
-            return content
+        arg = pos + (6 if pos == b else 5)
+        box = _box_content(text, arg)
+        if box is not None and box[0].strip():
+            return box[0], pos, box[1]
         end = pos
     return None
 
 
+# What may stand between two boxes that state one list of answers: spacing, math delimiters,
+# commas, "and" / "or", a label such as `x =` or `x_1 =`, a part or list label such as `(b)`
+# or `2.` (`\boxed{2}, \boxed{-3}`, `$x = \boxed{2}$ or $x = \boxed{-3}$`). Anything else
+# (words such as "wait") keeps the boxes apart, and then only the last one counts.
+_BOX_GAP = re.compile(
+    r"\s+|\$|\\[()\[\],;:! ]|\\q?quad|\\\\|[,;&]|(?<![A-Za-z])(?:and|or)(?![A-Za-z])"
+    r"|\\text\{\s*(?:and|or|,)?\s*\}|(?:\\[a-zA-Z]+|[a-zA-Z])(?:_\{?[a-zA-Z0-9]+\}?)?\s*="
+    r"|(?<![A-Za-z0-9])(?:\([a-h]\)|[a-h]\)|\d{1,2}[.)])(?=\s)")  # part labels: (a) b) 1. 2)
+MAX_GAP = 80  # longest text between two boxes of one list
+# A short phrase of plain words may also join two boxes ("$\\boxed{2}$ and the other root is
+# $\\boxed{-3}$") when it has no sentence end and no word that takes a box back.
+_TAKEN_BACK = re.compile(r"(?<![a-z])(?:wait|no|not|but|however|instead|actually|rather|wrong|"
+                         r"incorrect|mistake|error|check|recheck|fail|fails|reject|discard|oops|"
+                         r"sorry|hmm|redo|again|correct|correction)(?![a-z])|n't", re.IGNORECASE)
+MAX_PHRASE = 40
+
+
+def _joins(gap: str) -> bool:
+    """Whether the text between two boxes leaves them one list (see _BOX_GAP, _TAKEN_BACK)."""
+    rest = _BOX_GAP.sub(" ", gap).strip()
+    if not rest:
+        return True
+    return (len(rest) <= MAX_PHRASE and re.fullmatch(r"[A-Za-z ,'()-]+", rest) is not None
+            and not re.search(r"[.!?;:]\s|\n\s*\n", gap) and not _TAKEN_BACK.search(gap))
+
+
+def final_boxes(text: str) -> list[str]:
+    """The boxes that together state the final answer as a list: the last box and the boxes
+    right before it that only connectors or a short phrase separate from it (see _joins),
+    oldest first, each cleaned; [] unless there are at least two.
+
+    verifier.verify compares them joined as one list (`\\boxed{-3}` and `\\boxed{2}` against
+    a gold `2, -3`) when the last box alone does not match. Empty when a final-answer clause
+    after the last box overrides it (see extract_answer).
+    """
+    try:
+        last = _last_box(text) if isinstance(text, str) else None
+        out, start = [last[0]] if last else [], last[1] if last else 0
+        for _ in range(MAX_BOX_TRIES - 1 if last else 0):
+            prev = _last_box(text, start, max(0, start - MAX_GAP - MAX_BOX_SCAN))
+            if prev is None or start - prev[2] > MAX_GAP:
+                break
+            if not _joins(text[prev[2] : start]):
+                break
+            out.append(prev[0])
+            start = prev[1]
+        if len(out) < 2 or _final_clause_after(text, last[2]) is not None:
+            return []
+        boxes = [c for c in map(_clean, reversed(out)) if c]
+        return boxes if len(boxes) > 1 else []
+    except Exception:  # defensive: extraction must never raise
+        return []
+
+
+def _math_block(text: str, i: int) -> str | None:
+    """Content of the math block opening at text[i] ($$..$$, \\[..\\], $..$, \\(..\\)), or None.
+    Inline math must close on its own line; display math may span lines."""
+    for opener, closer, inline in (("$$", "$$", False), ("\\[", "\\]", False),
+                                   ("$", "$", True), ("\\(", "\\)", True)):
+        if text.startswith(opener, i):
+            j = i + len(opener)
+            k = text.find(closer, j, j + MAX_BOX_SCAN)
+            while closer == "$" and k > 0 and text[k - 1] == "\\":  # `\$` inside is currency
+                k = text.find(closer, k + 1, j + MAX_BOX_SCAN)
+            if k < 0 or inline and "\n" in text[j:k]:
+                return None
+            return text[j:k]
+    return None
+
+
 def _clause_after(text: str, pos: int) -> str:
-    """The rest of the line after pos, cut at the end of the sentence."""
+    """The answer stated after a marker at pos: a math block that opens right after it (also
+    on the next line: `Answer:\\n$$7$$`), else the rest of the line cut at the end of the
+    sentence."""
+    i = pos
+    while i < len(text) and i - pos < 40 and text[i] in " \t\n*:":
+        i += 1
+    if text.startswith(("$", "\\(", "\\["), i):
+        block = _math_block(text, i)
+        if block is not None and block.strip():
+            return block
     nl = text.find("\n", pos, pos + MAX_BOX_SCAN)
     line = text[pos : nl if nl >= 0 else min(len(text), pos + MAX_BOX_SCAN)]
     line = line.lstrip(" :*\t")
@@ -77,6 +152,65 @@ def _clause_after(text: str, pos: int) -> str:
     line = line[: m.start()] if m else line
     k = line.rfind(" is ")  # "Answer: The volume of the box is 120" -> "120"
     return line[k + 4 :] if k >= 0 else line
+
+
+def _bare_answer_marker(low: str, text: str, offset: int) -> tuple[int, str] | None:
+    """The last `Answer` used as a marker without a colon: `Answer $7$`, `Answer \\[ 7 \\]`,
+    `**Answer**: 7`, or a heading `## Final Answer` with the answer alone on the next line (at
+    most 80 characters). The word must open its line (after markdown `**`, `#`, or "Final"),
+    stand alone (not "answers", "answered") and be followed by a math block, a colon after
+    markdown stars, or the end of its line. Returns (position, answer)."""
+    end = len(low)
+    for _ in range(MAX_BOX_TRIES):
+        p = low.rfind("answer", 0, end)
+        if p < 0:
+            return None
+        end = p
+        line = low[low.rfind("\n", 0, p) + 1 : p].strip(" \t*#>-")
+        if line not in ("", "final"):  # the marker opens its line: not "to answer $x$, ..."
+            continue
+        i = p + 6
+        while i < len(low) and i - p < 40 and low[i] in " \t\n*:":
+            i += 1
+        gap = low[p + 6 : i]
+        if text.startswith(("$", "\\(", "\\["), offset + i) and "\n" not in gap.rstrip("\n"):
+            block = _math_block(text, offset + i)
+            if block is not None and block.strip():
+                return p, block
+        elif ":" in gap and "\n" not in gap:
+            return p, _clause_after(text, offset + i)
+        elif "\n" in gap:  # a heading `**Final Answer**` and the answer alone on the next line
+            nl = text.find("\n", offset + i)
+            line = text[offset + i : nl if nl >= 0 else offset + i + 81]
+            if 0 < len(line.strip()) <= 80:
+                return p, line
+    return None
+
+
+_FINAL_MARKERS = ("final answer is", "final answer:")
+_ANSWER_STARTS = set("$\\-+([{.0123456789")
+
+
+def _final_clause_after(text: str, start: int) -> str | None:
+    """A "final answer is / Final answer:" clause after position start (an intermediate box
+    followed by `The final answer is $X$`: the last stated final answer wins). The clause must
+    start like an answer (math, a LaTeX command, a digit, a sign or a bracket) or be at most
+    three characters (`(B)`), so that `\\boxed{5}. The final answer is correct since 5 > 3`
+    keeps the box."""
+    if text.find("nswer", start) < 0 and text.find("NSWER", start) < 0:
+        return None  # the common case: nothing after the box mentions an answer
+    low = text[max(start, len(text) - 20000) :].lower()
+    base = len(text) - len(low)
+    p = max(low.rfind(m) for m in _FINAL_MARKERS)
+    if p < 0:
+        return None
+    m = next(m for m in _FINAL_MARKERS if low.startswith(m, p))
+    i = base + p + len(m)
+    first = text[i : i + 40].lstrip(" \t\n:*")[:1]
+    ans = _clean(_clause_after(text, i))
+    if ans and (first in _ANSWER_STARTS or len(ans) <= 3):
+        return ans
+    return None
 
 
 def _clean(ans: str) -> str | None:
@@ -99,16 +233,19 @@ def _clean(ans: str) -> str | None:
 def extract_answer(text: str, *, last_number_fallback: bool = False) -> str | None:
     """The final answer in a model response, or None if it gives none.
 
-    Order: last \\boxed{...}/\\fbox{...} (only the last box counts), else last `#### N`, else
-    the last "final answer is / answer is / Answer:" clause, else (only if
-    last_number_fallback) the last number in the last 2,000 characters.
+    Order: last \\boxed{...}/\\fbox{...} (only the last box counts, unless a "final answer is"
+    clause follows it: then that clause), else last `#### N`, else the last "final answer is /
+    answer is / Answer:" clause or `Answer` followed by math (`Answer $7$`), else (only if
+    last_number_fallback) the last number in the last 2,000 characters. A marker followed by
+    a math block takes the block (`Answer:\\n$$7$$`).
     """
     try:
         if not isinstance(text, str) or not text:
             return None
         box = _last_box(text)
         if box is not None:
-            return _clean(box)
+            final = _final_clause_after(text, box[2])
+            return final if final is not None else _clean(box[0])
         pos = text.rfind("####")
         if pos >= 0:
             ans = _clean(text[pos + 4 :].lstrip("#").split("\n", 1)[0][:MAX_BOX_SCAN])
@@ -121,6 +258,11 @@ def extract_answer(text: str, *, last_number_fallback: bool = False) -> str | No
             p = low.rfind(m)
             if p > best:
                 best, best_len = p, len(m)
+        bare = _bare_answer_marker(low, text, tail_start)
+        if bare is not None and bare[0] > best:  # `Answer $7$` after any other marker
+            ans = _clean(bare[1])
+            if ans:
+                return ans
         if best >= 0:
             ans = _clean(_clause_after(text, tail_start + best + best_len))
             if ans:
@@ -134,290 +276,9 @@ def extract_answer(text: str, *, last_number_fallback: bool = False) -> str | No
         return None
 
 
-# ----------------------------------------------------------------------------- normalisation
-
-_UNICODE = {
-    "\u2212": "-", "\u2013": "-", "\u2014": "-", "\u00d7": "\\times ", "\u22c5": "\\cdot ",
-    "\u00b7": "\\cdot ", "\u00f7": "\\div ", "\u03c0": "\\pi ", "\u221e": "\\infty ",
-    "\u221a": "\\sqrt", "\u2264": "\\le ", "\u2265": "\\ge ", "\u00b0": "^\\circ ",
-    "\u00b1": "\\pm ", "\u222a": "\\cup ", "\u2260": "\\ne ",
-    "\u20ac": "", "\u00a3": "", "\u00a5": "", "\u20b9": "",  # currencies: € £ ¥ ₹, like \\$
-}
-_SUPER_DIGITS = str.maketrans("\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079",
-                              "0123456789")
-_SUPERSCRIPTS = re.compile("[\u2070\u00b9\u00b2\u00b3\u2074-\u2079]+")  # x² -> x^{2}
-_SUB_DIGITS = str.maketrans("\u2080\u2081\u2082\u2083\u2084\u2085\u2086\u2087\u2088\u2089",
-                            "0123456789")
-_SUBSCRIPTS = re.compile("[\u2080-\u2089]+")  # x₁ -> x_{1}, not x*1
-_UNICODE_ROOT = re.compile(r"\u221a\s*(\d+(?:\.\d+)?)")
-_PRE_NFKC = {"\u211d": "\\mathbb{R}"}  # ℝ, which NFKC would turn into a bare R
-_PERCENT_WORD = re.compile(r"(?<=\d)\s*(?:percent|pct)\b", re.IGNORECASE)
-_TEXT_CMDS = re.compile(
-    r"\\(?:text|textnormal|textbf|textit|textrm|textsf|texttt|mathrm|mathbf|mathit|mathsf|mbox|"
-    r"operatorname|boldsymbol|mathnormal|hbox)\s*\{"
-)
-_DROP = [
-    ("\\left", ""), ("\\right", ""), ("\\bigl", ""), ("\\bigr", ""), ("\\Bigl", ""),
-    ("\\Bigr", ""), ("\\big", ""), ("\\Big", ""), ("\\displaystyle", ""), ("\\!", ""),
-    ("\\,", ""), ("\\:", ""), ("\\;", ""), (",\\,", ", "), (",\\:", ", "), (",\\;", ", "),
-    ("\\qquad", " "), ("\\quad", " "), ("\\ ", " "),
-    ("~", " "), ("{,}", ","), ("\\dfrac", "\\frac"), ("\\tfrac", "\\frac"),
-    ("\\cfrac", "\\frac"), ("^{\\circ}", ""), ("^\\circ", ""), ("\\circ", ""),
-    ("\\degree", ""), ("\\$", ""), ("\\euro", ""), ("\\texteuro", ""), ("\\pounds", ""),
-    ("\\textsterling", ""), ("\\yen", ""), ("\\textyen", ""), ("$", ""), ("\\%", "%"),
-    ("\\leq", "\\le"), ("\\geq", "\\ge"), ("\\neq", "\\ne"), ("\\lt", "<"), ("\\gt", ">"),
-    ("\\infinity", "\\infty"),
-    ("\\tfrac", "\\frac"), ("\\dots", "\\ldots"), ("\\colon", ":"),
-    ("\\langle", "("), ("\\rangle", ")"),
-    (">=", "\\ge"), ("<=", "\\le"), ("!=", "\\ne"),
-]
-_DROP_MAP = dict(_DROP)
-_DROP_RE = re.compile("|".join(re.escape(a) for a in sorted(_DROP_MAP, key=len, reverse=True)))
-_THOUSANDS = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
-# Digit groups of three joined by LaTeX separators ({,} \, \! ,\! {,}\!), plain commas allowed
-# alongside them: 1{,}234{,}567, 1\,234\,567, 12,\!345, 1,234\,567.
-_LATEX_GROUPS = re.compile(
-    r"(?<![\d.])\d{1,3}(?:(?:\{,\}(?:\\!)?|,\\!|\\!|\\,|,)\d{3}(?!\d))+", re.ASCII)
-_OVERLINE = re.compile(r"(?<!\d)(\d*+)\.(\d*+)\\overline\{?(\d{1,30})\}?")
-_FRAC_SHORT = [
-    (re.compile(r"\\frac\s*(\d)\s*(\d)"), r"\\frac{\1}{\2}"),
-    (re.compile(r"\\frac\s*(\d)\s*\{"), r"\\frac{\1}{"),
-    (re.compile(r"\\frac\s*\{([^{}]{0,60})\}\s*(\d)"), r"\\frac{\1}{\2}"),
-    (re.compile(r"\\frac\s*([a-zA-Z])\s*([a-zA-Z0-9])"), r"\\frac{\1}{\2}"),
-    (re.compile(r"\\sqrt\s*(\d)"), r"\\sqrt{\1}"),
-    (re.compile(r"\\sqrt\s+([a-zA-Z])"), r"\\sqrt{\1}"),
-]
-_MIXED = re.compile(r"(?<![\d.}^_])(\d++)\s*\\frac\{(\d+)\}\{(\d+)\}")
-_LEADING_VAR = re.compile(
-    r"^\s*(?:\\[a-zA-Z]+|[a-zA-Z])(?:_\{?[a-zA-Z0-9]+\}?)?(?:\([a-z]\))?"  # x, \theta, x_1, f(x)
-    r"\s*(?:=|\\in(?![a-zA-Z]))\s*(?=\S)")
-_UNIT_POWER = r"(?:\^\{?-?\d\}?)?"
-_UNIT_WORD = re.compile(  # km, hrs., ft^2, m/s^{2}, ^{2}/, kg*m, N\cdot m, a lone / or ^2
-    r"(?:[A-Za-z]+\.?|\^\{?-?\d\}?|/|\*|\\cdot)+", re.ASCII)
-# A degree sign followed by C or F (25^\circ C, 25°C, ℃): the letter is part of the unit.
-_DEGREE_UNIT = re.compile(
-    r"(\^\{?\\circ\}?|\\degree)\s*(?:\\(?:text|mathrm)\s*\{\s*[CF]\s*\}|[CF](?![A-Za-z]))")
-_ONE_LETTER_UNITS = {"m", "g", "s", "h", "l", "L", "K", "J", "N", "W", "V"}
-# Two letters are a unit only when listed: `4 xy` and `\\frac12 bh` are products, not units.
-_TWO_LETTER_UNITS = {"cm", "mm", "km", "nm", "dm", "kg", "mg", "ml", "mL", "cl", "dl", "cc", "ft",
-                     "in", "yd", "mi", "hr", "lb", "oz", "Hz", "kW", "MW", "mW", "kJ", "kN", "Pa",
-                     "eV", "mA", "kV", "mV", "ms", "ns", "pt", "qt", "sq", "ha", "am", "pm", "AM",
-                     "PM"}
-_WORD_SEP = re.compile(r"(?:^|\s)(?:and|or)(?=\s|$)")
-
-
-def _unwrap_text(s: str) -> str:
-    """\\text{...} and friends -> ' ...' (space kept so `5\\text{cm}` reads as '5 cm')."""
-    for _ in range(50):
-        m = _TEXT_CMDS.search(s)
-        if not m:
-            break
-        depth, j = 1, m.end()
-        while j < len(s) and depth:
-            if s[j] == "\\":
-                j += 2
-                continue
-            depth += {"{": 1, "}": -1}.get(s[j], 0)
-            j += 1
-        if depth:
-            s = s[: m.start()] + " " + s[m.end() :]
-        else:
-            s = s[: m.start()] + " " + s[m.end() : j - 1] + " " + s[j:]
-    return s
-
-
-def _join_groups(m: re.Match) -> str:
-    """1{,}234\\,567 -> 1234567 when a LaTeX separator is among the separators.
-
-    {,} and \\! between digits are only ever a thousands separator, and \\, is the SI one, so
-    a number written with them is one number even where plain commas join other groups
-    (`1,234\\,567`). Groups must be three digits (`1\\,23` is not grouped). Plain commas alone
-    are left to the whole-answer rule (`(1,000, 2)` stays a triple, `32, 349` a list), and a
-    comma followed by a space of any kind (`1,\\,234`) is a list separator, not grouping.
-    """
-    g = m.group(0)
-    return re.sub(r"\D", "", g) if "\\" in g or "{" in g else g
-
-
-def _overline(m: re.Match) -> str:
-    """0.1\\overline{6} -> \\frac{1}{6}: the exact value of a repeating decimal."""
-    ip, fixed, rep = m.group(1) or "0", m.group(2), m.group(3)
-    value = Fraction(int(ip)) + Fraction(int(fixed or "0"), 10 ** len(fixed))
-    value += Fraction(int(rep), (10 ** len(rep) - 1) * 10 ** len(fixed))
-    return "\\frac{%d}{%d}" % (value.numerator, value.denominator)
-
-
-def _mixed(m: re.Match) -> str:
-    whole, num, den = m.group(1), int(m.group(2)), int(m.group(3))
-    if 0 < num < den:  # a mixed number only when the fraction is proper
-        return "(%s+\\frac{%d}{%d})" % (whole, num, den)
-    return m.group(0)
-
-
-def split_top(s: str, seps: str = ",") -> list[str]:
-    """Split at separators outside (), [], {}."""
-    if not any(c in s for c in seps):
-        return [s]
-    parts, depth, start, i = [], 0, 0, 0
-    while i < len(s):
-        c = s[i]
-        if c == "\\" and i + 1 < len(s) and s[i + 1] in "{}":
-            depth += 1 if s[i + 1] == "{" else -1
-            i += 2
-            continue
-        if c in "([{":
-            depth += 1
-        elif c in ")]}":
-            depth -= 1
-        elif c in seps and depth == 0:
-            parts.append(s[start:i])
-            start = i + 1
-        i += 1
-    parts.append(s[start:])
-    return parts
-
-
-def _unit_piece(p: str) -> bool:
-    return len(p) >= 3 or p in _TWO_LETTER_UNITS or p in _ONE_LETTER_UNITS
-
-
-def _strip_units(item: str) -> str:
-    """'5 cm' -> '5', '10 square units' -> '10', '60 km/h' -> '60': trailing unit words after a
-    number (letters, with powers `^2` and compounds joined by `/`, `*` or `\\cdot`).
-
-    At least one word must look like a unit (three or more letters, or a listed one- or
-    two-letter unit such as m, h, cm, ft), so `2 x` and `4 xy` keep their variables. In a
-    compound every letter run must look like one: `60 km/h` and `9.8 m/s^2` lose their unit,
-    `5 x/y` stays an expression. The tail must start with a letter: `2 \\cdot h` is a product.
-    """
-    words = item.split()
-    k = len(words)
-    while k > 1 and _UNIT_WORD.fullmatch(words[k - 1]):
-        k -= 1
-    if k == len(words) or k == 0 or not words[k][0].isalpha():
-        return item
-    unit = " ".join(words[k:])
-    pieces = re.findall(r"[A-Za-z]+", unit.replace("\\cdot", " "))
-    if not pieces or not any(map(_unit_piece, pieces)):
-        return item
-    if re.search(r"[/*]|\\cdot", unit) and not all(map(_unit_piece, pieces)):
-        return item
-    head = " ".join(words[:k])
-    if re.search(r"[\d})]$|\\pi$", head) and re.search(r"\d|\\pi", head):
-        return head
-    return item
-
-
-def _normalize_item(item: str, keep_lhs: bool = False) -> str:
-    if "\\approx" in item:  # "x = 1/3 \approx 0.33" -> "x = 1/3"; "x \approx 11" -> "x = 11"
-        head = item.split("\\approx")[0]
-        item = head if "=" in head else item.replace("\\approx", "=")
-    if item.count("=") >= 2:  # "x = 5+5+1 = 11": the last side is the answer
-        item = item.rsplit("=", 1)[1]
-    if (item.count("=") == 1 and not keep_lhs) or "\\in" in item:
-        item = _LEADING_VAR.sub("", item, count=1)
-    item = _strip_units(item.strip()) if " " in item else item
-    return "".join(item.split())
-
-
-def forbidden(s: str) -> bool:
-    """Whether an answer holds characters we refuse to repair (the answer is then never equal).
-
-    A verifier in an RL loop must not reward text that is not the answer, so characters that
-    a naive normaliser would strip or fold into a digit make the answer wrong instead:
-      - control characters other than tab / newline / carriage return (a NUL in `4\\x002`
-        must not become 42; also DEL and C1 controls),
-      - format characters (category Cf): zero-width space / joiners, word joiner, BOM, soft
-        hyphen, invisible operators, and every bidi mark, embedding, override and isolate (an
-        override can show `24` as `42`),
-      - surrogates, private-use and unassigned code points,
-      - number symbols that are labels, not numbers: circled, parenthesised and full-stop digits
-        (`①`, `⑴`, `⒈`) and `⅟`. Superscript digits (powers), subscript digits (indices) and
-        vulgar fractions (`½`, `2¾`) keep their meaning and are not refused,
-      - a run of decimal digits mixing scripts (`1٢`, `1２`): no writer mixes them in one number.
-    Decimal digits of one other script (Arabic-Indic `١٢`, fullwidth `１２`, Devanagari) are
-    the number they spell and are accepted by value. Letters that look like digits (`O`, `l`,
-    Cyrillic `З`) are letters: they are never read as digits, so `1O` is not 10.
-    """
-    if s.isascii() and s.isprintable():
-        return False
-    zero = None  # code point of the digit 0 of the script of the current digit run
-    for ch in s:
-        if ch < " " or "\x7f" <= ch < "\xa0":
-            if ch not in "\t\n\r":
-                return True
-            zero = None
-            continue
-        cat = unicodedata.category(ch)
-        if cat == "Nd":
-            z = ord(ch) - unicodedata.digit(ch)
-            if zero is not None and z != zero:
-                return True
-            zero = z
-            continue
-        zero = None
-        if cat in ("Cf", "Cs", "Co", "Cn"):
-            return True
-        if cat == "No" and not ("\u2070" <= ch <= "\u2089" or ch in "\u00b9\u00b2\u00b3"
-                                or "\u2044" in unicodedata.normalize("NFKC", ch)[1:-1]):
-            return True
-    return False
-
-
-def _vulgar(ch: str) -> str:
-    """½ -> \\frac{1}{2} (so that 2½ reads as the mixed number, not 21/2); other chars as is."""
-    if unicodedata.category(ch) != "No":
-        return _PRE_NFKC.get(ch, ch)
-    num, _, den = unicodedata.normalize("NFKC", ch).partition("\u2044")
-    return "\\frac{%s}{%s}" % (num, den) if num.isdigit() and den.isdigit() else ch
-
-
-@functools.lru_cache(maxsize=4096)  # a group's G responses share one gold; answers repeat
-def normalize(answer: str, keep_lhs: bool = False) -> str:
-    """Canonical string form of an answer (both sides of a comparison go through this).
-
-    Examples: '\\dfrac12' -> '\\frac{1}{2}', '$1{,}000$' -> '1000', 'x = 5 \\text{ cm}' -> '5',
-    '45^\\circ' -> '45', '2\\frac14' -> '(2+\\frac{1}{4})', '3 and 4' -> '3,4'.
-    keep_lhs keeps a leading `y =` (for comparing equations of curves, see _same_curve).
-    Answers longer than MAX_ANSWER_CHARS are only stripped; answers with a character that
-    forbidden refuses normalise to '' (equal to nothing).
-    """
-    if forbidden(answer):
-        return ""
-    s = answer.strip()
-    if len(s) > MAX_ANSWER_CHARS or PLAIN_NUMBER.fullmatch(s):
-        return s
-    if not (s.isascii() and s.isprintable()):  # the slow path only for unusual characters
-        s = "".join(map(_vulgar, s))
-        s = _SUBSCRIPTS.sub(lambda m: "_{%s}" % m.group(0).translate(_SUB_DIGITS), s)
-        s = _SUPERSCRIPTS.sub(lambda m: "^{%s}" % m.group(0).translate(_SUPER_DIGITS), s)
-        s = _UNICODE_ROOT.sub(r"\\sqrt{\1}", s)  # √12 is sqrt(12), unlike \sqrt12
-        s = unicodedata.normalize("NFKC", s)
-        s = "".join(_UNICODE.get(ch, str(unicodedata.digit(ch, "")) if ch.isdigit()
-                                 and not ch.isascii() else ch) for ch in s)
-    if "circ" in s or "\\degree" in s:
-        s = _DEGREE_UNIT.sub(r"\1", s)
-    if "{,}" in s or "\\," in s or "\\!" in s:
-        s = _LATEX_GROUPS.sub(_join_groups, s)
-    if "\\" in s or "$" in s or "~" in s or "{" in s or "=" in s:  # each _DROP key has one
-        s = s.replace("\\\\", "\x03")  # matrix row separator, kept apart from "\ "
-        s = _DROP_RE.sub(lambda m: _DROP_MAP[m.group(0)], s)  # one pass, longest match first
-    if s.startswith("\\boxed{") and s.endswith("}"):
-        s = s[7:-1]
-    s = _unwrap_text(s)
-    s = s.replace("\\{", "\x01").replace("\\}", "\x02")  # keep set braces apart from groups
-    s = s.strip().rstrip(".").strip()
-    if "\\overline" in s:
-        s = _OVERLINE.sub(_overline, s)
-    if "\\frac" in s or "\\sqrt" in s:
-        for pat, rep in _FRAC_SHORT:
-            s = pat.sub(rep, s)
-        s = _MIXED.sub(_mixed, s)
-    if _THOUSANDS.fullmatch(s.strip()):
-        s = s.replace(",", "")
-    s = _WORD_SEP.sub(",", s)
-    if "pe" in s or "pc" in s or "PE" in s:
-        s = _PERCENT_WORD.sub("%", s)  # "28 percent" is 28%
-    items = [_normalize_item(x, keep_lhs) for x in split_top(s)]
-    out = ",".join(x for x in items if x) if len(items) > 1 else items[0]
-    return out.replace("\x01", "\\{").replace("\x02", "\\}").replace("\x03", "\\\\")
+def gold_answer(gold: str) -> str:
+    """A gold holding \\boxed{...} is the box's content; several boxes are one list."""
+    if "\\boxed" not in gold and "\\fbox" not in gold:
+        return gold
+    golds = final_boxes(gold)
+    return ", ".join(golds) if golds else extract_answer(gold) or gold

@@ -1,25 +1,34 @@
 """Rule-based math answer verifier: the reward of every rollout.
 
-    reward = verify(response, gold)  in {False, True}
+    reward = verify(response, gold)                 in {False, True}, the RL reward
+    grade = verify(response, gold, lenient=True)    for grading other models' outputs
 
-Three stages, each a function (the first two live in extract.py):
-  1. extract_answer(response): the last \\boxed{...} / \\fbox{...} (brace counting, also
-     `\\boxed 5`), else the last GSM8K `#### N`, else the last "(final) answer is / Answer:"
-     clause. None when there is none (a last-number fallback only when asked for).
-  2. normalize(answer): one canonical string, MATH-grader style (spacing commands, \\left,
-     \\dfrac, \\frac12, \\text{} units, degrees, currency, thousands separators, `x =`...).
+Three stages, each a function:
+  1. extract_answer(response) (extract.py): the last \\boxed{...} / \\fbox{...} (brace
+     counting, also `\\boxed 5`), unless a "final answer is" clause follows it; else the last
+     GSM8K `#### N`; else the last "(final) answer is / Answer:" clause or `Answer` followed by
+     math (`Answer $7$`). None when there is none (a last-number fallback only when asked for).
+     Boxes that only connectors or a short phrase separate (`$\\boxed{-3}$ and $\\boxed{2}$`)
+     are also tried as one list (extract.final_boxes) when the last box alone does not match.
+  2. normalize(answer) (canonical.py): one canonical string, MATH-grader style (spacing
+     commands, \\left, \\dfrac, \\frac12, \\text{} units, degrees, currency, thousands
+     separators, `x =`, labels, option letters...).
   3. answers_equal(a, b): equal strings, else both sides parsed into values (numbers, tuples,
-     intervals, sets, matrices, equations, option letters, text) and compared structurally;
-     numbers are exact Fractions where possible, else floats with a relative tolerance.
-     Arithmetic goes through evaluator.py, a bounded parser with no eval.
+     intervals, sets, matrices, equations, relations, sums, option letters, text) compared
+     structurally: numbers as exact Fractions where possible (numeric.py), relations in
+     relations.py, arithmetic through evaluator.py (a bounded parser, no eval).
+
+The default mode pays only an answer that is boxed or explicitly marked: a number that is not
+stated as the answer is never paid, so a policy cannot be rewarded for a number it merely
+wrote. lenient=True (lenient.py) also reads an unmarked answer from the conclusion ("so the
+probability that she wins is 3/5."), and refuses when that reading is ambiguous.
 
 Choices where graders disagree (stated once, tested in tests/test_verifier*.py):
   - Percent: `x\\%` equals both `x` (the MATH grader strips \\%) and `x/100` (its value), so
     `28\\%` == `28` == `0.28`. Two percents compare as numbers: `50\\%` != `5\\%`.
-  - Tolerance: two exact rationals compare exactly (`1234567` != `1234568`, `1/2^98` !=
-    `1/2^99`), except a finite decimal against a repeating rational (`0.3333333` vs `1/3`),
-    which must agree to a relative 1e-6; irrational values (pi, e, roots) use the same relative
-    1e-6. Zero equals only an exact zero: no absolute tolerance anywhere.
+  - Tolerance (numeric.py): exact rationals compare exactly (`1/2^98` != `1/2^99`), except a
+    finite decimal against a repeating rational (`0.3333333` vs `1/3`), which must agree to a
+    relative 1e-6, as irrational values do. Zero equals only zero: no absolute tolerance.
   - Bare lists `1, 2` are unordered sets of solutions; `(1, 2)` and `[1, 2)` are ordered and
     their bracket types must match. `\\pm` expands to both signs. A 1-row or 1-column matrix
     equals the tuple with the same entries. A labelled tuple `(x, y) = (7, 6)` is the tuple
@@ -30,20 +39,36 @@ Choices where graders disagree (stated once, tested in tests/test_verifier*.py):
   - Expressions with variables are compared at three fixed rational points; with \\sin, \\cos,
     \\tan, \\sec, \\csc, \\cot, \\ln, \\exp and Greek variables this covers commuted
     products and identities (`\\sec^2 y` == `\\tan^2 y + 1`) within the relative 1e-6.
+  - Lists: `;` separates items like `,`; `a=3,b=1;a=5,b=1` and `(a, b) \\in \\{(3,1), (5,1)\\}`
+    are the tuples (3,1), (5,1) (labels distinct, alphabetical); `{1, 2}` in bare braces is a
+    set; "or" joins like "and". A list with a repeat equals its distinct elements when the
+    other list repeats none (`1, 1, 2` == `1, 2`, but `1, 1, 2` != `1, 2, 2`); a list never
+    equals a single value (`2, 2` != `2`).
+  - Labels before `=` are dropped on either side: `x =`, `f(x) =`, `PQ =`, `[ABC] =`, `|PQ| =`,
+    `\\overline{AB} =`, `m\\angle ABC =`, ratio names `P:Q = 2` (`2:1` itself is not 2); a
+    product `xy = 6` stays an equation. Option letters `B`, `(B)`, `\\text{(B)}`, `B. y = 17`,
+    `(B) 12` are the letter; only the letter is graded.
   - Equations: a leading `x =` / `x \\in` (one variable) is dropped; in a chain
-    `x = 5+5+1 = 11` the last side is the answer, and `x = 1/3 \\approx 0.33` keeps 1/3. Other
-    equations compare side by side in either order, or as the same equation up to a constant
-    factor (`x + y = 3` == `2x + 2y = 6`), also against `y = ...` when both sides are equations
-    in two or more variables (`y = 2x + 3` == `2x - y + 3 = 0`). Inequalities compare with
-    `a > b` read as `b < a`; a chain `a \\le x < b` is the interval [a, b).
+    `x = 5+5+1 = 11` the last side is the answer, and so is the result of a computation
+    `1 + 2 = 3` (both sides without variables). Before `\\approx` the exact value is the
+    answer (`\\frac{\\sqrt2}{2} \\approx 0.707`, `x = 1/3 \\approx 0.33`): the approximation
+    is not checked, and alone it is not paid; `x \\approx 11` is 11. Other equations compare
+    side by side in either order, or as the same equation up to a constant factor
+    (`x + y = 3` == `2x + 2y = 6`), also against `y = ...` when both are equations in two or
+    more variables (`y = 2x + 3` == `2x - y + 3 = 0`). Inequalities (relations.py): `a > b`
+    is `b < a`, times -1 is the same (`-y > -4` == `y < 4`; not `2y < 8`), a chain
+    `a \\le x < b` or `0 < g(x) < 2` is an interval.
+  - Indexed symbols: `a_1b_2` is a_1 times b_2 (`x_10` is x_{10}); `\\sum_{i=1}^{n} a_i b_i`
+    equals a sum with the same bounds and an equal body (`b_i a_i`); \\prod likewise.
   - Units: trailing unit words after a number are dropped (`5 \\text{ cm}` == `5`, also
     `60 \\text{ km/h}`, `9.8 m/s^2`, `25^\\circ C`, currency signs), so two different units
     with the same number are equal, as in the MATH grader.
-  - Thousands: `1{,}000`, `1\\,000`, `1\\!000` and these mixed with commas are one number;
-    `32, 349` (a comma then a space, `\\,` included) is a list.
+  - Thousands: `1{,}000`, `1\\,000`, `1\\!000`, `10,\\! 000` and these mixed with commas
+    are one number; `32, 349` (a comma then a space, `\\,` included) is a list. A stray
+    backslash or line break after an answer (`5\\`) is dropped.
   - `2^10` is read as 2^{10} (what the model means), not LaTeX's 2^1 0.
   - Characters a policy could hide in an answer (controls, zero-width and bidi marks, circled
-    digits, mixed-script digit runs) make it wrong; they are never stripped (extract.forbidden).
+    digits, mixed-script digit runs) make it wrong; they are never stripped (canonical.forbidden).
 
 Safety by construction: no eval/exec, no regex with nested quantifiers on unbounded input,
 answers longer than MAX_ANSWER_CHARS are only compared as strings, the parser has a depth cap,
@@ -59,13 +84,15 @@ import json
 import math
 import re
 import sys
-from fractions import Fraction
 
-from evaluator import GREEK, Parser, Refuse, expr_value, number, points
-from extract import MAX_ANSWER_CHARS, PLAIN_NUMBER, extract_answer, forbidden, normalize, split_top
+from evaluator import GREEK, Refuse, expr_value, number
+from numeric import exact_key, expr_equal, num_equal, same_equation
+from relations import chain, relation, relations_equal
+from canonical import MAX_ANSWER_CHARS, PLAIN_NUMBER, encloses, forbidden, normalize, split_top
+from extract import extract_answer, final_boxes, gold_answer
+from lenient import conclusion, equation_sides
 
 MAX_ITEMS = 32  # longest list / set / tuple we compare structurally
-REL_TOL = 1e-6  # relative tolerance when an exact comparison is impossible (see _num_equal)
 
 
 # ----------------------------------------------------------------------------- values
@@ -79,7 +106,8 @@ _REALS = {"\\mathbb{r}", "\\mathbbr", "\\r", "\\reals", "allrealnumbers", "allre
           "therealnumbers", "realnumbers", "anyrealnumber", "everyrealnumber"}
 _REAL_LINE = ("seq", "(", ")", (("num", -math.inf), ("num", math.inf)))
 _CHOICE = re.compile(r"\(?([A-Ea-e])\)?")
-_CHOICE_WITH_VALUE = re.compile(r"\(([A-E])\)[^,()]{1,60}")
+# \sum / \prod with their bounds, then the body: `\sum_{i=1}^{n}a_ib_i` (spaces are gone).
+_BIG_OP = re.compile(r"\\(sum|prod)_(\{[^{}]{1,40}\}|[a-z])\^(\{[^{}]{1,40}\}|[a-zA-Z0-9])(.+)")
 
 
 
@@ -112,14 +140,14 @@ def _value(s: str, top: bool = True):
         parts = split_top(s)
         if len(parts) > MAX_ITEMS:
             raise Refuse("too many items")
-        if len(parts) > 1 and not (s[0] in "([" and s[-1] in ")]" and _encloses(s)):
+        if len(parts) > 1 and not (s[0] in "([" and s[-1] in ")]" and encloses(s)):
             return ("set", _set_values(parts))
         if "\\cup" in s:
             return _union(s.split("\\cup"))
         if "\\pm" in s and s.count("\\pm") == 1:
             return ("set", (_value(s.replace("\\pm", "+"), False),
                             _value(s.replace("\\pm", "-"), False)))
-    if len(s) >= 2 and s[0] in "([" and s[-1] in ")]" and _encloses(s):
+    if len(s) >= 2 and s[0] in "([" and s[-1] in ")]" and encloses(s):
         parts = split_top(s[1:-1])
         if len(parts) > 1:
             if len(parts) > MAX_ITEMS:
@@ -128,21 +156,24 @@ def _value(s: str, top: bool = True):
     m = _CHOICE.fullmatch(s)
     if m and (s[0] == "(" or s.isupper()):
         return ("choice", m.group(1).upper())
-    m = _CHOICE_WITH_VALUE.fullmatch(s)
-    if m:  # "(B) 12": the option letter is the answer
-        return ("choice", m.group(1))
-    if s.count("=") == 1:
-        lhs, rhs = s.split("=")
+    m = _BIG_OP.fullmatch(s)
+    if m:  # a sum or product: the same bounds, and bodies equal as expressions
+        return ("big", m.group(1), m.group(2).strip("{}"), m.group(3).strip("{}"),
+                _value(m.group(4), False))
+    sides = split_top(s, "=") if "=" in s else ()  # `=` in braces (`\sum_{i=1}`): no equation
+    if len(sides) == 2:
+        lhs, rhs = sides
         if lhs and rhs:
-            return _labelled_tuple(lhs, rhs) or ("eq", _value(lhs, False), _value(rhs, False))
+            eq = _labelled_tuple(lhs, rhs) or ("eq", _value(lhs, False), _value(rhs, False))
+            if eq[0] == "eq" and eq[1][0] == "num" and eq[2][0] == "num":
+                return eq[2]  # a computation and its result, `1 + 2 = 3`: the result
+            return eq
     rel = _RELATION.split(s)
-    if len(rel) == 3 and rel[0] and rel[2]:  # one inequality; a > b is stored as b < a
-        lhs, op, rhs = rel
-        if op in (">", "\\ge"):
-            lhs, op, rhs = rhs, {">": "<", "\\ge": "\\le"}[op], lhs
-        return ("rel", op, _value(lhs, False), _value(rhs, False))
-    if len(rel) == 5 and all(rel[0::2]):
-        return _chain(*rel)
+    if len(rel) == 3 and rel[0] and rel[2]:  # one inequality (relations.py)
+        return relation(_value(rel[0], False), rel[1], _value(rel[2], False))
+    if len(rel) == 5 and all(rel[0::2]):  # a chain a < x <= b: an interval
+        lo, mid, hi = (_value(p, False) for p in rel[0::2])
+        return chain(lo, rel[1], mid, rel[3], hi, s)
     try:
         return expr_value(s)
     except (Refuse, ArithmeticError, ValueError, OverflowError):
@@ -192,28 +223,13 @@ def _labelled_tuple(lhs: str, rhs: str):
     if not (lhs[:1] == "(" and lhs[-1:] == ")" and rhs[:1] == "(" and rhs[-1:] == ")"):
         return None
     labels = lhs[1:-1].split(",")
-    if len(labels) < 2 or not all(map(_LABEL.fullmatch, labels)) or not _encloses(rhs):
+    if len(labels) < 2 or not all(map(_LABEL.fullmatch, labels)) or not encloses(rhs):
         return None
     latin = [x for x in labels if not x.startswith("\\")]
     entries = split_top(rhs[1:-1])
     if len(set(labels)) != len(labels) or len(entries) != len(labels) or latin != sorted(latin):
         return ("text", (lhs + "=" + rhs).casefold())
     return _value(rhs, False)
-
-
-def _chain(lo: str, op1: str, mid: str, op2: str, hi: str):
-    """`a < x \\le b` -> the interval (a, b]; `a > x > b` -> (b, a). Both relations must point
-    the same way and the middle must be a lone variable (`1 < 2x < 5` is not read); anything
-    else is compared as text. The real line: `-\\infty < x < \\infty` equals \\mathbb{R}."""
-    if op1 in (">", "\\ge") and op2 in (">", "\\ge"):
-        lo, op1, hi, op2 = hi, op2, lo, op1
-    elif not (op1 in ("<", "\\le") and op2 in ("<", "\\le")):
-        return ("text", (lo + op1 + mid + op2 + hi).casefold())
-    x, a, b = _value(mid, False), _value(lo, False), _value(hi, False)
-    if x[0] != "expr" or len(x[1]) != 1 or any(v[0] == "expr" and x[1][0] in v[2] for v in (a, b)):
-        return ("text", (lo + op1 + mid + op2 + hi).casefold())
-    strict = ("<", ">")
-    return ("seq", "(" if op1 in strict else "[", ")" if op2 in strict else "]", (a, b))
 
 
 def _set_values(parts: list[str]) -> tuple:
@@ -232,152 +248,39 @@ def _parsed(s: str):
     return _value(s)
 
 
-def _encloses(s: str) -> bool:
-    """True when the bracket at s[0] closes at s[-1] (mixed types allowed: `[1, 2)`)."""
-    depth = 0
-    for i, c in enumerate(s):
-        if c in "([{":
-            depth += 1
-        elif c in ")]}":
-            depth -= 1
-            if depth == 0:
-                return i == len(s) - 1
-    return False
-
-
-def _terminates(q: Fraction) -> bool:
-    """Whether q has a finite decimal expansion (denominator 2^i 5^j)."""
-    d = q.denominator
-    d >>= (d & -d).bit_length() - 1  # drop the factors of 2
-    while d % 5 == 0:
-        d //= 5
-    return d == 1
-
-
-def _num_equal(a, b) -> bool:
-    """Whether two numbers are equal; zero equals only zero.
-
-    Two exact rationals compare exactly (1234567 != 1234568, 0.5 != 0.5000001), except a
-    finite decimal against a repeating rational (0.3333333 vs 1/3), which must agree to a
-    relative 1e-6. Anything involving an irrational (a float) uses the relative 1e-6.
-    """
-    if a == b:
-        return True
-    if isinstance(a, float) and math.isinf(a) or isinstance(b, float) and math.isinf(b):
-        return False
-    if a == 0 or b == 0:
-        return False
-    if isinstance(a, Fraction) and isinstance(b, Fraction):  # |a - b| <= 1e-6 max(|a|, |b|)
-        if _terminates(a) == _terminates(b):
-            return False
-        an, ad, bn, bd = a.numerator, a.denominator, b.numerator, b.denominator
-        return abs(an * bd - bn * ad) * 10**6 <= max(abs(an) * bd, abs(bn) * ad)
-    a, b = float(a), float(b)
-    return abs(a - b) <= REL_TOL * max(abs(a), abs(b))
-
-
-def _expr_equal(x, y) -> bool:
-    """Numbers and expressions: exact / tolerant numbers; variables at three fixed points."""
-    if x[0] == "num" and y[0] == "num":
-        return _num_equal(x[1], y[1])
-    if x[0] != "expr" or y[0] != "expr" or x[2] != y[2]:
-        return False
-    fx, fy = _fingerprint(x[1], x[2]), _fingerprint(y[1], y[2])
-    return fx is not None and fy is not None and all(map(_num_equal, fx, fy))
-
-
-@functools.lru_cache(maxsize=4096)  # each set item is evaluated once, not once per pair
-def _fingerprint(toks: tuple, names: tuple) -> tuple | None:
-    """Values of an expression at the three sample points (None if undefined or infinite
-    there: `x\\infty` and `2x\\infty` are not the same expression)."""
-    try:
-        values = tuple(Parser(toks, env).run() for env in points(names))
-    except (Refuse, ArithmeticError, ValueError, OverflowError):
-        return None
-    return values if all(map(math.isfinite, values)) else None
-
-
-def _side(v, env):
-    return v[1] if v[0] == "num" else Parser(v[1], env).run()
-
-
-def _same_equation(x, y) -> bool:
-    """l1 = r1 and l2 = r2 with variables are the same equation when l1 - r1 = c (l2 - r2)
-    for one constant c != 0 at all three sample points (e.g. x + y = 3 and 2x + 2y = 6); both
-    differences must be finite and non-zero there."""
-    sides = (x[1], x[2], y[1], y[2])
-    if any(v[0] not in ("num", "expr") for v in sides):
-        return False
-    names = [tuple(sorted({n for v in pair if v[0] == "expr" for n in v[2]}))
-             for pair in (sides[:2], sides[2:])]
-    if names[0] != names[1] or not names[0]:
-        return False
-    ratio = None
-    for env in points(names[0]):
-        try:
-            d1 = _side(x[1], env) - _side(x[2], env)
-            d2 = _side(y[1], env) - _side(y[2], env)
-            if d1 == 0 or d2 == 0 or not math.isfinite(d1) or not math.isfinite(d2):
-                return False  # y\\infty = 2x + 1 is no line
-            r = d1 / d2
-        except (Refuse, ArithmeticError, ValueError, OverflowError, TypeError):
-            return False
-        if ratio is not None and not _num_equal(r, ratio):
-            return False
-        ratio = r
-    return True
-
-
-def _exact_key(v):
-    """A hashable key for values that are exact rationals (or exact at the sample points)."""
-    if v[0] == "num" and isinstance(v[1], Fraction):
-        return v
-    if v[0] == "expr":
-        fp = _fingerprint(v[1], v[2])
-        if fp is not None and all(isinstance(t, Fraction) for t in fp):
-            return ("fp", v[2], fp)
-    return None
-
-
-def _rel_interval(r):
-    """x < a -> (-inf, a); a <= x -> [a, inf); x != a -> the set {(-inf, a), (a, inf)}, the
-    union of two open rays. None unless one side is a lone variable and the other a number."""
-    op, lhs, rhs = r[1], r[2], r[3]
-    lone = [v[0] == "expr" and len(v[1]) == 1 for v in (lhs, rhs)]
-    inf = ("num", math.inf)
-    if op == "\\ne":
-        a = rhs if lone[0] and rhs[0] == "num" else lhs if lone[1] and lhs[0] == "num" else None
-        if a is None:
-            return None
-        return ("set", (("seq", "(", ")", (("num", -math.inf), a)), ("seq", "(", ")", (a, inf))))
-    if lone[0] and rhs[0] == "num":
-        return ("seq", "(", ")" if op == "<" else "]", (("num", -math.inf), rhs))
-    if lone[1] and lhs[0] == "num":
-        return ("seq", "(" if op == "<" else "[", ")", (lhs, inf))
-    return None
+def _distinct(items: tuple) -> tuple:
+    """The items with repeats removed (first occurrence kept)."""
+    out: list = []
+    for v in items:
+        if not any(_values_equal(v, w) for w in out):
+            out.append(v)
+    return tuple(out)
 
 
 def _values_equal(x, y) -> bool:
     kx, ky = x[0], y[0]
     if kx in ("num", "expr") and ky in ("num", "expr"):
-        return _expr_equal(x, y)
+        return expr_equal(x, y)
     if kx == "pct" or ky == "pct":  # policy: x% == x and x% == x/100
         if kx == "pct" and ky == "pct":
-            return _num_equal(x[1], y[1])
+            return num_equal(x[1], y[1])
         p, other = (x, y) if kx == "pct" else (y, x)
         if other[0] != "num":
             return False
-        return _num_equal(p[1], other[1]) or _num_equal(p[1] / 100, other[1])
+        return num_equal(p[1], other[1]) or num_equal(p[1] / 100, other[1])
     if kx == "set" and ky == "set":
         if len(x[1]) != len(y[1]):
-            return False
+            dx, dy = _distinct(x[1]), _distinct(y[1])
+            if (len(dx) < len(x[1])) == (len(dy) < len(y[1])) or len(dx) != len(dy):
+                return False  # only when just one list repeats an element is it read as the
+            x, y = ("set", dx), ("set", dy)  # list of its distinct elements
         # Exact matches first through a dict (linear), then the rest pairwise.
         exact: dict = {}
         for b in y[1]:
-            exact.setdefault(_exact_key(b), []).append(b)
+            exact.setdefault(exact_key(b), []).append(b)
         rest, left = [], []
         for a in x[1]:
-            k = _exact_key(a)
+            k = exact_key(a)
             if k is not None and exact.get(k):
                 exact[k].pop()
             else:
@@ -409,22 +312,13 @@ def _values_equal(x, y) -> bool:
         vector = len(m[1]) == 1 or all(len(r) == 1 for r in m[1])
         return vector and t[1] + t[2] in ("()", "[]") and len(flat) == len(t[3]) and all(
             _values_equal(a, b) for a, b in zip(flat, t[3]))
-    if {kx, ky} == {"rel", "seq"}:  # x > 3 is the interval (3, \infty)
-        r, t = (x, y) if kx == "rel" else (y, x)
-        iv = _rel_interval(r)
-        return iv is not None and iv[0] == "seq" and _values_equal(iv, t)
-    if {kx, ky} == {"rel", "set"}:  # x \\ne 3 is (-\\infty, 3) \\cup (3, \\infty)
-        r, t = (x, y) if kx == "rel" else (y, x)
-        iv = _rel_interval(r)
-        return iv is not None and iv[0] == "set" and _values_equal(iv, t)
-    if kx == "rel" and ky == "rel":
-        if x[1] != y[1]:
-            return False
-        same = _values_equal(x[2], y[2]) and _values_equal(x[3], y[3])
-        return same or x[1] == "\\ne" and _values_equal(x[2], y[3]) and _values_equal(x[3], y[2])
+    if "rel" in (kx, ky) and {kx, ky} <= {"rel", "seq", "set"}:  # relations.py
+        return relations_equal(x, y, _values_equal)
+    if kx == "big" and ky == "big":
+        return x[1:4] == y[1:4] and _values_equal(x[4], y[4])
     if kx == "eq" and ky == "eq":
         return (_values_equal(x[1], y[1]) and _values_equal(x[2], y[2])) or (
-            _values_equal(x[1], y[2]) and _values_equal(x[2], y[1])) or _same_equation(x, y)
+            _values_equal(x[1], y[2]) and _values_equal(x[2], y[1])) or same_equation(x, y)
     if kx == "choice" or ky == "choice":
         letters = []
         for v in (x, y):
@@ -445,7 +339,7 @@ def _values_equal(x, y) -> bool:
 def _same_curve(a: str, b: str) -> bool:
     """Two equations in the same two or more variables that describe the same curve:
     `y = 2x + 3` == `2x - y + 3 = 0` == `4x - 2y = -6` (equal up to a non-zero factor and a
-    rearrangement, checked as in _same_equation at the three sample points).
+    rearrangement, checked as in same_equation at the three sample points).
 
     normalize drops a leading `y =` (so that `y = 2x + 1` equals the answer `2x + 1`); here
     it is kept, so only two answers that are both equations take this path. One-variable
@@ -456,7 +350,7 @@ def _same_curve(a: str, b: str) -> bool:
     if x[0] != "eq" or y[0] != "eq":
         return False
     names = {n for v in (x[1], x[2]) if v[0] == "expr" for n in v[2]}
-    return len(names) >= 2 and _same_equation(x, y)
+    return len(names) >= 2 and same_equation(x, y)
 
 
 def answers_equal(a: str, b: str) -> bool:
@@ -480,31 +374,47 @@ def answers_equal(a: str, b: str) -> bool:
         return False
 
 
-def verify(response: str, gold: str) -> bool:
+def verify(response: str, gold: str, *, lenient: bool = False) -> bool:
     """1 if the response's final answer equals the gold answer, else 0. Never raises.
 
     The answer is extracted from the response only (no last-number fallback); a gold that
-    itself contains \\boxed{...} is replaced by the box's content.
+    itself contains \\boxed{...} is replaced by the box's content. Boxes that together state a
+    list (`\\boxed{-3}` and `\\boxed{2}`, see extract.final_boxes) also count as that list.
+
+    lenient=False is the RL reward: the answer must be boxed or explicitly marked, and a
+    number that is not stated as the answer is never paid. lenient=True is for grading other
+    models' outputs: when the response has no box and no `####`, the sentence of its last
+    "answer" or its conclusion is also read as a human grader reads it (lenient.py).
     """
     try:
         if not isinstance(response, str) or not isinstance(gold, str):
             return False
-        if "\\boxed" in gold or "\\fbox" in gold:
-            gold = extract_answer(gold) or gold
+        gold = gold_answer(gold)
         ans = extract_answer(response)
-        if ans is None:
+        if ans is not None and answers_equal(ans, gold):
+            return True
+        boxes = final_boxes(response) if response.count("box") > 1 else []
+        if boxes:  # the last box alone did not match: several boxes as one list
+            return answers_equal(", ".join(boxes), gold)
+        if not lenient or "####" in response or "\\boxed" in response or "\\fbox" in response:
             return False
-        return answers_equal(ans, gold)
+        read = conclusion(response)
+        return read is not None and any(answers_equal(a, gold) for a in equation_sides(read))
     except Exception:
         return False
 
 
 # ----------------------------------------------------------------------------- CLI
 
-def _check_pair(response: str, gold: str) -> int:
+def _check_pair(response: str, gold: str, lenient: bool = False) -> int:
     ans = extract_answer(response)
-    g = extract_answer(gold) or gold if ("\\boxed" in gold or "\\fbox" in gold) else gold
-    ok = verify(response, gold)
+    g = gold_answer(gold)
+    ok = verify(response, gold, lenient=lenient)
+    boxes = final_boxes(response)
+    if boxes:
+        print(f"boxes as a list  : {', '.join(boxes)!r}")
+    if lenient:
+        print(f"lenient reading  : {conclusion(response)!r}")
     print(f"extracted answer : {ans!r}")
     print(f"normalized answer: {normalize(ans) if ans is not None else None!r}")
     print(f"normalized gold  : {normalize(g)!r}")
@@ -512,7 +422,7 @@ def _check_pair(response: str, gold: str) -> int:
     return 0 if ok else 1
 
 
-def _check_jsonl(path: str) -> int:
+def _check_jsonl(path: str, lenient: bool = False) -> int:
     try:
         f = open(path, encoding="utf-8", errors="surrogateescape")
     except OSError as e:
@@ -541,7 +451,7 @@ def _check_jsonl(path: str) -> int:
                 print(f"{path}:{lineno}: {reason}", file=sys.stderr)
                 bad += 1
                 continue
-            ok = verify(rec["response"], rec["gold"])
+            ok = verify(rec["response"], rec["gold"], lenient=lenient)
             n += 1
             correct += ok
             if "expected" in rec:
@@ -564,20 +474,24 @@ def main(argv: list[str] | None = None) -> int:
                "  2  usage error or unreadable file\n\n"
                "examples:\n"
                "  python verifier.py 'so the answer is \\boxed{\\frac12}' '0.5'\n"
+               "  python verifier.py --lenient 'so the probability is 3/5.' '0.6'\n"
                "  python verifier.py --jsonl grades.jsonl",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("response", nargs="?", help="model response text (the last \\boxed{} counts)")
     p.add_argument("gold", nargs="?", help="reference answer, e.g. '\\frac{1}{2}' or '1,234'")
     p.add_argument("--jsonl", metavar="FILE",
                    help='grade lines of {"response": ..., "gold": ..., "expected": bool?}')
+    p.add_argument("--lenient", action="store_true",
+                   help="also read an unmarked answer from the conclusion (for grading other "
+                        "models' outputs; the RL reward is the default, stricter mode)")
     args = p.parse_args(argv)
     if args.jsonl:
         if args.response is not None:
             p.error("give either --jsonl FILE or RESPONSE GOLD, not both")
-        return _check_jsonl(args.jsonl)
+        return _check_jsonl(args.jsonl, args.lenient)
     if args.response is None or args.gold is None:
         p.error("need RESPONSE and GOLD (or --jsonl FILE)")
-    return _check_pair(args.response, args.gold)
+    return _check_pair(args.response, args.gold, args.lenient)
 
 
 if __name__ == "__main__":

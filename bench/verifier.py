@@ -1,5 +1,6 @@
-"""Benchmark verifier.py: throughput on a realistic mix, worst-case latency on adversarial
-inputs, and (when math-verify is importable) its speed and its verdicts on our labelled table.
+"""Benchmark verifier.py: throughput on a realistic mix (default and lenient mode), worst-case
+latency on adversarial inputs in both modes, and (when math-verify is importable) its speed
+and its verdicts on our labelled table.
 
     python bench/verifier.py                      # ours only
 
@@ -22,7 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from test_verifier_cases import ADVERSARIAL, ADVERSARIAL_GOLDS, PAIRS, RESPONSES  # noqa: E402
+from test_verifier_cases import (ADVERSARIAL, ADVERSARIAL_GOLDS, LENIENT, PAIRS,  # noqa: E402
+                                 RESPONSES)
 import verifier  # noqa: E402
 from verifier import verify  # noqa: E402
 
@@ -81,11 +83,11 @@ def throughput(fn, pairs, min_time=1.0) -> tuple[float, float]:
             return n / dt, n / (time.perf_counter() - w0)
 
 
-def verify_cold(response: str, gold: str) -> bool:
+def verify_cold(response: str, gold: str, lenient: bool = False) -> bool:
     """verify() with its caches emptied first: no help from repeated golds or answers."""
     verifier.normalize.cache_clear()
     verifier._parsed.cache_clear()
-    return verify(response, gold)
+    return verify(response, gold, lenient=lenient)
 
 
 def mv_verify(response: str, gold: str) -> bool:
@@ -116,22 +118,34 @@ def main():
     print(f"ours        mix (10% ~8 kB)       : {ours_mixed:10,.0f} ({w2:,.0f})  cold caches")
     print(f"ours        short, warm caches    : {warm_short:10,.0f} ({w3:,.0f})  golds repeat")
 
-    worst, worst_in = 0.0, ""
-    for text in ADVERSARIAL:
-        for gold in ADVERSARIAL_GOLDS + [text[:5000]]:
-            t0 = time.perf_counter()
-            verify(text, gold)
-            dt = time.perf_counter() - t0
-            if dt > worst:
-                worst, worst_in = dt, text[:40]
-    print(f"ours        slowest adversarial call: {worst * 1e3:.2f} ms  (input {worst_in!r}...)")
+    lenient_short, w6 = throughput(lambda r, g: verify_cold(r, g, lenient=True), short)
+    prose = [(r.replace("So the final answer is $\\boxed{", "So it is ").replace("}$.", "."), g, e)
+             for r, g, e in short]
+    lenient_prose, w7 = throughput(lambda r, g: verify_cold(r, g, lenient=True), prose)
+    print(f"ours        lenient, short boxed  : {lenient_short:10,.0f} ({w6:,.0f})  cold caches")
+    print(f"ours        lenient, prose endings: {lenient_prose:10,.0f} ({w7:,.0f})  cold caches")
+
+    for lenient in (False, True):
+        worst, worst_in = 0.0, ""
+        for text in ADVERSARIAL:
+            for gold in ADVERSARIAL_GOLDS + [text[:5000]]:
+                t0 = time.perf_counter()
+                verify(text, gold, lenient=lenient)
+                dt = time.perf_counter() - t0
+                if dt > worst:
+                    worst, worst_in = dt, text[:40]
+        mode = "lenient" if lenient else "default"
+        print(f"ours        slowest adversarial call ({mode}): {worst * 1e3:.2f} ms  "
+              f"(input {worst_in!r}...)")
 
     rows = labelled_rows()
     ours_wrong = sum(verify(r, g) != e for r, g, e in rows)
     mix_rows = sorted(set(mixed[:400]))
     ours_mix_wrong = sum(verify(r, g) != e for r, g, e in mix_rows)
+    lenient_wrong = sum(verify(r, g, lenient=True) != e for r, g, e, _ in LENIENT)
     print(f"ours        label disagreements   : {ours_wrong} / {len(rows)} (test table), "
-          f"{ours_mix_wrong} / {len(mix_rows)} (bench mix)")
+          f"{ours_mix_wrong} / {len(mix_rows)} (bench mix), {lenient_wrong} / {len(LENIENT)} "
+          f"(lenient table, lenient=True)")
     if math_verify is None:
         print("math-verify not importable: to compare, see this script's docstring (a separate\n"
               "environment: python -m venv ~/mv-env && ~/mv-env/bin/pip install\n"
