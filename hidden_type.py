@@ -321,12 +321,35 @@ def verdicts(g: dict) -> dict:
     }
 
 
+def pilot_report(results_json: str | Path) -> dict:
+    """The GRPO pilot's gates from a compare.py results.json and its run folders (eval.jsonl holds
+    the evaluations at every --eval-every step): per seed and step, and the mean over seeds."""
+    res = json.loads(Path(results_json).read_text())
+    base = res["methods"]["base"]["runs"][0]["final"]
+    out = {"base": {k: base["pass@k"][k] for k in ("1", str(base["n"]))}, "by_step": {}}
+    for r in res["methods"]["grpo"]["runs"]:
+        for line in (Path(r["out"]) / "eval.jsonl").read_text().splitlines():
+            e = json.loads(line)
+            if e.get("step", 0) > 0 and "by_type" in e:
+                out["by_step"].setdefault(e["step"], {})[r["seed"]] = pilot_figures(e, base)
+    for step, seeds in out["by_step"].items():
+        mean = {k: round(sum(f[k] for f in seeds.values()) / len(seeds), 4) for k in next(iter(seeds.values()))}
+        seeds["mean"] = mean
+        seeds["gates"] = pilot_verdicts(mean)
+        seeds["gates_each_seed"] = {s: pilot_verdicts(f) for s, f in seeds.items() if isinstance(s, int)}
+    return out
+
+
 if __name__ == "__main__":
     import argparse
 
     ap = argparse.ArgumentParser(description="Measure a hidden-type build's gates and store them in its BUILD.json.")
     ap.add_argument("--toy", default="hidden-type", choices=["hidden-type", "shown-type"])
+    ap.add_argument("--pilot", metavar="RESULTS_JSON", help="instead: the GRPO pilot's gates from a compare.py results.json")
     a = ap.parse_args()
+    if a.pilot:
+        print(json.dumps(pilot_report(a.pilot), indent=1))
+        sys.exit(0)
     import toy
 
     res = gates(a.toy)
