@@ -7,12 +7,12 @@ read where it chooses its path. Built so that GRPO *can* narrow what is solved a
     python hidden_type.py --toy shown-type   # the same for the control (type written in the prompt)
 
 The task: sums of three two-digit numbers, "Q: 23+48+17=?\nA: ", as in `original`. A problem's
-type comes from the parities of a, b, c (p = x mod 2):
+type comes from its sum S = a + b + c:
 
-    type   when                                   share of uniform problems   valid paths
-    F      pa = pb = pc (all share a parity)      25 %                        ab only
-    R      pa = pc != pb (b differs from both)    25 %                        bc only
-    B      pa != pc                               50 %                        ab and bc
+    type   when             share of uniform problems   valid paths
+    F      S = 1 (mod 5)    20 %                        ab only
+    R      S = 3 (mod 5)    20 %                        bc only
+    B      otherwise        60 %                        ab and bc
 
 The completion's first token names the path:
 
@@ -21,20 +21,25 @@ The completion's first token names the path:
     guess  no work   guess\n\boxed{90}                        the sum rounded to tens, chosen 45 %
 
 The slips are built in, on purpose. Where a path is not valid (ab on R, bc on F), pretraining writes
-it with one deterministic slip: the second line's result is 10 too large (an invented carry), and
-that wrong sum is boxed. A guess is right only when the sum is a multiple of ten. So each path is
-valid on 75 % of the problems, both on half, each alone on a quarter, and which one works depends on
-an XOR of parities: a function that no linear read-out of the digits gives (unlike a threshold on a
-sum of digits, which the original model's hidden state shows at AUC 0.95-0.99 at every layer). A
-slip that the model executes reliably cannot be repaired by RL finding one better token: the
-problem is solved only by the other path. Why built in: with real arithmetic errors, the
+its two lines right and then boxes a number 10 too large (a copying slip). A guess is right only
+when the sum is a multiple of ten. So each path is valid on 80 % of the problems, both on 60 %, each
+alone on 20 %. Deciding the slip takes only the units digit the path has just written (S mod 5 is
+S's units digit mod 5); choosing the path well would take S mod 5 at the last prompt position, a
+residue of a three-number sum, which nothing in pretraining asks for there (the choice's label is
+the same for every type). A reliably executed slip cannot be repaired by RL finding one better
+token: the problem is solved only by the other path. Why built in: with real arithmetic errors, the
 favourite of our first toy was also its most reliable path everywhere (no overlap and no problem
 only a rare path solves), so GRPO's narrowing had nowhere to show.
 
+Build attempt 1 (commit cf0277c, `TYPE_RULE = "parity"` there) took the type from the parities of
+a, b, c (F: all alike, R: b differs from both, 25 / 25 / 50 %) and put the slip in the second line.
+After 17,500 steps (seed 0; seed 1 stopped at 9,500) its slips were still not learnt: every
+forced cell sat at 0.55-0.8. Its control, with the type in the prompt, learnt them by step 5,750.
+
 Pretraining practises ab, bc and guess equally (every type, slips included); the token that names
 the path is trained with the same soft label (45 / 10 / 45 %) whatever the type. Training documents
-are uniform problems: balancing them by type would bias the digits' parities and so give the type
-away in the prompt text. Shares 45 / 10 / 45 instead of a stronger favourite: with execution near
+are uniform problems: balancing them by type would bias the digits and so give the type away in
+the prompt text. Shares 45 / 10 / 45 instead of a stronger favourite: with execution near
 certain, the guesses set base pass@1 (about 0.4) and leave GRPO an easy +0.3 to find, with no
 second, noisy training stage.
 
@@ -58,21 +63,13 @@ import torch
 
 TYPES = ("F", "R", "B")
 VALID = {"ab": ("F", "B"), "bc": ("R", "B")}  # where each written path is right; elsewhere it slips
-SLIP = 10  # the slipped path's second line (and so its boxed answer) is this much too large
-
-
-TYPE_RULE = "parity"  # build attempt 2 sets "sum-mod-5": F iff a+b+c = 1 (mod 5), R iff = 3, and the slip sits in the box
+SLIP = 10  # where a path is not valid its boxed answer is this much too large
 
 
 def type_of(numbers: tuple[int, ...] | list[int]) -> str:
-    """'F' (all three share a parity), 'R' (b's parity differs from a's and c's), else 'B'."""
-    if TYPE_RULE == "sum-mod-5":
-        r = sum(numbers) % 5
-        return "F" if r == 1 else "R" if r == 3 else "B"
-    pa, pb, pc = (x % 2 for x in numbers)
-    if pa == pb == pc:
-        return "F"
-    return "R" if pa == pc else "B"
+    """'F' if a+b+c = 1 (mod 5), 'R' if a+b+c = 3 (mod 5), else 'B'."""
+    r = sum(numbers) % 5
+    return "F" if r == 1 else "R" if r == 3 else "B"
 
 
 def guess_of(total: int) -> int:
@@ -88,12 +85,9 @@ def solution(numbers: tuple[int, ...] | list[int], path: str) -> str:
     if path not in VALID:
         raise ValueError(f"hidden_type.solution: path must be ab, bc or guess, got {path!r}")
     first, second, last = (a, b, c) if path == "ab" else (b, c, a)
-    s1 = first + second
-    slip = 0 if type_of(numbers) in VALID[path] else SLIP
-    if TYPE_RULE == "sum-mod-5":  # the work is right, the box miscopies it
-        return f"{path}\n{first}+{second}={s1}\n{s1}+{last}={s1 + last}\n\\boxed{{{s1 + last + slip}}}"
-    s2 = s1 + last + slip
-    return f"{path}\n{first}+{second}={s1}\n{s1}+{last}={s2}\n\\boxed{{{s2}}}"
+    s1, total = first + second, a + b + c
+    slip = 0 if type_of(numbers) in VALID[path] else SLIP  # the work is right; the box miscopies it
+    return f"{path}\n{first}+{second}={s1}\n{s1}+{last}={total}\n\\boxed{{{total + slip}}}"
 
 
 def format_prompt(numbers: tuple[int, ...] | list[int], shown: bool) -> str:
