@@ -65,7 +65,7 @@ def chunk_rows(vocab_size: int) -> int:
 def lm_head_rows(h: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """logits (m, V) = h (m, C) @ weight (V, C)^T, each row rounded as in a matmul of many rows: on the
     CPU kernels we measured, 1 to 3 rows take another code path that rounds differently, so fewer than
-    MIN_ROWS rows are padded with copies of the first (as the sampler's working batch is)."""
+    MIN_ROWS rows (4, below) are padded with copies of the first, as the working batch of generate is."""
     m = h.shape[0]
     if 0 < m < MIN_ROWS:
         return torch.nn.functional.linear(torch.cat([h, h[:1].expand(MIN_ROWS - m, -1)]), weight)[:m]
@@ -211,19 +211,26 @@ def _check_inputs(model, prompts, max_new_tokens, samples_per_prompt, temperatur
 
 def prefill(model, prompts: list[list[int]], cache: KVCache, device, all_logits: bool = False):
     """Left-pad the prompts into one batch and run it through the model, filling `cache`.
-    Returns logits (P, T0, V) if all_logits else (P, 1, V), the padded ids (P, T0) and the mask (P, T0)."""
+    Returns the hidden states after the final norm (P, T0, C) if all_logits (whose logits the caller
+    takes where it needs them: prompt_logprobs_from_prefill) else logits (P, 1, V), the padded ids
+    (P, T0) and the mask (P, T0)."""
     T0 = max(len(p) for p in prompts)
     ids = torch.tensor([[0] * (T0 - len(p)) + list(p) for p in prompts], dtype=torch.long).to(device)  # (P, T0)
     lengths = torch.tensor([len(p) for p in prompts]).to(device)
     mask = torch.arange(T0, device=device)[None, :] >= (T0 - lengths)[:, None]  # (P, T0), from lengths
-    logits = model(ids, mask, cache=cache, start=0, last_only=not all_logits)
-    return logits, ids, mask
+    out = model(ids, mask, cache=cache, start=0, last_only=not all_logits, hidden_states=all_logits)
+    return out, ids, mask
 
 
-def prompt_logprobs_from_prefill(logits, ids, mask, temperature):
-    """log pi(q_t | q_<t) for t >= 1 of each left-padded prompt, left-aligned: (P, T0-1) and mask."""
+def prompt_logprobs_from_prefill(model, h, ids, mask, temperature):
+    """log pi(q_t | q_<t) for t >= 1 of each left-padded prompt, left-aligned: (P, T0-1) and mask, from
+    the prefill's hidden states h (P, T0, C); the LM head runs at the prompts' real positions only, a
+    chunk at a time (chunked_logprobs: the same numbers as log_softmax of full logits)."""
     P, T0 = ids.shape
-    lp = logits_to_logprobs(logits[:, :-1], temperature).gather(-1, ids[:, 1:, None]).squeeze(-1)  # (P, T0-1)
+    real = mask[:, :-1] & mask[:, 1:]  # (P, T0-1): column j predicts the real token at column j + 1
+    at = (torch.arange(P, device=ids.device)[:, None] * T0 + torch.arange(T0 - 1, device=ids.device))[real]  # (M,)
+    lp = chunked_logprobs(h.flatten(0, 1), model.lm_head.weight, at, ids[:, 1:][real], temperature)[0]  # (M,)
+    lp = lp.new_zeros(P, T0 - 1).masked_scatter(real, lp)  # (P, T0-1), 0 where padded
     n_pad = (~mask).sum(-1, keepdim=True)  # (P, 1)
     idx = (torch.arange(T0 - 1, device=ids.device)[None, :] + n_pad).clamp(max=T0 - 2)  # shift left by n_pad
     out_mask = torch.arange(T0 - 1, device=ids.device)[None, :] < (T0 - 1 - n_pad)  # (P, T0-1)
@@ -354,14 +361,17 @@ def generate(
     S = T0 + max_new_tokens  # cache columns: padded prompt, then one per generated token
 
     cache = KVCache(cfg, P, S, kv_cache_dtype(device, dtype), device)
-    logits, ids, pmask = prefill(model, prompts, cache, device, all_logits=return_prompt_logprobs)  # each prompt once
+    out, ids, pmask = prefill(model, prompts, cache, device, all_logits=return_prompt_logprobs)  # each prompt once
     out_plp = out_pmask = None
-    if return_prompt_logprobs:
-        out_plp, out_pmask = prompt_logprobs_from_prefill(logits, ids, pmask, temperature)
-    next_logits = logits[:, -1].repeat_interleave(G, dim=0)  # (B, V)
+    if return_prompt_logprobs:  # out: hidden states (P, T0, C); the last column's logits as in a full pass
+        out_plp, out_pmask = prompt_logprobs_from_prefill(model, out, ids, pmask, temperature)
+        last = lm_head_rows(out[:, -1], model.lm_head.weight)  # (P, V)
+    else:  # out: logits (P, 1, V)
+        last = out[:, -1]
+    next_logits = last.repeat_interleave(G, dim=0)  # (B, V)
     if G > 1:
         cache = cache.repeat_rows(G)
-    del logits
+    del out, last
 
     key_mask = torch.zeros(B, S, dtype=torch.bool, device=device)  # (B, S): keys written so far
     key_mask[:, :T0] = pmask.repeat_interleave(G, dim=0)
