@@ -52,9 +52,12 @@ def logits_to_logprobs(logits: torch.Tensor, temperature: float = 1.0) -> torch.
 # Chunked log-probs: the LM head applied to a few rows of hidden states at a time, so that no
 # (rows x tokens x vocab) float32 tensor ever exists. A chunk is at most CHUNK_ROWS rows (1024, the
 # chunk of arm.token_entropy, so that at a small vocabulary the entropy is the same float32 sum as
-# before) and at most CHUNK_VALUES logits (2^24: 64 MB in float32; 110 rows of Qwen's 151,936).
+# before) and at most CHUNK_VALUES logits (2^23: 32 MiB in float32; 55 rows of Qwen's 151,936).
+# Why not larger: on CPU, glibc's malloc hands out blocks over 32 MiB as fresh pages each time, and
+# faulting them in costs more than the arithmetic; one micro-batch of the bench/memory.py setup (8 x 256
+# tokens) took 7.4-8.5 s with chunks of 27 or 55 rows, 9-12 s with 110 or 220, 19 s with full logits.
 CHUNK_ROWS = 1024
-CHUNK_VALUES = 1 << 24
+CHUNK_VALUES = 1 << 23
 
 
 def chunk_rows(vocab_size: int) -> int:
