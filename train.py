@@ -206,8 +206,10 @@ def sampled_logprobs(model, ro: Rollout, rows, n: int, cfg: Config, *, entropy: 
     if not cfg.chunk_logprobs:
         with autocast(cfg, device):
             logits = response_logits(model, ids, am, T0, n, grad_checkpoint=cfg.grad_checkpoint)  # (b, n, V)
-        logp = logits_to_logprobs(logits, t).gather(-1, tokens[..., None]).squeeze(-1) if logprobs else None
+        # the entropy first, while only the logits exist: its float32 copies are gone before the log-softmax
+        # and its gradients are made, so the peak stays the backward pass's, as in the earlier code
         ent = arm.token_entropy(logits.detach().float() / t, mask) if entropy else None
+        logp = logits_to_logprobs(logits, t).gather(-1, tokens[..., None]).squeeze(-1) if logprobs else None
         return logp, ent
     b, T = ids.shape
     with autocast(cfg, device):
