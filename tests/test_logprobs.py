@@ -3,9 +3,10 @@ chunked log-probs and entropy (sampler.chunked_logprobs), logits only at respons
 prefill's prompt log-probs from hidden states, and --grad-checkpoint.
 
 Which results are bit-identical and which only close, on CPU:
-  bit-identical   log-probs, their gradients (hidden states and LM head weight), the entropy when a
-                  chunk holds the same rows as arm.token_entropy's (up to 1024 rows, so at any small
-                  vocabulary), the prefill's prompt log-probs and first token, whole toy runs
+  bit-identical   log-probs, their gradients (hidden states and LM head weight), also under bf16
+                  autocast; the entropy when a chunk holds the same rows as arm.token_entropy's (up
+                  to 1024 rows, so at any small vocabulary); the prefill's prompt log-probs and first
+                  token; whole toy runs (metrics, evaluations, weights)
   within 1e-6     the entropy when the chunk is smaller (a large vocabulary): another float32 sum order
   relative
   equal here      --grad-checkpoint's gradients (the same ops recomputed; the test allows float tolerance)"""
@@ -67,6 +68,31 @@ def test_chunked_logprobs_and_gradients_are_bit_identical_to_full_logits(V, t, c
         assert torch.equal(ent1, ent0)
     else:  # smaller chunks: another float32 summation order
         assert ent1.item() == pytest.approx(ent0.item(), rel=1e-6)
+
+
+def test_under_bf16_autocast_the_buffer_is_bf16_and_the_results_those_of_full_logits():
+    """train.py's CUDA configuration (float32 weights, bf16 autocast), here with CPU autocast: the logits,
+    their buffer and the LM head's matmuls are bf16, the log-softmax float32, as on the full path."""
+    torch.manual_seed(0)
+    b, T0, n, C, V, t = 5, 6, 13, 24, 3000, 0.8
+    H, W = torch.randn(b, T0 + n, C), torch.randn(V, C) * 0.3
+    tok, G = torch.randint(V, (b, n)), torch.randn(b, n)
+    mask = torch.arange(n)[None] < torch.tensor([13, 1, 7, 13, 4])[:, None]
+    outs = []
+    for path in ("full", "chunked"):
+        h, w = H.clone().requires_grad_(), W.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            if path == "full":
+                logits = F.linear(h, w)[:, T0 - 1: T0 - 1 + n]
+                assert logits.dtype == torch.bfloat16
+                lp = logits_to_logprobs(logits, t).gather(-1, tok[..., None]).squeeze(-1)
+            else:
+                at = (torch.arange(b)[:, None] * (T0 + n) + T0 - 1 + torch.arange(n))[mask]
+                lp = chunked_logprobs(h.flatten(0, 1), w, at, tok[mask], t, chunk=7)[0]
+                lp = lp.new_zeros(b, n).masked_scatter(mask, lp)
+        (torch.where(mask, lp, 0.0) * G).sum().backward()
+        outs.append((lp[mask], h.grad, w.grad))
+    assert all(torch.equal(x, y) for x, y in zip(*outs)) and outs[0][2].dtype == torch.float32
 
 
 def test_chunk_size_is_bounded_by_the_vocabulary():
