@@ -87,11 +87,11 @@ class _ChunkedLogprobs(torch.autograd.Function):
     The buffer is only allocated when a gradient is needed; backward can run once."""
 
     @staticmethod
-    def forward(ctx, h, weight, rows, tokens, temperature, entropy, chunk):
-        # h (R, C) hidden states after the final norm; weight (V, C); rows (M,) long, tokens (M,) long
+    def forward(ctx, h, weight, rows, tokens, temperature, entropy, chunk, grad):
+        # h (R, C) hidden states after the final norm; weight (V, C); rows (M,) long, tokens (M,) long;
+        # grad: autograd records (ctx.needs_input_grad says True under torch.no_grad too)
         R, M = h.shape[0], rows.shape[0]
         t = temperature if temperature > 0 else 1.0
-        grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         buf = None  # (R, V) logits at `rows`, zeros elsewhere; allocated with the first chunk's dtype
         logp = torch.zeros(M, dtype=torch.float32, device=h.device)  # (M,)
         total = torch.zeros((), dtype=torch.float32, device=h.device)  # sum of the entropies
@@ -122,7 +122,7 @@ class _ChunkedLogprobs(torch.autograd.Function):
         if buf is None:
             if rows.numel():
                 raise RuntimeError("chunked_logprobs: backward ran twice (the logits buffer became the gradient)")
-            return torch.zeros_like(h), torch.zeros_like(weight), None, None, None, None, None
+            return torch.zeros_like(h), torch.zeros_like(weight), None, None, None, None, None, None
         ctx.buf = None
         for s in range(0, rows.shape[0], chunk):
             r = rows[s:s + chunk]
@@ -135,7 +135,7 @@ class _ChunkedLogprobs(torch.autograd.Function):
             grad_h = (buf @ weight.to(buf.dtype)).to(h.dtype)  # (R, C)
         if ctx.needs_input_grad[1]:
             grad_w = (buf.t() @ h.to(buf.dtype)).to(weight.dtype)  # (V, C)
-        return grad_h, grad_w, None, None, None, None, None
+        return grad_h, grad_w, None, None, None, None, None, None
 
 
 def chunked_logprobs(h: torch.Tensor, weight: torch.Tensor, rows: torch.Tensor, tokens: torch.Tensor | None,
@@ -151,7 +151,8 @@ def chunked_logprobs(h: torch.Tensor, weight: torch.Tensor, rows: torch.Tensor, 
     gradient, one (R, V) buffer holds the logits, then their gradient (see _ChunkedLogprobs); rows
     that are not chosen get none. The entropy (computed only if asked, else 0) has no gradient."""
     chunk = chunk or chunk_rows(weight.shape[0])
-    return _ChunkedLogprobs.apply(h, weight, rows, tokens, temperature, entropy, chunk)
+    grad = torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad)
+    return _ChunkedLogprobs.apply(h, weight, rows, tokens, temperature, entropy, chunk, grad)
 
 
 def logits_to_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:

@@ -100,7 +100,17 @@ def test_chunk_size_is_bounded_by_the_vocabulary():
     assert chunk_rows(151936) * 151936 * 4 <= 32 * 2 ** 20  # 32 MiB of float32 logits per chunk
 
 
-def test_without_a_gradient_no_buffer_and_entropy_alone(tiny):
+def test_without_a_gradient_no_buffer_and_entropy_alone(tiny, monkeypatch):
+    made = []  # sizes of the buffers allocated (new_zeros of the first chunk's logits)
+    real = torch.Tensor.new_zeros
+    monkeypatch.setattr(torch.Tensor, "new_zeros", lambda self, *a, **k: made.append(a) or real(self, *a, **k))
+    W = torch.randn(50, 8, requires_grad=True)  # a model's LM head: requires grad, yet under no_grad no buffer
+    with torch.no_grad():
+        chunked_logprobs(torch.randn(30, 8), W, torch.tensor([0, 3]), torch.tensor([1, 2]), 1.0, entropy=True)
+    assert made == []
+    chunked_logprobs(torch.randn(30, 8), W, torch.tensor([0, 3]), torch.tensor([1, 2]), 1.0)
+    assert made == [(30, 50)]
+    monkeypatch.undo()
     torch.manual_seed(0)
     H, W = torch.randn(30, 8), torch.randn(50, 8)
     rows = torch.tensor([0, 3, 4, 9, 29])
