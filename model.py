@@ -14,6 +14,9 @@ Padding: a batch may be left- or right-padded; positions are cumsum(attention_ma
 keys at padded positions are masked out, so a padded row gets the same logits as the row alone.
 The KV cache (for the sampler) is a preallocated `KVCache`; `forward(..., cache=, start=)`
 writes the new keys/values at columns [start, start + T) and attends over [0, start + T).
+For training, `forward(..., hidden_states=True)` stops before the LM head (its caller applies it
+only where it needs logits: sampler.chunked_logprobs) and `grad_checkpoint=True` recomputes each
+decoder layer in the backward pass instead of keeping its activations.
 """
 from __future__ import annotations
 
