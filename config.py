@@ -77,6 +77,11 @@ class Config:
     mini_batches: int = opt(1, "optimizer steps per epoch (the rollout is split into this many)")
     micro_batch: int = opt(32, "rows per forward/backward pass: bounds memory, not the result; "
                                "more than the rollout's P x G rows is clamped to P x G")
+    chunk_logprobs: bool = opt(True, "log-probs and entropy from the LM head at the response tokens only, a "
+                                     "chunk at a time (same numbers; --no-chunk-logprobs: full logits, the "
+                                     "earlier path, for bench/memory.py)")
+    grad_checkpoint: bool = opt(False, "recompute each decoder layer's activations in the backward pass "
+                                       "(less memory, about one more forward pass of time)")
     # evaluation
     eval_every: int = opt(0, "evaluate every N steps (0 = only before and after training)")
     eval_prompts: int = opt(128, "held-out prompts per evaluation (0 = no evaluation); without --eval-data, the "
@@ -257,7 +262,8 @@ ENGINE_NOTES = (
 # to evaluate or save, or where and how fast it runs, so a flag may change them; any other setting
 # given with a different value is refused (it would change what the run trains).
 RESUME_MAY_CHANGE = ("steps", "eval_every", "eval_n", "eval_before", "save_every", "keep_checkpoints", "micro_batch",
-                     "device", "dtype", "threads", "cuda_graph", "strict", "resume", "out")
+                     "chunk_logprobs", "grad_checkpoint", "device", "dtype", "threads", "cuda_graph", "strict",
+                     "resume", "out")
 
 
 def flag(key: str) -> str:

@@ -14,6 +14,9 @@ Padding: a batch may be left- or right-padded; positions are cumsum(attention_ma
 keys at padded positions are masked out, so a padded row gets the same logits as the row alone.
 The KV cache (for the sampler) is a preallocated `KVCache`; `forward(..., cache=, start=)`
 writes the new keys/values at columns [start, start + T) and attends over [0, start + T).
+For training, `forward(..., hidden_states=True)` stops before the LM head (its caller applies it
+only where it needs logits: sampler.chunked_logprobs) and `grad_checkpoint=True` recomputes each
+decoder layer in the backward pass instead of keeping its activations.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -394,8 +398,17 @@ class Transformer(nn.Module):
         cache: KVCache | None = None,
         start: int | torch.Tensor = 0,
         last_only: bool = False,
+        hidden_states: bool = False,
+        grad_checkpoint: bool = False,
     ) -> torch.Tensor:
         """input_ids (B, T) -> logits (B, T, vocab), or (B, 1, vocab) if last_only.
+
+        hidden_states: return the hidden states after the final norm instead, (B, T, C) (or (B, 1, C)),
+        for a caller that applies the LM head (`lm_head.weight`) only where it needs logits
+        (sampler.chunked_logprobs): the logits of every position would be (B, T, vocab).
+        grad_checkpoint: when autograd records (training), keep only each decoder layer's input and
+        recompute the layer's activations in the backward pass (torch.utils.checkpoint, non-reentrant):
+        about one more forward pass of time for the activations of all layers but one. Not with a cache.
 
         attention_mask (B, start+T), 1 = real token, covers the cached columns too. positions
         (B, T) default to cumsum(attention_mask) - 1. With `cache`, the new keys/values go to
@@ -420,11 +433,16 @@ class Transformer(nn.Module):
         x = self.embed_tokens(input_ids)  # (B, T, C)
         attn_bias = attention_bias(attention_mask, B, start, T, rep, x.dtype, x.device)  # (B, 1, rep*T, S) | None
         cos, sin = self.rope(positions, x.dtype, S)
+        recompute = grad_checkpoint and cache is None and torch.is_grad_enabled()
         for i, layer in enumerate(self.layers):
-            x = layer(x, cos, sin, attn_bias, cache, i, start)
+            if recompute:
+                x = checkpoint(layer, x, cos, sin, attn_bias, None, i, start, use_reentrant=False)
+            else:
+                x = layer(x, cos, sin, attn_bias, cache, i, start)
         if last_only:
             x = x[:, -1:]
-        return self.lm_head(self.norm(x))  # (B, T, vocab)
+        x = self.norm(x)  # (B, T, C)
+        return x if hidden_states else self.lm_head(x)  # (B, T, C) or (B, T, vocab)
 
 
 # ----------------------------------------------------------------------------------------------

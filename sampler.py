@@ -49,6 +49,112 @@ def logits_to_logprobs(logits: torch.Tensor, temperature: float = 1.0) -> torch.
     return torch.log_softmax(logits.float() / t, dim=-1)
 
 
+# Chunked log-probs: the LM head applied to a few rows of hidden states at a time, so that no
+# (rows x tokens x vocab) float32 tensor ever exists. A chunk is at most CHUNK_ROWS rows (1024, the
+# chunk of arm.token_entropy, so that at a small vocabulary the entropy is the same float32 sum as
+# before) and at most CHUNK_VALUES logits (2^23: 32 MiB in float32; 55 rows of Qwen's 151,936).
+# Why not larger: on CPU, glibc's malloc hands out blocks over 32 MiB as fresh pages each time, and
+# faulting them in costs more than the arithmetic; one micro-batch of the bench/memory.py setup (8 x 256
+# tokens) took 7.4-8.5 s with chunks of 27 or 55 rows, 9-12 s with 110 or 220, 19 s with full logits.
+CHUNK_ROWS = 1024
+CHUNK_VALUES = 1 << 23
+
+
+def chunk_rows(vocab_size: int) -> int:
+    """Rows of hidden states per chunk of the LM head for a vocabulary of this size."""
+    return max(1, min(CHUNK_ROWS, CHUNK_VALUES // vocab_size))
+
+
+def lm_head_rows(h: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """logits (m, V) = h (m, C) @ weight (V, C)^T, each row rounded as in a matmul of many rows: on the
+    CPU kernels we measured, 1 to 3 rows take another code path that rounds differently, so fewer than
+    MIN_ROWS rows (4, below) are padded with copies of the first, as the working batch of generate is."""
+    m = h.shape[0]
+    if 0 < m < MIN_ROWS:
+        return torch.nn.functional.linear(torch.cat([h, h[:1].expand(MIN_ROWS - m, -1)]), weight)[:m]
+    return torch.nn.functional.linear(h, weight)
+
+
+class _ChunkedLogprobs(torch.autograd.Function):
+    """log pi(token) = log_softmax(h W^T / T)[token] at chosen rows of h, chunk by chunk (see
+    chunked_logprobs). Forward: per chunk, the logits are computed once and written into one buffer
+    (rows of h x V, in the logits' dtype: float32, or bf16 under autocast), from which the chunk's
+    log-softmax, log-probs and entropy are taken; nothing else vocabulary-sized outlives a chunk.
+    Backward: the buffer becomes, chunk by chunk and in place, the gradient of the logits (the same
+    float32 ops autograd runs for log_softmax + gather + division by T), then the LM head's two
+    matmuls over the whole buffer. Rows that were not chosen stay zero there, so the weight gradient
+    is the same sum, in the same order, as autograd's over full logits: bit-identical on CPU.
+    The buffer is only allocated when a gradient is needed; backward can run once."""
+
+    @staticmethod
+    def forward(ctx, h, weight, rows, tokens, temperature, entropy, chunk, grad):
+        # h (R, C) hidden states after the final norm; weight (V, C); rows (M,) long, tokens (M,) long;
+        # grad: autograd records (ctx.needs_input_grad says True under torch.no_grad too)
+        R, M = h.shape[0], rows.shape[0]
+        t = temperature if temperature > 0 else 1.0
+        buf = None  # (R, V) logits at `rows`, zeros elsewhere; allocated with the first chunk's dtype
+        logp = torch.zeros(M, dtype=torch.float32, device=h.device)  # (M,)
+        total = torch.zeros((), dtype=torch.float32, device=h.device)  # sum of the entropies
+        for s in range(0, M, chunk):
+            r = rows[s:s + chunk]  # (c,)
+            logits = lm_head_rows(h[r], weight)  # (c, V)
+            if grad:
+                if buf is None:
+                    buf = logits.new_zeros(R, logits.shape[1])
+                buf[r] = logits
+            z = logits.float() / t  # (c, V) float32, as logits_to_logprobs
+            if tokens is not None:
+                logp[s:s + chunk] = torch.log_softmax(z, -1).gather(-1, tokens[s:s + chunk, None]).squeeze(-1)
+            if entropy:  # arm.token_entropy's arithmetic: sum of entr(softmax) per chunk
+                total = total + torch.special.entr(torch.softmax(z, -1)).sum()
+        ent = total / max(M, 1)
+        ctx.mark_non_differentiable(ent)
+        if grad:
+            ctx.save_for_backward(h, weight, rows, tokens)
+            ctx.buf, ctx.t, ctx.chunk = buf, t, chunk
+        return logp, ent
+
+    @staticmethod
+    def backward(ctx, g, _g_ent):
+        # g (M,): d loss / d log pi of each chosen row
+        h, weight, rows, tokens = ctx.saved_tensors
+        buf, t, chunk = ctx.buf, ctx.t, ctx.chunk
+        if buf is None:
+            if rows.numel():
+                raise RuntimeError("chunked_logprobs: backward ran twice (the logits buffer became the gradient)")
+            return torch.zeros_like(h), torch.zeros_like(weight), None, None, None, None, None, None
+        ctx.buf = None
+        for s in range(0, rows.shape[0], chunk):
+            r = rows[s:s + chunk]
+            ls = torch.log_softmax(buf[r].float() / t, -1)  # (c, V), recomputed: no matmul
+            g_ls = torch.zeros_like(ls).scatter_add_(-1, tokens[s:s + chunk, None], g[s:s + chunk, None])
+            g_z = torch._log_softmax_backward_data(g_ls, ls, -1, torch.float32) / t  # (c, V)
+            buf[r] = g_z.to(buf.dtype)  # the logits' gradient, in their dtype (as autograd casts it)
+        grad_h = grad_w = None
+        if ctx.needs_input_grad[0]:
+            grad_h = (buf @ weight.to(buf.dtype)).to(h.dtype)  # (R, C)
+        if ctx.needs_input_grad[1]:
+            grad_w = (buf.t() @ h.to(buf.dtype)).to(weight.dtype)  # (V, C)
+        return grad_h, grad_w, None, None, None, None, None, None
+
+
+def chunked_logprobs(h: torch.Tensor, weight: torch.Tensor, rows: torch.Tensor, tokens: torch.Tensor | None,
+                     temperature: float = 1.0, *, entropy: bool = False,
+                     chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log pi (M,) float32, mean entropy (0-dim float32)) of `tokens` (M,) predicted at `rows` (M,) of
+    the hidden states h (R, C), with the LM head `weight` (V, C), pi = softmax(h W^T / T) (T == 0 -> 1).
+    tokens None: the entropy alone (log pi is then zeros).
+
+    The same numbers as logits_to_logprobs(h @ W^T, T)[rows].gather(tokens) and arm.token_entropy of
+    those rows (bit-identical on CPU, rows in order, at most CHUNK_ROWS per chunk), without the full
+    logits: the LM head runs only at `rows`, `chunk` of them at a time (default chunk_rows(V)). With a
+    gradient, one (R, V) buffer holds the logits, then their gradient (see _ChunkedLogprobs); rows
+    that are not chosen get none. The entropy (computed only if asked, else 0) has no gradient."""
+    chunk = chunk or chunk_rows(weight.shape[0])
+    grad = torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad)
+    return _ChunkedLogprobs.apply(h, weight, rows, tokens, temperature, entropy, chunk, grad)
+
+
 def logits_to_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
     """The distribution tokens are drawn from: softmax(logits / T) restricted to the top-k tokens
     and to the smallest set whose probability reaches top_p (nucleus), renormalised.
@@ -109,19 +215,26 @@ def _check_inputs(model, prompts, max_new_tokens, samples_per_prompt, temperatur
 
 def prefill(model, prompts: list[list[int]], cache: KVCache, device, all_logits: bool = False):
     """Left-pad the prompts into one batch and run it through the model, filling `cache`.
-    Returns logits (P, T0, V) if all_logits else (P, 1, V), the padded ids (P, T0) and the mask (P, T0)."""
+    Returns the hidden states after the final norm (P, T0, C) if all_logits (whose logits the caller
+    takes where it needs them: prompt_logprobs_from_prefill) else logits (P, 1, V), the padded ids
+    (P, T0) and the mask (P, T0)."""
     T0 = max(len(p) for p in prompts)
     ids = torch.tensor([[0] * (T0 - len(p)) + list(p) for p in prompts], dtype=torch.long).to(device)  # (P, T0)
     lengths = torch.tensor([len(p) for p in prompts]).to(device)
     mask = torch.arange(T0, device=device)[None, :] >= (T0 - lengths)[:, None]  # (P, T0), from lengths
-    logits = model(ids, mask, cache=cache, start=0, last_only=not all_logits)
-    return logits, ids, mask
+    out = model(ids, mask, cache=cache, start=0, last_only=not all_logits, hidden_states=all_logits)
+    return out, ids, mask
 
 
-def prompt_logprobs_from_prefill(logits, ids, mask, temperature):
-    """log pi(q_t | q_<t) for t >= 1 of each left-padded prompt, left-aligned: (P, T0-1) and mask."""
+def prompt_logprobs_from_prefill(model, h, ids, mask, temperature):
+    """log pi(q_t | q_<t) for t >= 1 of each left-padded prompt, left-aligned: (P, T0-1) and mask, from
+    the prefill's hidden states h (P, T0, C); the LM head runs at the prompts' real positions only, a
+    chunk at a time (chunked_logprobs: the same numbers as log_softmax of full logits)."""
     P, T0 = ids.shape
-    lp = logits_to_logprobs(logits[:, :-1], temperature).gather(-1, ids[:, 1:, None]).squeeze(-1)  # (P, T0-1)
+    real = mask[:, :-1] & mask[:, 1:]  # (P, T0-1): column j predicts the real token at column j + 1
+    at = (torch.arange(P, device=ids.device)[:, None] * T0 + torch.arange(T0 - 1, device=ids.device))[real]  # (M,)
+    lp = chunked_logprobs(h.flatten(0, 1), model.lm_head.weight, at, ids[:, 1:][real], temperature)[0]  # (M,)
+    lp = lp.new_zeros(P, T0 - 1).masked_scatter(real, lp)  # (P, T0-1), 0 where padded
     n_pad = (~mask).sum(-1, keepdim=True)  # (P, 1)
     idx = (torch.arange(T0 - 1, device=ids.device)[None, :] + n_pad).clamp(max=T0 - 2)  # shift left by n_pad
     out_mask = torch.arange(T0 - 1, device=ids.device)[None, :] < (T0 - 1 - n_pad)  # (P, T0-1)
@@ -252,14 +365,17 @@ def generate(
     S = T0 + max_new_tokens  # cache columns: padded prompt, then one per generated token
 
     cache = KVCache(cfg, P, S, kv_cache_dtype(device, dtype), device)
-    logits, ids, pmask = prefill(model, prompts, cache, device, all_logits=return_prompt_logprobs)  # each prompt once
+    out, ids, pmask = prefill(model, prompts, cache, device, all_logits=return_prompt_logprobs)  # each prompt once
     out_plp = out_pmask = None
-    if return_prompt_logprobs:
-        out_plp, out_pmask = prompt_logprobs_from_prefill(logits, ids, pmask, temperature)
-    next_logits = logits[:, -1].repeat_interleave(G, dim=0)  # (B, V)
+    if return_prompt_logprobs:  # out: hidden states (P, T0, C); the last column's logits as in a full pass
+        out_plp, out_pmask = prompt_logprobs_from_prefill(model, out, ids, pmask, temperature)
+        last = lm_head_rows(out[:, -1], model.lm_head.weight)  # (P, V)
+    else:  # out: logits (P, 1, V)
+        last = out[:, -1]
+    next_logits = last.repeat_interleave(G, dim=0)  # (B, V)
     if G > 1:
         cache = cache.repeat_rows(G)
-    del logits
+    del out, last
 
     key_mask = torch.zeros(B, S, dtype=torch.bool, device=device)  # (B, S): keys written so far
     key_mask[:, :T0] = pmask.repeat_interleave(G, dim=0)

@@ -51,8 +51,11 @@ How this loop departs from textbook GRPO (DeepSeekMath), and which METHOD.md cho
   linear warm-up then a constant learning rate.
 - Rewards are binary (verifier.verify), no format or length reward. Responses cut at
   --max-new-tokens keep their reward (almost always 0: no answer) and are counted (`truncated`).
-- Training log-probs are recomputed with sampler.logits_to_logprobs at the sampling temperature,
-  from full logits (before top-p), exactly as sampled; masks come from lengths, never token ids.
+- Training log-probs are recomputed at the sampling temperature from the full distribution (before
+  top-p), exactly as sampled; masks come from lengths, never token ids. The LM head runs only at the
+  response tokens, a chunk at a time (sampler.chunked_logprobs): the same numbers as
+  sampler.logits_to_logprobs on full logits, which `--no-chunk-logprobs` keeps for comparison.
+  `--grad-checkpoint` recomputes each decoder layer's activations in the backward pass.
 - Evaluation samples at the training temperature with its own seeded generator (`--eval-seed`):
   the same held-out prompts and the same random stream for every run, and the training RNG
   never moves, so evaluating does not change training.
@@ -80,7 +83,7 @@ from checkpoint import (CheckpointError, append_jsonl, choose_run_folder, ctrl_c
 from config import Config, ConfigError, key_error, named_by_source, parse_command_line, resolve_device
 from data import DataError, load_problems, take_batch
 from model import ModelLoadError, load_model, load_tokenizer, save_model
-from sampler import Generation, generate, logits_to_logprobs
+from sampler import Generation, chunked_logprobs, generate, logits_to_logprobs
 from templates import TURN_TOKENS, encode_prompts
 from config import build_parser, make_config, read_json_object  # noqa: F401  compare.py calls them as train.X
 
@@ -175,21 +178,48 @@ def autocast(cfg: Config, device: torch.device):
     return nullcontext()
 
 
-def response_logits(model, input_ids: torch.Tensor, attn_mask: torch.Tensor, T0: int, n: int) -> torch.Tensor:
+def response_logits(model, input_ids: torch.Tensor, attn_mask: torch.Tensor, T0: int, n: int, *,
+                    grad_checkpoint: bool = False) -> torch.Tensor:
     """Logits that predict the first n response tokens: (b, T0 + n) ids -> (b, n, V), row t predicting
     response token t (column T0 + t) from column T0 - 1 + t (the picture in Rollout).
-    note: the model computes logits for the prompt positions too; we slice them away."""
-    logits = model(input_ids[:, : T0 + n], attn_mask[:, : T0 + n])  # (b, T0 + n, V)
+    note: the model computes logits for the prompt positions too; we slice them away. This is the
+    full-logits path (--no-chunk-logprobs); sampled_logprobs' default never builds these logits."""
+    logits = model(input_ids[:, : T0 + n], attn_mask[:, : T0 + n], grad_checkpoint=grad_checkpoint)  # (b, T0 + n, V)
     return logits[:, T0 - 1: T0 - 1 + n]  # columns T0 - 1 .. T0 + n - 2 predict columns T0 .. T0 + n - 1
 
 
-def sampled_logprobs(model, ro: Rollout, rows: torch.Tensor, n: int, cfg: Config) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits (b, n, V), log pi of the sampled tokens (b, n)) of the first n response tokens of `rows`,
-    at the sampling temperature, as sampler.generate computed pi_old."""
-    with autocast(cfg, ro.input_ids.device):
-        logits = response_logits(model, ro.input_ids[rows], ro.attn_mask[rows], ro.T0, n)  # (b, n, V)
-    logp = logits_to_logprobs(logits, cfg.temperature).gather(-1, ro.gen.tokens[rows, :n, None]).squeeze(-1)
-    return logits, logp
+def sampled_logprobs(model, ro: Rollout, rows, n: int, cfg: Config, *, entropy: bool = False,
+                     logprobs: bool = True) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(log pi of the sampled tokens (b, n), mean token entropy (0-dim, no gradient) or None) of the first
+    n response tokens of `rows` (a tensor or slice of rows), at the sampling temperature, as
+    sampler.generate computed pi_old; the entropy is over the valid tokens. log pi is 0 after a row's
+    end (policy_loss masks it). Two paths, with the same numbers (bit-identical on CPU; tests):
+      default               the model returns hidden states (b, T0 + n, C); the LM head runs only at the
+                            valid response positions, a chunk at a time (sampler.chunked_logprobs): no
+                            (b, n, V) float32 log-softmax, no float32 copy for the entropy
+      --no-chunk-logprobs   full logits (b, T0 + n, V), then log_softmax of the response part (the
+                            earlier path, kept for bench/memory.py's comparison)"""
+    T0, device = ro.T0, ro.input_ids.device
+    ids, am = ro.input_ids[rows, : T0 + n], ro.attn_mask[rows, : T0 + n]  # (b, T0 + n)
+    tokens, mask = ro.gen.tokens[rows, :n], ro.gen.mask[rows, :n]  # (b, n)
+    t = cfg.temperature
+    if not cfg.chunk_logprobs:
+        with autocast(cfg, device):
+            logits = response_logits(model, ids, am, T0, n, grad_checkpoint=cfg.grad_checkpoint)  # (b, n, V)
+        # the entropy first, while only the logits exist: its float32 copies are gone before the log-softmax
+        # and its gradients are made, so the peak stays the backward pass's, as in the earlier code
+        ent = arm.token_entropy(logits.detach().float() / t, mask) if entropy else None
+        logp = logits_to_logprobs(logits, t).gather(-1, tokens[..., None]).squeeze(-1) if logprobs else None
+        return logp, ent
+    b, T = ids.shape
+    with autocast(cfg, device):
+        h = model(ids, am, hidden_states=True, grad_checkpoint=cfg.grad_checkpoint)  # (b, T0 + n, C)
+        # row of h.flatten(0, 1) that predicts each valid response token: column T0 - 1 + t of its row
+        at = (torch.arange(b, device=device)[:, None] * T + T0 - 1 + torch.arange(n, device=device))[mask]  # (M,)
+        lp, ent = chunked_logprobs(h.flatten(0, 1), model.lm_head.weight, at, tokens[mask] if logprobs else None,
+                                   t, entropy=entropy)  # (M,), 0-dim
+    logp = lp.new_zeros(b, n).masked_scatter(mask, lp) if logprobs else None  # (b, n)
+    return logp, ent if entropy else None
 
 
 class NonFiniteError(RuntimeError):
@@ -229,11 +259,13 @@ def policy_update(model, ref_model, optimizer, ro: Rollout, adv: torch.Tensor, c
                 r = rows[s: s + cfg.micro_batch]
                 n = int(g.lengths[r].max())  # trim the micro-batch to its longest response
                 mask = g.mask[r, :n]  # (b, n) from lengths
-                logits, logp = sampled_logprobs(model, ro, r, n, cfg)  # (b, n, V), (b, n) with gradient
+                # log pi (b, n) with gradient; the entropy of the policy that sampled (first pass, before
+                # this step's updates), without
+                logp, ent = sampled_logprobs(model, ro, r, n, cfg, entropy=epoch == 0)
                 ref_logp = None
                 if ref_model is not None:
                     with torch.no_grad():
-                        ref_logp = sampled_logprobs(ref_model, ro, r, n, cfg)[1]
+                        ref_logp = sampled_logprobs(ref_model, ro, r, n, cfg)[0]
                 loss, stats = arm.policy_loss(logp, g.logprobs[r, :n], adv_rows[r], mask,
                                               eps_low=cfg.eps_low, eps_high=cfg.eps_high, agg=cfg.loss_agg,
                                               ref_logprobs=ref_logp, kl_coef=cfg.kl_coef, max_len=cfg.max_new_tokens)
@@ -246,10 +278,8 @@ def policy_update(model, ref_model, optimizer, ro: Rollout, adv: torch.Tensor, c
                 for k, v in {"loss": loss.item(), **stats}.items():
                     sums[k] = sums.get(k, 0.0) + float(v) * tok
                 n_tok_seen += tok
-                if epoch == 0:  # entropy of the policy that sampled (first pass, before this step's updates)
-                    with torch.no_grad():
-                        t = cfg.temperature
-                        entropy_num += float(arm.token_entropy(logits.detach().float() / t, mask)) * tok
+                if epoch == 0:
+                    entropy_num += float(ent) * tok
             total = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
             if not torch.isfinite(total):
                 raise NonFiniteError(f"step {step}: the gradient norm is {total.item()} (epoch {epoch}, mini-batch {m})")
@@ -375,14 +405,12 @@ def evaluate(model, tokenizer, problems: list[dict], cfg: Config, *, n: int | No
         lengths += ro.gen.lengths.tolist()
         truncated += int((~ro.gen.finished).sum())
         B = ro.gen.tokens.shape[0]
-        for s in range(0, B, cfg.micro_batch):  # entropy needs full logits: one forward pass per micro-batch
+        for s in range(0, B, cfg.micro_batch):  # entropy needs every logit: one forward pass per micro-batch
             r = slice(s, s + cfg.micro_batch)
             k = int(ro.gen.lengths[r].max())
             mask = ro.gen.mask[r, :k]
-            with autocast(cfg, device):
-                logits = response_logits(model, ro.input_ids[r], ro.attn_mask[r], ro.T0, k)
-            t = cfg.temperature
-            ent_num += float(arm.token_entropy(logits.float() / t, mask)) * int(mask.sum())
+            ent = sampled_logprobs(model, ro, r, k, cfg, entropy=True, logprobs=False)[1]
+            ent_num += float(ent) * int(mask.sum())
             ent_den += int(mask.sum())
         bar.update(len(probs))
     bar.close()
