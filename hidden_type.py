@@ -16,9 +16,9 @@ type comes from its sum S = a + b + c:
 
 The completion's first token names the path:
 
-    ab     (a+b)+c   ab\n23+48=71\n71+17=88\n\boxed{88}      the favourite, chosen 45 %
+    ab     (a+b)+c   ab\n23+48=71\n71+17=88\n\boxed{88}      the favourite, chosen 40 %
     bc     (b+c)+a   bc\n48+17=65\n65+23=88\n\boxed{88}      the rare path, chosen 10 %
-    guess  no work   guess\n\boxed{90}                        the sum rounded to tens, chosen 45 %
+    guess  no work   guess\n\boxed{90}                        the sum rounded to tens, chosen 50 %
 
 The slips are built in, on purpose. Where a path is not valid (ab on R, bc on F), pretraining writes
 its two lines right and then boxes a number 10 too large (a copying slip). A guess is right only
@@ -37,11 +37,12 @@ After 17,500 steps (seed 0; seed 1 stopped at 9,500) its slips were still not le
 forced cell sat at 0.55-0.8. Its control, with the type in the prompt, learnt them by step 5,750.
 
 Pretraining practises ab, bc and guess equally (every type, slips included); the token that names
-the path is trained with the same soft label (45 / 10 / 45 %) whatever the type. Training documents
-are uniform problems: balancing them by type would bias the digits and so give the type away in
-the prompt text. Shares 45 / 10 / 45 instead of a stronger favourite: with execution near
-certain, the guesses set base pass@1 (about 0.4) and leave GRPO an easy +0.3 to find, with no
-second, noisy training stage.
+the path is trained with the same soft label whatever the type: 45 / 10 / 45 % in stage 1, until
+the slips are learnt (21,000 steps), then 40 / 10 / 50 % in stage 2 (1,000 steps cooling down),
+which brought base pass@1 from 0.458 into its gate. Training documents are uniform problems:
+balancing them by type would bias the digits and so give the type away in the prompt text. A weak
+favourite and many guesses instead of a noisy second stage: with execution near certain, the
+guesses set base pass@1 (about 0.4) and leave GRPO an easy +0.3 to find.
 
 `shown-type` is the control: the same task with the type written in the prompt
 ("Q: 23+48+17=? type R\nA: "), so that a policy can route each problem to its valid path.
@@ -64,6 +65,7 @@ import torch
 TYPES = ("F", "R", "B")
 VALID = {"ab": ("F", "B"), "bc": ("R", "B")}  # where each written path is right; elsewhere it slips
 SLIP = 10  # where a path is not valid its boxed answer is this much too large
+SHARES = {"F": 0.2, "R": 0.2, "B": 0.6}  # each type's share of uniform problems (tests/test_hidden_type.py counts them)
 
 
 def type_of(numbers: tuple[int, ...] | list[int]) -> str:
@@ -235,8 +237,7 @@ def gates(regime: str = "hidden-type", *, folder: str | Path | None = None, seed
         ev = toy.evaluate(model, tokenizer, by_type[t], n_samples, seed=seed + 1, ks=(1, 2, 4, 8, 16, 32))
         pk[t] = {k: round(v, 4) for k, v in ev.items() if k.startswith("pass@")}
         pk[t]["style_freq"] = {k: round(v, 4) for k, v in ev["style_freq"].items()}
-    # uniform problems are 1/4 F, 1/4 R, 1/2 B
-    pk["all"] = {k: round(0.25 * pk["F"][k] + 0.25 * pk["R"][k] + 0.5 * pk["B"][k], 4) for k in pk["F"] if k.startswith("pass@")}
+    pk["all"] = {k: round(sum(SHARES[t] * pk[t][k] for t in TYPES), 4) for k in pk["F"] if k.startswith("pass@")}
     out["base_pass"] = pk
     log(f"base pass@k per type: {json.dumps(pk)}")
     out["probes"] = probes(model, tokenizer, probe_n, seed + 2, regime)
@@ -299,7 +300,9 @@ def verdicts(g: dict) -> dict:
     t1, t0 = g["forced_T1"], g["forced_T0.05"]
     valid = [(p, t) for p in VALID for t in VALID[p]]
     invalid = [(p, t) for p in VALID for t in TYPES if t not in VALID[p]]
-    targets = {"ab": 0.45, "bc": 0.10, "guess": 0.45}
+    import toy
+
+    targets = dict(zip(toy.REGIMES["hidden-type"]["paths"], toy.REGIMES["hidden-type"]["shares"]))
     c = g["choice"]
     pa = g["base_pass"]["all"]
     return {
