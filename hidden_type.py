@@ -16,9 +16,9 @@ type comes from its sum S = a + b + c:
 
 The completion's first token names the path:
 
-    ab     (a+b)+c   ab\n23+48=71\n71+17=88\n\boxed{88}      the favourite, chosen 40 %
+    ab     (a+b)+c   ab\n23+48=71\n71+17=88\n\boxed{88}      the favourite, chosen 35 %
     bc     (b+c)+a   bc\n48+17=65\n65+23=88\n\boxed{88}      the rare path, chosen 10 %
-    guess  no work   guess\n\boxed{90}                        the sum rounded to tens, chosen 50 %
+    guess  no work   guess\n\boxed{90}                        the sum rounded to tens, chosen 55 %
 
 The slips are built in, on purpose. Where a path is not valid (ab on R, bc on F), pretraining writes
 its two lines right and then boxes a number 10 too large (a copying slip). A guess is right only
@@ -38,8 +38,9 @@ forced cell sat at 0.55-0.8. Its control, with the type in the prompt, learnt th
 
 Pretraining practises ab, bc and guess equally (every type, slips included); the token that names
 the path is trained with the same soft label whatever the type: 45 / 10 / 45 % in stage 1, until
-the slips are learnt (21,000 steps), then 40 / 10 / 50 % in stage 2 (1,000 steps cooling down),
-which brought base pass@1 from 0.458 into its gate. Training documents are uniform problems:
+the slips are learnt (21,000 steps), then 35 / 10 / 55 % in stage 2 (1,000 steps cooling down),
+which brought base pass@1 from 0.458 into its gate (40 / 10 / 50 gave 0.459: the cool-down also
+sharpened execution). Training documents are uniform problems:
 balancing them by type would bias the digits and so give the type away in the prompt text. A weak
 favourite and many guesses instead of a noisy second stage: with execution near certain, the
 guesses set base pass@1 (about 0.4) and leave GRPO an easy +0.3 to find.

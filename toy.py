@@ -88,9 +88,9 @@ REGIMES = {
     # two overlapping valid paths and a guess; which path is valid hangs on a type hidden in the
     # parities of the numbers (hidden_type.py); shown-type is its control, the type in the prompt
     "hidden-type": dict(folder="toy-hidden-type", low=10, high=99, paths=("ab", "bc", "guess"),
-                        shares=(0.40, 0.10, 0.50), tagged=True, typed="hidden"),
+                        shares=(0.35, 0.10, 0.55), tagged=True, typed="hidden"),
     "shown-type": dict(folder="toy-shown-type", low=10, high=99, paths=("ab", "bc", "guess"),
-                       shares=(0.40, 0.10, 0.50), tagged=True, typed="shown"),
+                       shares=(0.35, 0.10, 0.55), tagged=True, typed="shown"),
 }
 STYLES = REGIMES["original"]["paths"]
 STYLE_WEIGHTS = REGIMES["original"]["shares"]  # pretraining shares of the original styles
@@ -462,9 +462,10 @@ def build_toy(out_dir: str | Path | None = None, seed: int = 0, *, regime: str =
     ks = tuple(k for k in (1, 2, 4, 8, 16, 32) if k <= final_samples)
     final = evaluate(model, tokenizer, final_set, final_samples, seed=seed + 1, ks=ks)
     stats = {
-        "regime": regime, "paths": list(r["paths"]), "pretraining_shares": list(r["shares"]),
+        "regime": regime, "paths": list(r["paths"]), "pretraining_shares": [round(float(x), 4) for x in shares],
         "numbers": [r["low"], r["high"]],
-        **({"init_from": str(init_from), "choice_label": [float(x) for x in shares]} if init_from else {}),
+        **({"stage": 2, "choice_label": [round(float(x), 4) for x in shares],
+            "stage1": json.loads((Path(init_from) / "BUILD.json").read_text())} if init_from else {}),
         "seed": seed, "parameters": n_params, "steps": step, "batch_size": batch_size, "lr": lr,
         "threads": torch.get_num_threads(), "train_seconds": round(train_s, 1),
         "final_loss": round(loss_avg, 4), "curve": curve,
@@ -506,7 +507,7 @@ BUILDS = {  # the settings of the shipped builds
     # hidden-type: the type-dependent slip is learnt in a late jump whose step depends on the seed, so
     # stage 1 trains at a flat rate (cosine over a far cap) until the forced-path checks show it learnt,
     # with the choice labelled 45 / 10 / 45; stage 2 (STAGE2) cools down for 1000 steps with the label
-    # at the regime's shares, 40 / 10 / 50, which brought base pass@1 from 0.458 into its gate
+    # at the regime's shares, 35 / 10 / 55 (40 / 10 / 50 left base pass@1 at 0.459, above its gate)
     "hidden-type": dict(eval_every=500, eval_prompts=64, eval_samples=4, stop_at=0.0, check_path_samples=4,
                         max_steps=60000, warmup=200, final_prompts=128, final_samples=32, shares=(0.45, 0.10, 0.45)),
     "shown-type": dict(eval_every=250, eval_prompts=64, eval_samples=4, stop_at=0.0, check_path_samples=4,

@@ -133,7 +133,8 @@ def test_one_cell_reruns_beside_the_stored_one(results, capsys, monkeypatch):
 
 
 def test_toy_regimes_record_path_shares(tmp_path):
-    argv = ["--method", "grpo,arm-centred", "--seeds", "1", "--steps", "1", "--prompts-per-step", "2",
+    argv = ["--regime", ",".join(compare.REGIMES), "--method", "grpo,arm-centred", "--seeds", "1", "--steps", "1",
+            "--prompts-per-step", "2",
             "--group-size", "2", "--eval-prompts", "2", "--eval-n", "4", "--out", str(tmp_path / "out"),
             "--runs", str(tmp_path / "runs")]
     assert compare.main(argv) == 0
