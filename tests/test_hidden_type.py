@@ -15,7 +15,7 @@ def test_types_split_uniform_problems_20_20_60():
     for numbers in itertools.product(range(10, 100), repeat=3):
         counts[ht.type_of(numbers)] += 1
     total = 90 ** 3
-    assert (counts["F"] / total, counts["R"] / total, counts["B"] / total) == (0.2, 0.2, 0.6)
+    assert {t: c / total for t, c in counts.items()} == ht.SHARES == {"F": 0.2, "R": 0.2, "B": 0.6}
     assert ht.type_of((20, 20, 21)) == "F" and ht.type_of((22, 47, 22)) == "F"  # sums 61, 91: 1 (mod 5)
     assert ht.type_of((22, 47, 14)) == "R" and ht.type_of((10, 10, 13)) == "R"  # 83, 33: 3 (mod 5)
     assert ht.type_of((22, 47, 16)) == "B" and ht.type_of((10, 10, 10)) == "B"  # 85, 30

@@ -23,13 +23,7 @@ import data
 import train
 from model import load_model, load_tokenizer
 from sampler import chunk_rows, chunked_logprobs, generate, logits_to_logprobs
-from train_helpers import plain_data, tiny_model_dir
 
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny_lp")
-    return tiny_model_dir(d / "model"), plain_data(d / "data.jsonl")
 
 
 def full_logits_reference(H, W, T0, n, tok, mask, t, G):

@@ -9,19 +9,9 @@ import pytest
 
 import checkpoint
 import train
-import verifier
-from train_helpers import plain_data, tiny_model_dir, write_jsonl
+from train_helpers import write_jsonl
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny_folder")
-    return tiny_model_dir(d / "model"), plain_data(d / "data.jsonl")
-
-
-@pytest.fixture
-def mixed_rewards(monkeypatch):
-    monkeypatch.setattr(verifier, "verify", lambda response, gold: len(response) % 2 == 0)
 
 
 def argv(tiny, out, *extra):

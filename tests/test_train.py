@@ -9,14 +9,9 @@ import data
 import templates
 import train
 from sampler import logits_to_logprobs
-from train_helpers import plain_data, tiny_model_dir, write_jsonl
+from train_helpers import write_jsonl
 from model import load_model, load_tokenizer
 
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny")
-    return tiny_model_dir(d / "model"), plain_data(d / "data.jsonl")
 
 
 def cfg_for(tiny, **kw):

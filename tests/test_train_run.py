@@ -14,23 +14,10 @@ from safetensors.torch import load_file
 
 import config
 import train
-import verifier
-from train_helpers import plain_data, tiny_model_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny_run")
-    return tiny_model_dir(d / "model"), plain_data(d / "data.jsonl")
-
-
-@pytest.fixture
-def mixed_rewards(monkeypatch):
-    """A random model never writes a right answer: reward responses of even character length instead,
-    so every stage carries a real signal (the verifier has its own tests)."""
-    monkeypatch.setattr(verifier, "verify", lambda response, gold: len(response) % 2 == 0)
 
 
 def argv(tiny, out, *extra):

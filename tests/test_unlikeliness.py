@@ -65,15 +65,12 @@ def test_errors_are_one_line():
         arm.unlikeliness_advantages(torch.ones(1, 2), torch.zeros(1, 3), beta=0.1)
 
 
-def test_a_whole_run_with_zero_rank_penalty_is_grpo_and_with_one_it_differs(tmp_path, monkeypatch):
+def test_a_whole_run_with_zero_rank_penalty_is_grpo_and_with_one_it_differs(tiny, tmp_path, mixed_rewards):
     from safetensors.torch import load_file
 
     import train
-    import verifier
-    from train_helpers import plain_data, tiny_model_dir
 
-    monkeypatch.setattr(verifier, "verify", lambda response, gold: len(response) % 2 == 0)  # a signal a random model gets
-    model, data = tiny_model_dir(tmp_path / "model"), plain_data(tmp_path / "data.jsonl")
+    model, data = tiny
     base = ["--model", str(model), "--data", str(data), "--prompts-per-step", "3", "--group-size", "4",
             "--max-new-tokens", "8", "--eval-prompts", "2", "--eval-n", "4", "--lr", "3e-3", "--threads", "1",
             "--steps", "2", "--no-eval-before"]
