@@ -249,6 +249,7 @@ ENGINE_NAMES: dict[str, tuple[str | None, str | None]] = {
     "data": ("GRPOTrainer(train_dataset=...)", "data.train_files"),
     "eval_data": ("GRPOTrainer(eval_dataset=...)", "data.val_files"),
     "out": ("output_dir", "trainer.default_local_dir"),
+    "grad_checkpoint": ("gradient_checkpointing", "actor_rollout_ref.model.enable_gradient_checkpointing"),
 }
 ENGINE_NOTES = (
     "advantage std: ours is the population std with eps 1e-6; TRL's the sample std with eps 1e-4, verl's the "
