@@ -8,7 +8,7 @@ read where it chooses its path. Built so that GRPO *can* narrow what is solved a
 
 The task: a made-up operation on three two-digit numbers, "Q: 23#48#17=?\nA: ":
 
-    a#b#c = a + b + c  +  10 if a + b = 1 (mod 5)  +  10 if b + c = 3 (mod 5)
+    a#b#c = a + b + c + 10 if a + b = 1 (mod 5) or b + c = 3 (mod 5)   (one bonus of 10 at most)
 
 The completion's first token names the path:
 
@@ -24,8 +24,7 @@ a+b = 1 (mod 5). The types:
     type   when                                 share of uniform problems   right paths
     F      a+b = 1 and b+c != 3 (mod 5)        16 %                        ab only
     R      b+c = 3 and a+b != 1 (mod 5)        16 %                        bc only
-    B      neither bonus                        64 %                        ab and bc
-    N      both bonuses                          4 %                        neither
+    B      both conditions or neither           68 %                        ab and bc
 
 A guess is right only when a#b#c is a multiple of ten. Repairing `ab` on R would take (b+c) mod 5,
 from two prompt digits, at a point where `ab`'s own work never computes it; choosing well would take
@@ -66,23 +65,23 @@ from pathlib import Path
 
 import torch
 
-TYPES = ("F", "R", "B")  # the types the gates measure; N (4 %, neither path right) is left out there
+TYPES = ("F", "R", "B")
 VALID = {"ab": ("F", "B"), "bc": ("R", "B")}  # where each path is right
 BONUS = 10
-SHARES = {"F": 0.16, "R": 0.16, "B": 0.64, "N": 0.04}  # of uniform problems (tests/test_hidden_type.py counts them)
+SHARES = {"F": 0.16, "R": 0.16, "B": 0.68}  # of uniform problems (tests/test_hidden_type.py counts them)
 
 
 def answer(numbers: tuple[int, ...] | list[int]) -> int:
-    """a#b#c = a + b + c, + 10 if a + b = 1 (mod 5), + 10 if b + c = 3 (mod 5)."""
+    """a#b#c = a + b + c, + 10 if a + b = 1 (mod 5) or b + c = 3 (mod 5)."""
     a, b, c = numbers
-    return a + b + c + BONUS * ((a + b) % 5 == 1) + BONUS * ((b + c) % 5 == 3)
+    return a + b + c + BONUS * ((a + b) % 5 == 1 or (b + c) % 5 == 3)
 
 
 def type_of(numbers: tuple[int, ...] | list[int]) -> str:
-    """'F' (only ab right), 'R' (only bc right), 'B' (both), 'N' (neither); see the table above."""
+    """'F' (only ab right), 'R' (only bc right) or 'B' (both); see the table above."""
     a, b, c = numbers
-    ab_ok, bc_ok = (b + c) % 5 != 3, (a + b) % 5 != 1
-    return "B" if ab_ok and bc_ok else "F" if ab_ok else "R" if bc_ok else "N"
+    sees_ab, sees_bc = (a + b) % 5 == 1, (b + c) % 5 == 3  # the condition each path can see
+    return "B" if sees_ab == sees_bc else "F" if sees_ab else "R"
 
 
 def guess_of(total: int) -> int:
@@ -100,7 +99,7 @@ def solution(numbers: tuple[int, ...] | list[int], path: str) -> str:
     first, second, last, residue = (a, b, c, 1) if path == "ab" else (b, c, a, 3)
     s1 = first + second
     lines = [path, f"{first}+{second}={s1}"]
-    if s1 % 5 == residue:  # the bonus this path can see: it decides it from the sum it just wrote
+    if s1 % 5 == residue:  # the condition this path can see, read off the sum it just wrote
         lines.append(f"{s1}+{BONUS}={s1 + BONUS}")
         s1 += BONUS
     lines.append(f"{s1}+{last}={s1 + last}")
