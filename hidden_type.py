@@ -68,19 +68,24 @@ import torch
 TYPES = ("F", "R", "B")
 VALID = {"ab": ("F", "B"), "bc": ("R", "B")}  # where each path is right
 BONUS = 10
+AB_DIGITS, BC_DIGITS = {1, 6}, {3, 8}  # a+b = 1 (mod 5), b+c = 3 (mod 5): the units digits that say so
 SHARES = {"F": 0.16, "R": 0.16, "B": 0.68}  # of uniform problems (tests/test_hidden_type.py counts them)
 
 
-def answer(numbers: tuple[int, ...] | list[int]) -> int:
-    """a#b#c = a + b + c, + 10 if a + b = 1 (mod 5) or b + c = 3 (mod 5)."""
+def _conditions(numbers: tuple[int, ...] | list[int]) -> tuple[bool, bool]:
+    """(the condition ab can see, the one bc can see): a+b, resp. b+c, ends in one of its digits."""
     a, b, c = numbers
-    return a + b + c + BONUS * ((a + b) % 5 == 1 or (b + c) % 5 == 3)
+    return (a + b) % 10 in AB_DIGITS, (b + c) % 10 in BC_DIGITS
+
+
+def answer(numbers: tuple[int, ...] | list[int]) -> int:
+    """a#b#c = a + b + c, + 10 if either condition holds (one bonus at most)."""
+    return sum(numbers) + BONUS * any(_conditions(numbers))
 
 
 def type_of(numbers: tuple[int, ...] | list[int]) -> str:
     """'F' (only ab right), 'R' (only bc right) or 'B' (both); see the table above."""
-    a, b, c = numbers
-    sees_ab, sees_bc = (a + b) % 5 == 1, (b + c) % 5 == 3  # the condition each path can see
+    sees_ab, sees_bc = _conditions(numbers)
     return "B" if sees_ab == sees_bc else "F" if sees_ab else "R"
 
 
@@ -96,10 +101,10 @@ def solution(numbers: tuple[int, ...] | list[int], path: str) -> str:
         return f"guess\n\\boxed{{{guess_of(answer(numbers))}}}"
     if path not in VALID:
         raise ValueError(f"hidden_type.solution: path must be ab, bc or guess, got {path!r}")
-    first, second, last, residue = (a, b, c, 1) if path == "ab" else (b, c, a, 3)
+    first, second, last, digits = (a, b, c, AB_DIGITS) if path == "ab" else (b, c, a, BC_DIGITS)
     s1 = first + second
     lines = [path, f"{first}+{second}={s1}"]
-    if s1 % 5 == residue:  # the condition this path can see, read off the sum it just wrote
+    if s1 % 10 in digits:  # the condition this path can see, read off the sum it just wrote
         lines.append(f"{s1}+{BONUS}={s1 + BONUS}")
         s1 += BONUS
     lines.append(f"{s1}+{last}={s1 + last}")
