@@ -6,35 +6,37 @@ read where it chooses its path. Built so that GRPO *can* narrow what is solved a
     python hidden_type.py                 # measure the gates of the shipped build -> BUILD.json
     python hidden_type.py --toy shown-type   # the same for the control (type written in the prompt)
 
-The task: sums of three two-digit numbers, "Q: 23+48+17=?\nA: ", as in `original`. A problem's
-type comes from its sum S = a + b + c:
+The task: a made-up operation on three two-digit numbers, "Q: 23#48#17=?\nA: ":
 
-    type   when             share of uniform problems   valid paths
-    F      S = 1 (mod 5)    20 %                        ab only
-    R      S = 3 (mod 5)    20 %                        bc only
-    B      otherwise        60 %                        ab and bc
+    a#b#c = a + b + c + 10 if a + b = 1 (mod 5) or b + c = 3 (mod 5)   (one bonus of 10 at most)
 
 The completion's first token names the path:
 
-    ab     (a+b)+c   ab\n23+48=71\n71+17=88\n\boxed{88}      the favourite, chosen 35 %
-    bc     (b+c)+a   bc\n48+17=65\n65+23=88\n\boxed{88}      the rare path, chosen 10 %
-    guess  no work   guess\n\boxed{90}                        the sum rounded to tens, chosen 55 %
+    ab     (a+b), its bonus, then +c   ab\n20+21=41\n41+10=51\n51+12=63\n\boxed{63}   the favourite, 35 %
+    bc     (b+c), its bonus, then +a   bc\n21+12=33\n33+10=43\n43+20=63\n\boxed{63}   the rare path, 10 %
+    guess  no work                     guess\n\boxed{60}            a#b#c rounded to tens, 55 %
 
-The slips are built in, on purpose. Where a path is not valid (ab on R, bc on F), pretraining writes
-its two lines right and then boxes a number 10 too large (a copying slip). A guess is right only
-when the sum is a multiple of ten. So each path is valid on 80 % of the problems, both on 60 %, each
-alone on 20 %. Deciding the slip takes only the units digit the path has just written (S mod 5 is
-S's units digit mod 5); choosing the path well would take S mod 5 at the last prompt position, a
-residue of a three-number sum, which nothing in pretraining asks for there (the choice's label is
-the same for every type). A reliably executed slip cannot be repaired by RL finding one better
-token: the problem is solved only by the other path. Why built in: with real arithmetic errors, the
-favourite of our first toy was also its most reliable path everywhere (no overlap and no problem
-only a rare path solves), so GRPO's narrowing had nowhere to show.
+Each path is an unconditional procedure with a blind spot, on purpose: `ab` writes a+b and adds the
+bonus that a+b decides (its line "41+10=51"), but never the one b+c decides; `bc` writes b+c, adds
+its bonus, never the one a+b decides. So `ab` is right unless b+c = 3 (mod 5), `bc` unless
+a+b = 1 (mod 5). The types:
 
-Build attempt 1 (commit cf0277c, `TYPE_RULE = "parity"` there) took the type from the parities of
-a, b, c (F: all alike, R: b differs from both, 25 / 25 / 50 %) and put the slip in the second line.
-After 17,500 steps (seed 0; seed 1 stopped at 9,500) its slips were still not learnt: every
-forced cell sat at 0.55-0.8. Its control, with the type in the prompt, learnt them by step 5,750.
+    type   when                                 share of uniform problems   right paths
+    F      a+b = 1 and b+c != 3 (mod 5)        16 %                        ab only
+    R      b+c = 3 and a+b != 1 (mod 5)        16 %                        bc only
+    B      both conditions or neither           68 %                        ab and bc
+
+A guess is right only when a#b#c is a multiple of ten. Repairing `ab` on R would take (b+c) mod 5,
+from two prompt digits, at a point where `ab`'s own work never computes it; choosing well would take
+both residues at the last prompt position. Why built in: with real arithmetic errors, the favourite
+of our first toy was also its most reliable path everywhere, so GRPO's narrowing had nowhere to show.
+
+Attempts before this one (all in results/PREDICTIONS.md, addendum 3). 1 (commit cf0277c): the type
+from the parities of a, b, c and a slip in the second line; its slips were never learnt (17,500
+steps). 2 (commit 5d9c186): sums, F / R by a+b+c mod 5, and a box 10 too large where a path was not
+valid; it passed every build gate, but in the GRPO pilot the policy simply stopped slipping (`ab`'s
+accuracy on R 0.002 -> 0.99 in 200 steps): a type-dependent deviation from a procedure the model runs
+right elsewhere is one simple rule away from repair. Here the failure is the procedure itself.
 
 Pretraining practises ab, bc and guess equally (every type, slips included); the token that names
 the path is trained with the same soft label whatever the type: 45 / 10 / 45 % in stage 1, until
@@ -64,15 +66,27 @@ from pathlib import Path
 import torch
 
 TYPES = ("F", "R", "B")
-VALID = {"ab": ("F", "B"), "bc": ("R", "B")}  # where each written path is right; elsewhere it slips
-SLIP = 10  # where a path is not valid its boxed answer is this much too large
-SHARES = {"F": 0.2, "R": 0.2, "B": 0.6}  # each type's share of uniform problems (tests/test_hidden_type.py counts them)
+VALID = {"ab": ("F", "B"), "bc": ("R", "B")}  # where each path is right
+BONUS = 10
+AB_DIGITS, BC_DIGITS = {1, 6}, {3, 8}  # a+b = 1 (mod 5), b+c = 3 (mod 5): the units digits that say so
+SHARES = {"F": 0.16, "R": 0.16, "B": 0.68}  # of uniform problems (tests/test_hidden_type.py counts them)
+
+
+def _conditions(numbers: tuple[int, ...] | list[int]) -> tuple[bool, bool]:
+    """(the condition ab can see, the one bc can see): a+b, resp. b+c, ends in one of its digits."""
+    a, b, c = numbers
+    return (a + b) % 10 in AB_DIGITS, (b + c) % 10 in BC_DIGITS
+
+
+def answer(numbers: tuple[int, ...] | list[int]) -> int:
+    """a#b#c = a + b + c, + 10 if either condition holds (one bonus at most)."""
+    return sum(numbers) + BONUS * any(_conditions(numbers))
 
 
 def type_of(numbers: tuple[int, ...] | list[int]) -> str:
-    """'F' if a+b+c = 1 (mod 5), 'R' if a+b+c = 3 (mod 5), else 'B'."""
-    r = sum(numbers) % 5
-    return "F" if r == 1 else "R" if r == 3 else "B"
+    """'F' (only ab right), 'R' (only bc right) or 'B' (both); see the table above."""
+    sees_ab, sees_bc = _conditions(numbers)
+    return "B" if sees_ab == sees_bc else "F" if sees_ab else "R"
 
 
 def guess_of(total: int) -> int:
@@ -81,21 +95,25 @@ def guess_of(total: int) -> int:
 
 
 def solution(numbers: tuple[int, ...] | list[int], path: str) -> str:
-    """The pretraining completion (without EOS) of a path, slip included where the path is not valid."""
+    """The pretraining completion (without EOS) of a path: the same procedure on every problem."""
     a, b, c = numbers
     if path == "guess":
-        return f"guess\n\\boxed{{{guess_of(a + b + c)}}}"
+        return f"guess\n\\boxed{{{guess_of(answer(numbers))}}}"
     if path not in VALID:
         raise ValueError(f"hidden_type.solution: path must be ab, bc or guess, got {path!r}")
-    first, second, last = (a, b, c) if path == "ab" else (b, c, a)
-    s1, total = first + second, a + b + c
-    slip = 0 if type_of(numbers) in VALID[path] else SLIP  # the work is right; the box miscopies it
-    return f"{path}\n{first}+{second}={s1}\n{s1}+{last}={total}\n\\boxed{{{total + slip}}}"
+    first, second, last, digits = (a, b, c, AB_DIGITS) if path == "ab" else (b, c, a, BC_DIGITS)
+    s1 = first + second
+    lines = [path, f"{first}+{second}={s1}"]
+    if s1 % 10 in digits:  # the condition this path can see, read off the sum it just wrote
+        lines.append(f"{s1}+{BONUS}={s1 + BONUS}")
+        s1 += BONUS
+    lines.append(f"{s1}+{last}={s1 + last}")
+    return "\n".join(lines) + f"\n\\boxed{{{s1 + last}}}"
 
 
 def format_prompt(numbers: tuple[int, ...] | list[int], shown: bool) -> str:
     """The prompt; the control (shown) writes the type after the question."""
-    q = "Q: " + "+".join(str(x) for x in numbers) + "=?"
+    q = "Q: " + "#".join(str(x) for x in numbers) + "=?"
     return q + (f" type {type_of(numbers)}" if shown else "") + "\nA: "
 
 
@@ -134,7 +152,8 @@ def forced_accuracy(model, tokenizer, by_type: dict[str, list[dict]], n_samples:
 
 
 def slips_learnt(acc: dict[str, dict[str, float]], valid_min: float = 0.9, invalid_max: float = 0.05) -> bool:
-    """The build's stopping rule: every valid cell of ab and bc >= valid_min, every slip cell <= invalid_max."""
+    """The build's stopping rule: every cell where ab or bc is right >= valid_min, every blind-spot cell
+    (ab on R, bc on F) <= invalid_max."""
     return all((acc[p][t] >= valid_min) if t in VALID[p] else (acc[p][t] <= invalid_max) for p in VALID for t in TYPES)
 
 
@@ -238,7 +257,9 @@ def gates(regime: str = "hidden-type", *, folder: str | Path | None = None, seed
         ev = toy.evaluate(model, tokenizer, by_type[t], n_samples, seed=seed + 1, ks=(1, 2, 4, 8, 16, 32))
         pk[t] = {k: round(v, 4) for k, v in ev.items() if k.startswith("pass@")}
         pk[t]["style_freq"] = {k: round(v, 4) for k, v in ev["style_freq"].items()}
-    pk["all"] = {k: round(sum(SHARES[t] * pk[t][k] for t in TYPES), 4) for k in pk["F"] if k.startswith("pass@")}
+    uniform = toy.make_problems(3 * n_per_type, seed + 3, "heldout", regime)  # every type, N included
+    ev = toy.evaluate(model, tokenizer, uniform, n_samples, seed=seed + 1, ks=(1, 2, 4, 8, 16, 32))
+    pk["all"] = {k: round(v, 4) for k, v in ev.items() if k.startswith("pass@")}
     out["base_pass"] = pk
     log(f"base pass@k per type: {json.dumps(pk)}")
     out["probes"] = probes(model, tokenizer, probe_n, seed + 2, regime)

@@ -154,7 +154,8 @@ def make_problems(n: int, seed: int, split: str = "train", regime: str = "origin
             continue
         seen.add(numbers)
         prompt = format_prompt(numbers) if not r.get("typed") else hidden_type.format_prompt(numbers, r["typed"] == "shown")
-        problems.append({"prompt": prompt, "answer": str(sum(numbers)), "numbers": list(numbers),
+        gold = hidden_type.answer(numbers) if r.get("typed") else sum(numbers)  # hidden-type: a#b#c
+        problems.append({"prompt": prompt, "answer": str(gold), "numbers": list(numbers),
                          **({"type": hidden_type.type_of(numbers)} if r.get("typed") else {})})
     return problems
 
@@ -228,15 +229,17 @@ def solution_path(text: str) -> str | None:
 
 
 def _named_path(text: str) -> str | None:
-    """equal-paths: 'ab' / 'bc' / 'ac' when the name is followed by two lines 'x+y=s', 's+z=t' (the
-    second adds to the first's result, right or wrong) and the boxed answer; None otherwise."""
+    """equal-paths, hidden-type: 'ab' / 'bc' / 'ac' when the name is followed by lines 'x+y=s', 's+z=t'
+    (each adds to the previous result, right or wrong; hidden-type's bonus line 's+10=u' may stand
+    between them) and the boxed answer; None otherwise."""
     lines = text.split("\n")
-    if len(lines) != 4 or not lines[3].startswith("\\boxed{"):
+    if len(lines) not in (4, 5) or not lines[-1].startswith("\\boxed{"):
         return None
-    m1, m2 = _EQUATION.fullmatch(lines[1].strip()), _EQUATION.fullmatch(lines[2].strip())
-    if m1 is None or m2 is None or m1.group(1).count("+") != 1 or m2.group(1).count("+") != 1:
+    ms = [_EQUATION.fullmatch(line.strip()) for line in lines[1:-1]]
+    if any(m is None or m.group(1).count("+") != 1 for m in ms):
         return None
-    return lines[0] if m2.group(1).split("+")[0] == m1.group(2) else None
+    chained = all(m2.group(1).split("+")[0] == m1.group(2) for m1, m2 in zip(ms, ms[1:]))
+    return lines[0] if chained else None
 
 
 def pretraining_text(rng: random.Random, regime: str = "original", practice: list[float] | None = None) -> str:

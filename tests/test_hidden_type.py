@@ -10,36 +10,38 @@ import toy
 from verifier import verify
 
 
-def test_types_split_uniform_problems_20_20_60():
+def test_types_split_uniform_problems_16_16_68():
     counts = {"F": 0, "R": 0, "B": 0}
     for numbers in itertools.product(range(10, 100), repeat=3):
         counts[ht.type_of(numbers)] += 1
-    total = 90 ** 3
-    assert {t: c / total for t, c in counts.items()} == ht.SHARES == {"F": 0.2, "R": 0.2, "B": 0.6}
-    assert ht.type_of((20, 20, 21)) == "F" and ht.type_of((22, 47, 22)) == "F"  # sums 61, 91: 1 (mod 5)
-    assert ht.type_of((22, 47, 14)) == "R" and ht.type_of((10, 10, 13)) == "R"  # 83, 33: 3 (mod 5)
-    assert ht.type_of((22, 47, 16)) == "B" and ht.type_of((10, 10, 10)) == "B"  # 85, 30
+    assert {t: c / 90 ** 3 for t, c in counts.items()} == ht.SHARES == {"F": 0.16, "R": 0.16, "B": 0.68}
 
 
-@pytest.mark.parametrize("numbers", [(20, 20, 21), (22, 47, 14), (22, 47, 16), (35, 65, 10), (99, 98, 96)])
-def test_each_path_is_right_exactly_where_it_is_valid(numbers):
-    t, total = ht.type_of(numbers), sum(numbers)
+@pytest.mark.parametrize("numbers", [(20, 21, 11), (22, 47, 16), (22, 47, 15), (20, 21, 12), (35, 65, 10), (99, 98, 96)])
+def test_each_path_is_right_exactly_where_its_type_says(numbers):
+    t, gold = ht.type_of(numbers), ht.answer(numbers)
     for path in ("ab", "bc"):
         text = ht.solution(numbers, path)
-        assert toy.solution_path(text) == path  # the shape is recognised whether or not it slipped
-        assert verify(text, str(total)) == (t in ht.VALID[path])
-        if t not in ht.VALID[path]:  # the slip: the work is right, the boxed answer 10 too large
-            assert verify(text, str(total + ht.SLIP)) and f"={total}\n" in text
+        assert toy.solution_path(text) == path  # the shape is recognised, bonus line or not
+        assert verify(text, str(gold)) == (t in ht.VALID[path])
     guess = ht.solution(numbers, "guess")
     assert toy.solution_path(guess) == "guess"
-    assert verify(guess, str(ht.guess_of(total))) and verify(guess, str(total)) == (total % 10 == 0)
+    assert verify(guess, str(ht.guess_of(gold))) and verify(guess, str(gold)) == (gold % 10 == 0)
 
 
-def test_the_written_work_by_hand():
-    assert ht.solution((22, 47, 14), "ab") == "ab\n22+47=69\n69+14=83\n\\boxed{93}"  # R: ab miscopies (83 is right)
-    assert ht.solution((22, 47, 14), "bc") == "bc\n47+14=61\n61+22=83\n\\boxed{83}"
-    assert ht.solution((20, 20, 21), "bc") == "bc\n20+21=41\n41+20=61\n\\boxed{71}"  # F: bc miscopies
-    assert ht.solution((22, 47, 14), "guess") == "guess\n\\boxed{80}"
+def test_the_operation_and_the_written_work_by_hand():
+    # 20+21 = 41 = 1 (mod 5): ab's bonus; 21+11 = 32: no bc bonus. a#b#c = 52 + 10 = 62: F
+    assert ht.answer((20, 21, 11)) == 62 and ht.type_of((20, 21, 11)) == "F"
+    assert ht.solution((20, 21, 11), "ab") == "ab\n20+21=41\n41+10=51\n51+11=62\n\\boxed{62}"
+    assert ht.solution((20, 21, 11), "bc") == "bc\n21+11=32\n32+20=52\n\\boxed{52}"  # bc never sees a+b
+    # 47+16 = 63 = 3 (mod 5): bc's bonus; 22+47 = 69: none. 85 + 10 = 95: R
+    assert ht.answer((22, 47, 16)) == 95 and ht.type_of((22, 47, 16)) == "R"
+    assert ht.solution((22, 47, 16), "ab") == "ab\n22+47=69\n69+16=85\n\\boxed{85}"
+    assert ht.solution((22, 47, 16), "bc") == "bc\n47+16=63\n63+10=73\n73+22=95\n\\boxed{95}"
+    # both conditions: one bonus, 53 + 10 = 63, and each path adds it: B
+    assert ht.type_of((20, 21, 12)) == "B" and ht.answer((20, 21, 12)) == 63
+    assert ht.solution((20, 21, 12), "bc") == "bc\n21+12=33\n33+10=43\n43+20=63\n\\boxed{63}"
+    assert ht.solution((22, 47, 16), "guess") == "guess\n\\boxed{100}"
     assert ht.guess_of(85) == 90 and ht.guess_of(84) == 80 and ht.guess_of(80) == 80
 
 
@@ -57,17 +59,18 @@ def test_control_asks_the_same_problems_with_the_type_written():
     assert [p["numbers"] for p in hidden] == [p["numbers"] for p in shown]
     for h, s in zip(hidden, shown):
         assert h["type"] == s["type"] == ht.type_of(h["numbers"])
-        assert h["prompt"] == toy.format_prompt(h["numbers"])  # the same text as the original toy's
+        assert h["answer"] == s["answer"] == str(ht.answer(h["numbers"]))
+        assert h["prompt"] == "Q: " + "#".join(map(str, h["numbers"])) + "=?\nA: "
         assert s["prompt"] == h["prompt"].replace("=?\n", f"=? type {h['type']}\n")
 
 
-def test_pretraining_documents_practise_every_path_on_every_type():
+def test_pretraining_documents_run_every_path_on_every_type():
     rng = random.Random(0)
     seen = set()
-    for _ in range(600):
+    for _ in range(1500):
         text = toy.pretraining_text(rng, "hidden-type")
         prompt, completion = text.split("A: ", 1)
-        numbers = tuple(int(x) for x in prompt[3:prompt.index("=")].split("+"))
+        numbers = tuple(int(x) for x in prompt[3:prompt.index("=")].split("#"))
         assert completion == ht.solution(numbers, completion.split("\n")[0])
         seen.add((completion.split("\n")[0], ht.type_of(numbers)))
     assert seen == {(p, t) for p in ("ab", "bc", "guess") for t in ht.TYPES}
