@@ -2,7 +2,7 @@ r"""
 The third built-in toy, `hidden-type`: two valid paths that overlap, and a type the model cannot
 read where it chooses its path. Built so that GRPO *can* narrow what is solved at large k.
 
-    python toy.py --toy hidden-type       # rebuild toy-hidden-type/ (until the slips are learnt)
+    python toy.py --toy hidden-type       # rebuild toy-hidden-type/ (until the paths are learnt)
     python hidden_type.py                 # measure the gates of the shipped build -> BUILD.json
     python hidden_type.py --toy shown-type   # the same for the control (type written in the prompt)
 
@@ -31,21 +31,23 @@ from two prompt digits, at a point where `ab`'s own work never computes it; choo
 both residues at the last prompt position. Why built in: with real arithmetic errors, the favourite
 of our first toy was also its most reliable path everywhere, so GRPO's narrowing had nowhere to show.
 
-Attempts before this one (all in results/PREDICTIONS.md, addendum 3). 1 (commit cf0277c): the type
-from the parities of a, b, c and a slip in the second line; its slips were never learnt (17,500
+Attempts before this one (all in results/PREDICTIONS.md, addendum 3). 1 (commit cf0277c): sums, the
+type from the parities of a, b, c and a slip in the second line; its slips were never learnt (17,500
 steps). 2 (commit 5d9c186): sums, F / R by a+b+c mod 5, and a box 10 too large where a path was not
 valid; it passed every build gate, but in the GRPO pilot the policy simply stopped slipping (`ab`'s
 accuracy on R 0.002 -> 0.99 in 200 steps): a type-dependent deviation from a procedure the model runs
 right elsewhere is one simple rule away from repair. Here the failure is the procedure itself.
+3: this operation with two bonuses that could add up; 4 % of problems had no right path (base
+pass@32 0.943). 3b, this one: one bonus at most.
 
-Pretraining practises ab, bc and guess equally (every type, slips included); the token that names
-the path is trained with the same soft label whatever the type: 45 / 10 / 45 % in stage 1, until
-the slips are learnt (21,000 steps), then 35 / 10 / 55 % in stage 2 (1,000 steps cooling down),
-which brought base pass@1 from 0.458 into its gate (40 / 10 / 50 gave 0.459: the cool-down also
-sharpened execution). Training documents are uniform problems:
+Pretraining practises ab, bc and guess equally on every type; the token that names the path is
+trained with the same soft label whatever the type: 45 / 10 / 45 % in stage 1, until the paths are
+executed right and their blind spots learnt (5,000 steps), then 35 / 10 / 55 % in stage 2 (1,000
+steps cooling down), which keeps base pass@1 in its gate (in attempt 2, 45 / 10 / 45 gave 0.458 and
+40 / 10 / 50 0.459: the cool-down also sharpens execution). Training documents are uniform problems:
 balancing them by type would bias the digits and so give the type away in the prompt text. A weak
 favourite and many guesses instead of a noisy second stage: with execution near certain, the
-guesses set base pass@1 (about 0.4) and leave GRPO an easy +0.3 to find.
+guesses set base pass@1 (about 0.4) and leave GRPO an easy +0.4 to find.
 
 `shown-type` is the control: the same task with the type written in the prompt
 ("Q: 23+48+17=? type R\nA: "), so that a policy can route each problem to its valid path.

@@ -507,10 +507,11 @@ def steer_practice(acc: list[float]) -> list[float]:
 
 BUILDS = {  # the settings of the shipped builds
     "original": dict(),
-    # hidden-type: the type-dependent slip is learnt in a late jump whose step depends on the seed, so
-    # stage 1 trains at a flat rate (cosine over a far cap) until the forced-path checks show it learnt,
-    # with the choice labelled 45 / 10 / 45; stage 2 (STAGE2) cools down for 1000 steps with the label
-    # at the regime's shares, 35 / 10 / 55 (40 / 10 / 50 left base pass@1 at 0.459, above its gate)
+    # hidden-type: what each path does per type can come in a late jump whose step depends on the
+    # seed, so stage 1 trains at a flat rate (cosine over a far cap) until the forced-path checks show
+    # it learnt, with the choice labelled 45 / 10 / 45; stage 2 (STAGE2) cools down for 1000 steps with
+    # the label at the regime's shares, 35 / 10 / 55 (in attempt 2, 40 / 10 / 50 left base pass@1 at
+    # 0.459, above its gate)
     "hidden-type": dict(eval_every=500, eval_prompts=64, eval_samples=4, stop_at=0.0, check_path_samples=4,
                         max_steps=60000, warmup=200, final_prompts=128, final_samples=32, shares=(0.45, 0.10, 0.45)),
     "shown-type": dict(eval_every=250, eval_prompts=64, eval_samples=4, stop_at=0.0, check_path_samples=4,
