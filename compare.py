@@ -94,7 +94,7 @@ QUICK = dict(steps=15, prompts_per_step=8, eval_prompts=16, eval_n=16)  # --quic
 # per regime: the default methods and the settings that differ from RUN. hidden-type's steps come from
 # its GRPO pilot (results/PREDICTIONS.md addendum 3); it is scored on 128 held-out prompts, not 64.
 # shown-type, the control, runs GRPO only (by default), with the same settings.
-HIDDEN_RUN = dict(steps=300, eval_prompts=128)
+HIDDEN_RUN = dict(steps=200, eval_prompts=128)  # 200: the pilot met its gates at step 200 (attempt 4)
 PLANS = {"original": (DEFAULT_METHODS, {}), "equal-paths": (DEFAULT_METHODS, {}),
          "hidden-type": (HIDDEN_METHODS, HIDDEN_RUN), "shown-type": (("grpo",), HIDDEN_RUN)}
 DEFAULT_REGIMES = ("original", "equal-paths")  # the two stored 6-method comparisons; --regime hidden-type for the third

@@ -6,30 +6,32 @@ read where it chooses its path. Built so that GRPO *can* narrow what is solved a
     python hidden_type.py                 # measure the gates of the shipped build -> BUILD.json
     python hidden_type.py --toy shown-type   # the same for the control (type written in the prompt)
 
-The task: a made-up operation on three two-digit numbers, "Q: 23#48#17=?\nA: ":
+The task: a made-up operation on three two-digit numbers, "Q: 20#21#11=?\nA: ":
 
-    a#b#c = a + b + c + 10 if a + b = 1 (mod 5) or b + c = 3 (mod 5)   (one bonus of 10 at most)
+    a#b#c = a + b + c, plus 10 if a+b ends in 0-4 or b+c ends in 3, 5 or 8   (one bonus of 10 at most)
 
 The completion's first token names the path:
 
-    ab     (a+b), its bonus, then +c   ab\n20+21=41\n41+10=51\n51+12=63\n\boxed{63}   the favourite, 35 %
-    bc     (b+c), its bonus, then +a   bc\n21+12=33\n33+10=43\n43+20=63\n\boxed{63}   the rare path, 10 %
-    guess  no work                     guess\n\boxed{60}            a#b#c rounded to tens, 55 %
+    ab     (a+b), its bonus, then +c   ab\n20+21=41\n41+10=51\n51+11=62\n\boxed{62}   the favourite, 35 %
+    bc     (b+c), its bonus, then +a   bc\n21+11=32\n32+20=52\n\boxed{52}            the rare path, 10 %
+    guess  no work                     guess\n\boxed{60}                            a#b#c rounded to tens, 55 %
 
 Each path is an unconditional procedure with a blind spot, on purpose: `ab` writes a+b and adds the
 bonus that a+b decides (its line "41+10=51"), but never the one b+c decides; `bc` writes b+c, adds
-its bonus, never the one a+b decides. So `ab` is right unless b+c = 3 (mod 5), `bc` unless
-a+b = 1 (mod 5). The types:
+its bonus, never the one a+b decides. The types:
 
-    type   when                                 share of uniform problems   right paths
-    F      a+b = 1 and b+c != 3 (mod 5)        16 %                        ab only
-    R      b+c = 3 and a+b != 1 (mod 5)        16 %                        bc only
-    B      both conditions or neither           68 %                        ab and bc
+    type   when                                         share of uniform problems   right paths
+    F      a+b ends in 0-4, b+c not in 3, 5, 8          35 %                        ab only
+    R      b+c ends in 3, 5 or 8, a+b in 5-9            15 %                        bc only
+    B      both conditions or neither                   50 %                        ab and bc
 
-A guess is right only when a#b#c is a multiple of ten. Repairing `ab` on R would take (b+c) mod 5,
-from two prompt digits, at a point where `ab`'s own work never computes it; choosing well would take
-both residues at the last prompt position. Why built in: with real arithmetic errors, the favourite
-of our first toy was also its most reliable path everywhere, so GRPO's narrowing had nowhere to show.
+So the favourite is right on 85 % of the problems, the rare path on 65 %, and 15 % are solved only by
+the rare path: the shape of Yue et al.'s finding on real models. A guess is right only when a#b#c is
+a multiple of ten. Repairing `ab` on R would need b+c's last digit at a point where `ab`'s own work
+never computes it. The type is partly readable at the last prompt position (a linear probe: AUC
+0.83-0.89), but in 300 GRPO steps the policy did not route on it (the pilot). Why built in: with
+real arithmetic errors, the favourite of our first toy was also its most reliable path everywhere,
+so GRPO's narrowing had nowhere to show.
 
 Attempts before this one (all in results/PREDICTIONS.md, addendum 3). 1 (commit cf0277c): sums, the
 type from the parities of a, b, c and a slip in the second line; its slips were never learnt (17,500
@@ -37,12 +39,14 @@ steps). 2 (commit 5d9c186): sums, F / R by a+b+c mod 5, and a box 10 too large w
 valid; it passed every build gate, but in the GRPO pilot the policy simply stopped slipping (`ab`'s
 accuracy on R 0.002 -> 0.99 in 200 steps): a type-dependent deviation from a procedure the model runs
 right elsewhere is one simple rule away from repair. Here the failure is the procedure itself.
-3: this operation with two bonuses that could add up; 4 % of problems had no right path (base
-pass@32 0.943). 3b, this one: one bonus at most.
+3: this operation with two bonuses that could add up (a+b = 1, b+c = 3 mod 5); 4 % of problems had no
+right path (base pass@32 0.943). 3b: one bonus at most; every gate passed, the blind spot held and
+nothing was routed, but with F and R equally common (16 % each) GRPO's push on the path name averaged
+zero and the rare path was never driven out. 4, this one: F more common than R.
 
 Pretraining practises ab, bc and guess equally on every type; the token that names the path is
 trained with the same soft label whatever the type: 45 / 10 / 45 % in stage 1, until the paths are
-executed right and their blind spots learnt (5,000 steps), then 35 / 10 / 55 % in stage 2 (1,000
+executed right and their blind spots learnt (6,000 steps), then 35 / 10 / 55 % in stage 2 (1,000
 steps cooling down), which keeps base pass@1 in its gate (in attempt 2, 45 / 10 / 45 gave 0.458 and
 40 / 10 / 50 0.459: the cool-down also sharpens execution). Training documents are uniform problems:
 balancing them by type would bias the digits and so give the type away in the prompt text. A weak
@@ -70,8 +74,8 @@ import torch
 TYPES = ("F", "R", "B")
 VALID = {"ab": ("F", "B"), "bc": ("R", "B")}  # where each path is right
 BONUS = 10
-AB_DIGITS, BC_DIGITS = {1, 6}, {3, 8}  # a+b = 1 (mod 5), b+c = 3 (mod 5): the units digits that say so
-SHARES = {"F": 0.16, "R": 0.16, "B": 0.68}  # of uniform problems (tests/test_hidden_type.py counts them)
+AB_DIGITS, BC_DIGITS = {0, 1, 2, 3, 4}, {3, 5, 8}  # the units digits of a+b, resp. b+c, that call for the bonus
+SHARES = {"F": 0.35, "R": 0.15, "B": 0.5}  # of uniform problems (tests/test_hidden_type.py counts them)
 
 
 def _conditions(numbers: tuple[int, ...] | list[int]) -> tuple[bool, bool]:

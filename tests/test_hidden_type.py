@@ -10,11 +10,11 @@ import toy
 from verifier import verify
 
 
-def test_types_split_uniform_problems_16_16_68():
+def test_types_split_uniform_problems_35_15_50():
     counts = {"F": 0, "R": 0, "B": 0}
     for numbers in itertools.product(range(10, 100), repeat=3):
         counts[ht.type_of(numbers)] += 1
-    assert {t: c / 90 ** 3 for t, c in counts.items()} == ht.SHARES == {"F": 0.16, "R": 0.16, "B": 0.68}
+    assert {t: round(c / 90 ** 3, 10) for t, c in counts.items()} == ht.SHARES == {"F": 0.35, "R": 0.15, "B": 0.5}
 
 
 @pytest.mark.parametrize("numbers", [(20, 21, 11), (22, 47, 16), (22, 47, 15), (20, 21, 12), (35, 65, 10), (99, 98, 96)])
@@ -30,17 +30,17 @@ def test_each_path_is_right_exactly_where_its_type_says(numbers):
 
 
 def test_the_operation_and_the_written_work_by_hand():
-    # 20+21 = 41 = 1 (mod 5): ab's bonus; 21+11 = 32: no bc bonus. a#b#c = 52 + 10 = 62: F
+    # 20+21 = 41 ends in 1: ab's bonus; 21+11 = 32 ends in 2: none. a#b#c = 52 + 10 = 62: F
     assert ht.answer((20, 21, 11)) == 62 and ht.type_of((20, 21, 11)) == "F"
     assert ht.solution((20, 21, 11), "ab") == "ab\n20+21=41\n41+10=51\n51+11=62\n\\boxed{62}"
     assert ht.solution((20, 21, 11), "bc") == "bc\n21+11=32\n32+20=52\n\\boxed{52}"  # bc never sees a+b
-    # 47+16 = 63 = 3 (mod 5): bc's bonus; 22+47 = 69: none. 85 + 10 = 95: R
+    # 22+47 = 69 ends in 9: none; 47+16 = 63 ends in 3: bc's bonus. 85 + 10 = 95: R
     assert ht.answer((22, 47, 16)) == 95 and ht.type_of((22, 47, 16)) == "R"
     assert ht.solution((22, 47, 16), "ab") == "ab\n22+47=69\n69+16=85\n\\boxed{85}"
     assert ht.solution((22, 47, 16), "bc") == "bc\n47+16=63\n63+10=73\n73+22=95\n\\boxed{95}"
-    # both conditions: one bonus, 53 + 10 = 63, and each path adds it: B
-    assert ht.type_of((20, 21, 12)) == "B" and ht.answer((20, 21, 12)) == 63
-    assert ht.solution((20, 21, 12), "bc") == "bc\n21+12=33\n33+10=43\n43+20=63\n\\boxed{63}"
+    # 20+23 = 43 ends in 3 and 23+15 = 38 ends in 8: both conditions, one bonus of 10: B
+    assert ht.type_of((20, 23, 15)) == "B" and ht.answer((20, 23, 15)) == 68
+    assert ht.solution((20, 23, 15), "bc") == "bc\n23+15=38\n38+10=48\n48+20=68\n\\boxed{68}"
     assert ht.solution((22, 47, 16), "guess") == "guess\n\\boxed{100}"
     assert ht.guess_of(85) == 90 and ht.guess_of(84) == 80 and ht.guess_of(80) == 80
 
