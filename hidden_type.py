@@ -54,7 +54,7 @@ favourite and many guesses instead of a noisy second stage: with execution near 
 guesses set base pass@1 (about 0.4) and leave GRPO an easy +0.4 to find.
 
 `shown-type` is the control: the same task with the type written in the prompt
-("Q: 23+48+17=? type R\nA: "), so that a policy can route each problem to its valid path.
+("Q: 20#21#11=? type F\nA: "), so that a policy can route each problem to its valid path.
 
 The gates (`gates`, stored in BUILD.json): accuracy with the path forced per path x type at T = 1
 and T = 0.05; the choice's probabilities per type (exact, from the logits at the last prompt
