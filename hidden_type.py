@@ -64,7 +64,6 @@ state at the last prompt position, at every layer.
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -194,7 +193,6 @@ def probe(x: torch.Tensor, y: torch.Tensor, *, hidden: int = 0, steps: int = 500
     """Held-out AUC of a probe trained on the first half of (x, y), scored on the second half:
     logistic regression (hidden = 0) or an MLP with one hidden layer; standardised inputs, AdamW
     with weight decay, full batch."""
-    g = torch.Generator().manual_seed(seed)
     n = x.shape[0] // 2
     mu, sd = x[:n].mean(0), x[:n].std(0) + 1e-6
     x = (x - mu) / sd
@@ -210,7 +208,6 @@ def probe(x: torch.Tensor, y: torch.Tensor, *, hidden: int = 0, steps: int = 500
             opt.zero_grad()
             loss.backward()
             opt.step()
-    del g
     with torch.no_grad():
         return auc(net(x[n:]).squeeze(-1), y[n:])
 

@@ -56,7 +56,6 @@ import json
 import math
 import random
 import re
-import sys
 import time
 from pathlib import Path
 
