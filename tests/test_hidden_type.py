@@ -106,3 +106,33 @@ def test_pilot_figures_and_gates_by_hand():
                  "routing": 0.02}
     assert all(ht.pilot_verdicts(f).values())
     assert not ht.pilot_verdicts({**f, "routing": 0.3})["no_routing(|bc_R-bc_F|<=0.05)"]
+
+
+def test_choice_push_is_the_gradient_on_the_choice_logits():
+    torch.manual_seed(0)
+    z = torch.randn(3, 4, requires_grad=True)  # 3 prompts, 4 choices (the last one outside the named paths)
+    picks = torch.tensor([[0, 1, 1, 3], [2, 2, 0, 1], [3, 3, 3, 0]])  # (P, G = 4)
+    adv = torch.randn(3, 4)  # not zero-sum in a group, as ARM's are not
+    (adv * z.log_softmax(-1).gather(1, picks)).sum().backward()
+    chose = torch.nn.functional.one_hot(picks, 4).float()[..., :3]  # choice 3 is "no path"
+    push = ht.choice_push(adv, chose, z.softmax(-1).detach()[:, :3])
+    assert torch.allclose(push, z.grad[:, :3], atol=1e-6)
+    # by hand: two samples, advantages +1 / -1, choices 0 / 1, pi = (0.5, 0.5): +1 on 0, -1 on 1
+    hand = ht.choice_push(torch.tensor([[1.0, -1.0]]), torch.tensor([[[1.0, 0.0], [0.0, 1.0]]]), torch.tensor([[0.5, 0.5]]))
+    assert hand.tolist() == [[1.0, -1.0]]
+
+
+def test_advantage_push_on_the_shipped_model():
+    r = ht.advantage_push(("grpo", "arm"), prompts=16, seed=3)
+    again = ht.advantage_push(("grpo", "arm"), prompts=16, seed=3)
+    assert r == again  # the same samples, the same numbers
+    grpo, arm = r["methods"]["grpo"], r["methods"]["arm"]
+    cells = [c for t in grpo["mean_adv"].values() for p in t.values() for c in p.values()]
+    assert sum(c["n"] for c in cells) == 16 * 8
+    assert abs(sum(c["mean"] * c["n"] for c in cells)) < 1e-2  # GRPO's advantages sum to 0 in each group
+    for p in r["paths"]:  # the paired difference is the difference of the pushes (same samples)
+        assert abs(arm["vs_grpo"][p] - (arm["push"][p] - grpo["push"][p])) < 2e-5
+        lo, hi = arm["push_ci"][p]
+        assert lo <= arm["push"][p] <= hi
+    # on the base model every correct ab gets less than under GRPO (its c(o|q) ~ 0.88 > c(q) ~ 0.43)
+    assert arm["mean_adv"]["B"]["ab"]["correct"]["mean"] < grpo["mean_adv"]["B"]["ab"]["correct"]["mean"]
