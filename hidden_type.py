@@ -333,6 +333,7 @@ def advantage_push(methods: tuple[str, ...] | None = None, *, regime: str = "hid
     cfgs = {m: make_config({**base_values, **compare.method_values(m, compare.ALPHA)}) for m in methods}
     import toy
 
+    given = folder is not None
     folder = str(folder or toy.toy_dir(regime))
     model, tokenizer = load_model(folder), load_tokenizer(folder)
     model.eval()
@@ -373,7 +374,9 @@ def advantage_push(methods: tuple[str, ...] | None = None, *, regime: str = "hid
         return ([round(float(v), 5) for v in mu],
                 [[round(float(a), 5), round(float(b), 5)] for a, b in zip(mu - 1.96 * se, mu + 1.96 * se)])
 
-    out = {"folder": Path(folder).name, "prompts": len(problems), "group_size": G, "seed": seed, "paths": list(paths),
+    parts = Path(folder).parts[:-1] if Path(folder).name == "policy" else Path(folder).parts
+    name = "/".join(parts[-3:] if given else parts[-1:])  # e.g. grpo-seed0/checkpoints/step_000050, no absolute path
+    out = {"folder": name, "prompts": len(problems), "group_size": G, "seed": seed, "paths": list(paths),
            "methods": {}}
     for m in methods:
         push, ci = mean_ci(per_prompt[m])
