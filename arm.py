@@ -155,6 +155,12 @@ def _arm_rows(correct: torch.Tensor, all_correct: str, shift_rows: str) -> torch
     return on
 
 
+def mean_logprob(logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The mean log-prob over each response's own tokens: (B, N) -> (B,). The unlikeliness baseline
+    ranks a group's responses by it."""
+    return torch.where(mask, logprobs, 0.0).sum(1) / mask.sum(1).clamp(min=1)
+
+
 def unlikeliness_advantages(rewards: torch.Tensor, seq_logprob: torch.Tensor, *, beta: float, eps: float = 1e-6,
                             scale: str = "std") -> torch.Tensor:
     """A baseline with ARM's aim: the unlikeliness reward (He, Fried, Welleck 2025, arXiv 2506.02355).

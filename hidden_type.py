@@ -320,6 +320,7 @@ def advantage_push(methods: tuple[str, ...] | None = None, *, regime: str = "hid
       vs_grpo   push[p] minus GRPO's, paired on the same samples, with its interval
       mean_adv  type -> path -> "correct"/"wrong" -> mean advantage and count
     """
+    import arm
     import compare
     import train
     from config import make_config
@@ -353,7 +354,7 @@ def advantage_push(methods: tuple[str, ...] | None = None, *, regime: str = "hid
             _, logits = last_prompt_states(model, tokenizer, batch)
         rewards = train.compute_rewards(ro.texts, [p["answer"] for p in batch], G)
         c_q, c_o = train.compute_confidences(ro, G, cfg.low_frac)
-        seq_lp = train.mean_logprobs(ro, G)
+        seq_lp = arm.mean_logprob(ro.gen.logprobs, ro.gen.mask).view(-1, G).cpu()
         pi = logits.softmax(-1)[:, ids]  # (P, paths): the choice's probabilities per prompt
         first = ro.gen.tokens[:, 0].view(len(batch), G)
         chose = torch.stack([first == t for t in ids], -1).float()  # (P, G, paths)

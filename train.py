@@ -156,13 +156,6 @@ def compute_confidences(ro: Rollout, G: int, low_frac: float) -> tuple[torch.Ten
     return c_q, c_o
 
 
-def mean_logprobs(ro: Rollout, G: int) -> torch.Tensor:
-    """The mean token log-prob of each response under the rollout policy, (P, G) on the CPU: the
-    unlikeliness baseline ranks a group's responses by it."""
-    m = ro.gen.mask
-    return (torch.where(m, ro.gen.logprobs, 0.0).sum(1) / m.sum(1).clamp(min=1)).view(-1, G).cpu()
-
-
 def compute_advantages(rewards: torch.Tensor, c_q: torch.Tensor | None, c_o: torch.Tensor, cfg: Config, *,
                        seq_logprob: torch.Tensor | None = None) -> torch.Tensor:
     """Stage 4: Eq. ARM, A~ = A + alpha (c(q) - c(o|q)) where a group has a correct answer; (P, G).
@@ -343,7 +336,9 @@ def train_step(model, ref_model, optimizer, tokenizer, problems: list[dict], cfg
     c_q, c_o = compute_confidences(ro, cfg.group_size, cfg.low_frac)  # c(o|q) is logged for GRPO too
     c_o = c_o.cpu()
     c_q = c_q.cpu() if c_q is not None else None
-    seq_lp = mean_logprobs(ro, cfg.group_size) if cfg.algo == "unlikely" else None  # for its rank in the group
+    seq_lp = None  # the baseline ranks a group's responses by their mean token log-prob
+    if cfg.algo == "unlikely":
+        seq_lp = arm.mean_logprob(ro.gen.logprobs, ro.gen.mask).view(-1, cfg.group_size).cpu()
     adv = compute_advantages(rewards, c_q, c_o, cfg, seq_logprob=seq_lp)
     t3 = time.perf_counter()
     upd = policy_update(model, ref_model, optimizer, ro, adv, cfg, step)

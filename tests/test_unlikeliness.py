@@ -82,3 +82,9 @@ def test_a_whole_run_with_zero_rank_penalty_is_grpo_and_with_one_it_differs(tiny
     assert all(torch.equal(w["grpo"][k], w["u0"][k]) for k in w["grpo"])
     assert not all(torch.equal(w["grpo"][k], w["u1"][k]) for k in w["grpo"])
     assert train.main(base + ["--out", str(tmp_path / "bad"), "--algo", "unlikely", "--alpha", "1"]) != 0
+
+
+def test_mean_logprob_counts_only_the_response_tokens():
+    lp = torch.tensor([[-1.0, -3.0, -9.0], [-2.0, -9.0, -9.0], [-9.0, -9.0, -9.0]])
+    mask = torch.tensor([[True, True, False], [True, False, False], [False, False, False]])
+    assert arm.mean_logprob(lp, mask).tolist() == [-2.0, -2.0, 0.0]  # an empty response: 0, not a NaN
