@@ -199,7 +199,8 @@ def format_tables(res: dict) -> str:
         lines += ["", "| method − GRPO, paired: mean [95 % interval] | " + " | ".join(diffs) + " |",
                   "|---" * (len(diffs) + 1) + "|"]
         shares = sorted({k for m in diffs for k in res["minus_grpo"][m] if k.startswith("share:")})
-        for key, label, digits in rows + [(k, f"share of correct samples, path {k[6:]}", 3) for k in shares]:
+        untyped = [r for r in rows if "|" not in r[0]]  # the per-type rows come last, after the bootstrap
+        for key, label, digits in untyped + [(k, f"share of correct samples, path {k[6:]}", 3) for k in shares]:
             lines.append(f"| {label} | " + " | ".join(fmt(res["minus_grpo"][m].get(key), digits, True, "ci95")
                                                       for m in diffs) + " |")
         for k in ("pass@1", f"pass@{n}"):  # the interval that also counts the sampling of the held-out prompts
@@ -305,7 +306,8 @@ def bootstrap_diff(res: dict, method: str, key: str = "pass@1", draws: int = 200
 
 
 COLORS = {"base": "black", "grpo": "tab:blue", "arm": "tab:red", "arm-correct-only": "tab:orange",
-          "arm-centred": "tab:green", "arm-centred-correct-only": "tab:purple", "arm-centred-correct-only@10": "tab:brown"}
+          "arm-centred": "tab:green", "arm-centred-correct-only": "tab:purple", "arm-centred-correct-only@10": "tab:brown",
+          "arm@0.3": "tab:pink", "arm@3": "tab:olive", "unlikely": "tab:cyan"}  # one colour per method, none shared
 
 
 def plot(res: dict, path: Path) -> bool:
@@ -319,7 +321,9 @@ def plot(res: dict, path: Path) -> bool:
         return False
     ms = res["methods"]
     names = [m for m in ms if m != "base"]
-    color = lambda m: COLORS.get(m, None)
+    spare = iter(["tab:gray", "gold", "navy", "lime", "teal", "maroon"])  # methods COLORS does not name
+    colors = {m: COLORS.get(m) or next(spare, None) for m in ["base"] + names}
+    color = lambda m: colors[m]
     fig, ax = plt.subplots(2, 2, figsize=(11, 8))
     for col, k in enumerate(CURVES):
         for m in names:
