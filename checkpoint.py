@@ -140,7 +140,10 @@ def append_jsonl(path: Path, row: dict) -> None:
 
 
 def find_checkpoint(path: str | Path) -> Path:
-    """A checkpoint folder itself, or the latest complete one under a run folder."""
+    """A checkpoint folder itself, or under a run folder the newest one whose state.pt is not plainly
+    corrupt (see plainly_corrupt): the one resume_point resumes from, so --resume reads the settings
+    (config.json) of the checkpoint it continues. If every one is plainly corrupt, the newest, which
+    resume_point then refuses by name."""
     p = Path(path)
     if (p / "state.pt").is_file():
         return p
@@ -148,7 +151,18 @@ def find_checkpoint(path: str | Path) -> Path:
     found = [c for c in found if (c / "state.pt").is_file()]
     if not found:
         raise CheckpointError(f"resume: {p}: no checkpoint (expected a run folder with checkpoints/step_* or a step_* folder)")
-    return found[-1]
+    intact = [c for c in found if plainly_corrupt(c / "state.pt") is None]
+    return (intact or found)[-1]
+
+
+def plainly_corrupt(f: Path) -> str | None:
+    """Why a state.pt is corrupt without reading it (empty, or not the zip archive torch.save writes;
+    a cut or overwritten file is none), or None. A zip that is damaged inside shows only on loading."""
+    if f.stat().st_size == 0:
+        return "an empty file"
+    if not zipfile.is_zipfile(f):
+        return "not a torch checkpoint: no zip archive; truncated?"
+    return None
 
 
 def resume_point(path: str | Path, log=print) -> tuple[Path, dict]:
@@ -181,10 +195,9 @@ def load_state(ckpt: Path, map_location=None) -> dict:
     objects train.py never writes."""
     f = Path(ckpt) / "state.pt"
     try:
-        if f.stat().st_size == 0:
-            raise CorruptCheckpointError(f"resume: {f}: corrupt (an empty file)")
-        if not zipfile.is_zipfile(f):  # torch.save writes a zip archive; a cut or overwritten file is none
-            raise CorruptCheckpointError(f"resume: {f}: corrupt (not a torch checkpoint: no zip archive; truncated?)")
+        why = plainly_corrupt(f)
+        if why:
+            raise CorruptCheckpointError(f"resume: {f}: corrupt ({why})")
         state = torch.load(f, map_location=map_location, weights_only=True)
     except CheckpointError:
         raise

@@ -150,6 +150,17 @@ def test_a_corrupt_newest_checkpoint_is_skipped_and_named(two_step_run, capsys, 
     assert steps(two_step_run) == [1, 2, 3]  # step 2 trained again, then step 3
 
 
+def test_resume_past_a_corrupt_checkpoint_reads_the_settings_of_the_one_it_continues(two_step_run, capsys, mixed_rewards):
+    step2 = two_step_run / "checkpoints" / "step_000002"
+    (step2 / "state.pt").write_bytes(b"")
+    cfg2 = json.loads((step2 / "config.json").read_text())
+    (step2 / "config.json").write_text(json.dumps({**cfg2, "lr": 0.5}))  # settings step 1 never had
+    rc, out, err = run(["--resume", str(two_step_run), "--steps", "3"], capsys)
+    assert rc == 0, err
+    assert "resuming from the earlier" in out + err
+    assert json.loads((two_step_run / "config.json").read_text())["lr"] == 3e-3  # step 1's, not the corrupt step 2's
+
+
 @pytest.mark.parametrize("kind", sorted(CORRUPT))
 def test_a_corrupt_checkpoint_named_itself_is_refused_and_not_sent_to_upgrade(two_step_run, capsys, kind):
     step2 = two_step_run / "checkpoints" / "step_000002"
