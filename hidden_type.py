@@ -458,12 +458,66 @@ def pilot_report(results_json: str | Path) -> dict:
     return out
 
 
+def runs_at_step(results_json: str | Path, step: int) -> dict[str, list[dict]]:
+    """method -> its runs as report.py reads them, each with its evaluation at `step` (from the run
+    folder's eval.jsonl, written with --eval-every) as its final one: report.finals / paired_diff then
+    compare methods, or steps within a run, at that step."""
+    res = json.loads(Path(results_json).read_text())
+    out = {}
+    for m, v in res["methods"].items():
+        for r in v["runs"] if m != "base" else []:
+            evals = [json.loads(x) for x in (Path(r["out"]) / "eval.jsonl").read_text().splitlines()]
+            e = next((e for e in evals if e.get("step") == step), None)
+            if e is None:
+                raise ValueError(f"{r['out']}/eval.jsonl: no evaluation at step {step}")
+            out.setdefault(m, []).append({**r, "final": e})
+    return out
+
+
+def by_step_report(results_json: str | Path, steps: list[int], key: str = "pass@32") -> dict:
+    """For a compare.py run evaluated every few steps: per method and step, the mean +- std over seeds
+    of `key`, pass@1, pass@n on R problems and `bc`'s share of all samples; each method minus GRPO at
+    each step (paired by seed); and each method's change of `key` between the first and last step
+    (paired within each run)."""
+    import report
+
+    def row(f: dict, e: dict) -> dict:
+        total = sum(s["correct"] + s["wrong"] for s in e["paths"].values())
+        bc = e["paths"].get("bc", {"correct": 0, "wrong": 0})
+        return {key: f[key], "pass@1": f["pass@1"], f"pass@{e['n']}|R": f.get(f"pass@{e['n']}|R"),
+                "bc_share": (bc["correct"] + bc["wrong"]) / total}
+
+    at = {s: runs_at_step(results_json, s) for s in steps}
+    flat = {s: {m: {r["seed"]: row(report.finals(r), r["final"]) for r in runs} for m, runs in at[s].items()}
+            for s in steps}
+    out = {"steps": steps, "means": {}, "minus_grpo": {}, "change": {}}
+    for s in steps:
+        for m, seeds in flat[s].items():
+            out["means"].setdefault(m, {})[s] = {k: report.mean_std([v[k] for v in seeds.values()]) for k in
+                                                 next(iter(seeds.values()))}
+            if m != "grpo" and "grpo" in flat[s]:
+                g = flat[s]["grpo"]
+                out["minus_grpo"].setdefault(m, {})[s] = {
+                    k: report.mean_std([v[k] - g[seed][k] for seed, v in seeds.items() if seed in g]) for k in (key, "pass@1")}
+    first, last = steps[0], steps[-1]
+    for m in flat[last]:
+        a, b = flat[last][m], flat[first][m]
+        out["change"][m] = {k: report.mean_std([a[seed][k] - b[seed][k] for seed in a]) for k in (key, "bc_share")}
+        if m != "grpo" and "grpo" in flat[last]:
+            gap = lambda s_, seed: flat[s_][m][seed][key] - flat[s_]["grpo"][seed][key]
+            out["change"][m]["gap_vs_grpo"] = report.mean_std([gap(last, seed) - gap(first, seed) for seed in a])
+    return out
+
+
 if __name__ == "__main__":
     import argparse
 
     ap = argparse.ArgumentParser(description="Measure a hidden-type build's gates and store them in its BUILD.json.")
     ap.add_argument("--toy", default="hidden-type", choices=["hidden-type", "shown-type"])
     ap.add_argument("--pilot", metavar="RESULTS_JSON", help="instead: the GRPO pilot's gates from a compare.py results.json")
+    ap.add_argument("--by-step", metavar="RESULTS_JSON", help="instead: a compare.py run evaluated every few steps "
+                    "(--eval-every), per method and step, and the change between the first and last of --steps")
+    ap.add_argument("--steps", default="200,400", help="--by-step: the steps to read (default 200,400)")
     ap.add_argument("--push", nargs="*", metavar="POLICY", help="instead: each comparison method's push on the path "
                     "choice (advantage_push), measured on the shipped model or on these policy folders")
     ap.add_argument("--prompts", type=int, default=1024, help="--push: training prompts per policy (default 1024)")
@@ -471,6 +525,9 @@ if __name__ == "__main__":
     a = ap.parse_args()
     if a.pilot:
         print(json.dumps(pilot_report(a.pilot), indent=1))
+        sys.exit(0)
+    if a.by_step:
+        print(json.dumps(by_step_report(a.by_step, [int(x) for x in a.steps.split(",")]), indent=1))
         sys.exit(0)
     if a.push is not None:
         res = [advantage_push(regime=a.toy, folder=f, prompts=a.prompts) for f in (a.push or [None])]

@@ -136,3 +136,35 @@ def test_advantage_push_on_the_shipped_model():
         assert lo <= arm["push"][p] <= hi
     # on the base model every correct ab gets less than under GRPO (its c(o|q) ~ 0.88 > c(q) ~ 0.43)
     assert arm["mean_adv"]["B"]["ab"]["correct"]["mean"] < grpo["mean_adv"]["B"]["ab"]["correct"]["mean"]
+
+
+def _eval(step: int, n_correct: list[int], bc: int, total: int = 8) -> dict:
+    """A minimal train.evaluate line: n = 4 samples per prompt, `bc` of the `total` samples took bc."""
+    return {"step": step, "n": 4, "n_correct": n_correct,
+            "paths": {"ab": {"correct": sum(n_correct), "wrong": total - bc - sum(n_correct)}, "bc": {"correct": 0, "wrong": bc}}}
+
+
+def test_by_step_report_pairs_steps_within_runs_and_methods_by_seed(tmp_path):
+    import json
+
+    runs = {}
+    for m, later in (("grpo", [0, 4]), ("arm", [2, 4])):  # at step 400 the first prompt is solved 0 / 2 times of 4
+        for seed in (0, 1):
+            out = tmp_path / f"{m}-seed{seed}"
+            out.mkdir()
+            lines = [_eval(200, [1, 4], bc=2), _eval(400, later, bc=1 if m == "arm" else 0)]
+            (out / "eval.jsonl").write_text("".join(json.dumps(e) + "\n" for e in lines))
+            runs.setdefault(m, []).append({"seed": seed, "out": str(out)})
+    res = tmp_path / "results.json"
+    res.write_text(json.dumps({"methods": {"base": {"runs": []}, **{m: {"runs": r} for m, r in runs.items()}}}))
+    rep = ht.by_step_report(res, [200, 400], key="pass@4")
+    assert rep["means"]["grpo"][200]["pass@4"]["mean"] == 1.0 and rep["means"]["grpo"][400]["pass@4"]["mean"] == 0.5
+    assert rep["means"]["arm"][400]["pass@4"]["mean"] == 1.0
+    assert rep["means"]["arm"][400]["bc_share"]["mean"] == 1 / 8
+    assert rep["change"]["grpo"]["pass@4"]["mean"] == -0.5 and rep["change"]["arm"]["pass@4"]["mean"] == 0.0
+    assert rep["minus_grpo"]["arm"][200]["pass@4"]["mean"] == 0.0 and rep["minus_grpo"]["arm"][400]["pass@4"]["mean"] == 0.5
+    assert rep["change"]["arm"]["gap_vs_grpo"]["mean"] == 0.5
+    # pass@1 at step 400, arm: prompts solved 2 and 4 times of 4 -> (0.5 + 1) / 2
+    assert rep["means"]["arm"][400]["pass@1"]["mean"] == 0.75
+    with pytest.raises(ValueError, match="no evaluation at step 300"):
+        ht.runs_at_step(res, 300)
