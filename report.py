@@ -104,11 +104,11 @@ def malformed(e: dict) -> float:
 
 
 def by_type(e: dict) -> dict[str, float]:
-    """hidden-type: per problem type T, pass@1 and pass@n ("pass@1|T"), each path's share of all the
-    type's samples ("choice:P|T") and its accuracy there ("acc:P|T")."""
+    """hidden-type: per problem type T, pass@k at k = 1, 2, 4, ..., n ("pass@4|T"), each path's share
+    of all the type's samples ("choice:P|T") and its accuracy there ("acc:P|T")."""
     out = {}
     for t, v in sorted(e.get("by_type", {}).items()):
-        out[f"pass@1|{t}"], out[f"pass@{e['n']}|{t}"] = v["pass@k"]["1"], v["pass@k"][str(e["n"])]
+        out.update({f"pass@{k}|{t}": x for k, x in v["pass@k"].items()})
         total = sum(s["correct"] + s["wrong"] for s in v["paths"].values())
         for p, s in v["paths"].items():
             out[f"choice:{p}|{t}"] = (s["correct"] + s["wrong"]) / total
@@ -178,6 +178,15 @@ ROWS = [("entropy", "token entropy (final)"), ("distinct_correct", "distinct cor
         ("conf_o_std_correct", "std c(o|q), correct samples"), ("response_len", "response length (tokens)")]
 
 
+def typed_order(key: str) -> tuple:
+    """Table order of the per-type rows: each path's accuracy and choice share by type, then pass@k
+    type by type with k rising (pass@2|B after pass@1|B, not after pass@16|B)."""
+    name, t = key.split("|", 1)
+    if name.startswith("pass@") and name[5:].isdigit():
+        return (1, t, int(name[5:]))
+    return (0, name, t)
+
+
 def format_tables(res: dict) -> str:
     """Per regime: the methods (mean ± std), their paired differences to GRPO (mean [95 % interval]),
     the correct-path shares, and the training curves."""
@@ -187,7 +196,7 @@ def format_tables(res: dict) -> str:
     ks = [k for k in (1, 2, 4, 8, 16, 32) if k <= n] + ([n] if n not in (1, 2, 4, 8, 16, 32) else [])
     rows = [(f"pass@{k}", f"pass@{k}", 3) for k in ks] + [("pass@n-pass@1", f"pass@{n} − pass@1", 3)] + \
         [(k, label, 1 if k == "response_len" else 3) for k, label in ROWS] + [("malformed", "malformed samples (share)", 3)]
-    typed = sorted(k for k in ms["base"]["summary"] if "|" in k)  # hidden-type: figures per problem type
+    typed = sorted((k for k in ms["base"]["summary"] if "|" in k), key=typed_order)  # hidden-type: per problem type
     rows += [(k, k, 3) for k in typed]
     head = f"regime {res['regime']}, mean ± std over {len(res['seeds'])} seeds"
     lines = [f"| {head} | base | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
@@ -207,7 +216,7 @@ def format_tables(res: dict) -> str:
             b = {m: bootstrap_diff(res, m, k) for m in diffs}
             lines.append(f"| {k}, bootstrap over seeds and prompts | " + " | ".join(
                 f"{b[m]['mean']:+.3f} [{b[m]['lo']:+.3f}, {b[m]['hi']:+.3f}]" for m in diffs) + " |")
-        typed = sorted(k for k in res["minus_grpo"][diffs[0]] if "|" in k)
+        typed = sorted((k for k in res["minus_grpo"][diffs[0]] if "|" in k), key=typed_order)
         for key in typed:  # hidden-type: per problem type
             lines.append(f"| {key} | " + " | ".join(fmt(res["minus_grpo"][m].get(key), 3, True, "ci95") for m in diffs) + " |")
     paths = sorted({k[6:] for m in ms.values() for k in m["summary"] if k.startswith("share:")})
