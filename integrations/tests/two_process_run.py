@@ -1,5 +1,5 @@
 """One real two-process GRPOTrainer step on CPU, launched by test_trl_arm.py with
-`accelerate launch --cpu --num_processes 2 two_process_run.py OUT_DIR`.
+`python -m torch.distributed.run --nproc_per_node 2 two_process_run.py OUT_DIR`.
 
 6 completions per process, G = 4: the global batch is 3 groups, and group 1 (global rows 4-7) spans
 the processes. Process 0 rewards everything 1, process 1 everything 0, so group 1's correct answers
@@ -41,3 +41,8 @@ if __name__ == "__main__":
     trainer.train()
     with open(os.path.join(out_dir, f"rank{trainer.accelerator.process_index}.json"), "w") as f:
         json.dump(trainer.seen, f)
+    # end the process group before exit: left to interpreter teardown, gloo's threads sometimes abort a
+    # process ("terminate called without an active exception", seen once in CI) after its work is done
+    trainer.accelerator.wait_for_everyone()
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
