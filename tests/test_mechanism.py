@@ -1,0 +1,67 @@
+"""mechanism.py: the push each method's advantages put on the path choice, and a run read step by step."""
+import json
+
+import pytest
+import torch
+
+import mechanism
+
+
+def test_choice_push_is_the_gradient_on_the_choice_logits():
+    torch.manual_seed(0)
+    z = torch.randn(3, 4, requires_grad=True)  # 3 prompts, 4 choices (the last one outside the named paths)
+    picks = torch.tensor([[0, 1, 1, 3], [2, 2, 0, 1], [3, 3, 3, 0]])  # (P, G = 4)
+    adv = torch.randn(3, 4)  # not zero-sum in a group, as ARM's are not
+    (adv * z.log_softmax(-1).gather(1, picks)).sum().backward()
+    chose = torch.nn.functional.one_hot(picks, 4).float()[..., :3]  # choice 3 is "no path"
+    push = mechanism.choice_push(adv, chose, z.softmax(-1).detach()[:, :3])
+    assert torch.allclose(push, z.grad[:, :3], atol=1e-6)
+    # by hand: two samples, advantages +1 / -1, choices 0 / 1, pi = (0.5, 0.5): +1 on 0, -1 on 1
+    hand = mechanism.choice_push(torch.tensor([[1.0, -1.0]]), torch.tensor([[[1.0, 0.0], [0.0, 1.0]]]), torch.tensor([[0.5, 0.5]]))
+    assert hand.tolist() == [[1.0, -1.0]]
+
+
+def test_advantage_push_on_the_shipped_model():
+    r = mechanism.advantage_push(("grpo", "arm"), prompts=16, seed=3)
+    again = mechanism.advantage_push(("grpo", "arm"), prompts=16, seed=3)
+    assert r == again  # the same samples, the same numbers
+    grpo, arm = r["methods"]["grpo"], r["methods"]["arm"]
+    cells = [c for t in grpo["mean_adv"].values() for p in t.values() for c in p.values()]
+    assert sum(c["n"] for c in cells) == 16 * 8
+    assert abs(sum(c["mean"] * c["n"] for c in cells)) < 1e-2  # GRPO's advantages sum to 0 in each group
+    for p in r["paths"]:  # the paired difference is the difference of the pushes (same samples)
+        assert abs(arm["vs_grpo"][p] - (arm["push"][p] - grpo["push"][p])) < 2e-5
+        lo, hi = arm["push_ci"][p]
+        assert lo <= arm["push"][p] <= hi
+    # on the base model every correct ab gets less than under GRPO (its c(o|q) ~ 0.88 > c(q) ~ 0.43)
+    assert arm["mean_adv"]["B"]["ab"]["correct"]["mean"] < grpo["mean_adv"]["B"]["ab"]["correct"]["mean"]
+
+
+def _eval(step: int, n_correct: list[int], bc: int, total: int = 8) -> dict:
+    """A minimal train.evaluate line: n = 4 samples per prompt, `bc` of the `total` samples took bc."""
+    return {"step": step, "n": 4, "n_correct": n_correct,
+            "paths": {"ab": {"correct": sum(n_correct), "wrong": total - bc - sum(n_correct)}, "bc": {"correct": 0, "wrong": bc}}}
+
+
+def test_by_step_report_pairs_steps_within_runs_and_methods_by_seed(tmp_path):
+    runs = {}
+    for m, later in (("grpo", [0, 4]), ("arm", [2, 4])):  # at step 400 the first prompt is solved 0 / 2 times of 4
+        for seed in (0, 1):
+            out = tmp_path / f"{m}-seed{seed}"
+            out.mkdir()
+            lines = [_eval(200, [1, 4], bc=2), _eval(400, later, bc=1 if m == "arm" else 0)]
+            (out / "eval.jsonl").write_text("".join(json.dumps(e) + "\n" for e in lines))
+            runs.setdefault(m, []).append({"seed": seed, "out": str(out)})
+    res = tmp_path / "results.json"
+    res.write_text(json.dumps({"methods": {"base": {"runs": []}, **{m: {"runs": r} for m, r in runs.items()}}}))
+    rep = mechanism.by_step_report(res, [200, 400], key="pass@4")
+    assert rep["means"]["grpo"][200]["pass@4"]["mean"] == 1.0 and rep["means"]["grpo"][400]["pass@4"]["mean"] == 0.5
+    assert rep["means"]["arm"][400]["pass@4"]["mean"] == 1.0
+    assert rep["means"]["arm"][400]["bc_share"]["mean"] == 1 / 8
+    assert rep["change"]["grpo"]["pass@4"]["mean"] == -0.5 and rep["change"]["arm"]["pass@4"]["mean"] == 0.0
+    assert rep["minus_grpo"]["arm"][200]["pass@4"]["mean"] == 0.0 and rep["minus_grpo"]["arm"][400]["pass@4"]["mean"] == 0.5
+    assert rep["change"]["arm"]["gap_vs_grpo"]["mean"] == 0.5
+    # pass@1 at step 400, arm: prompts solved 2 and 4 times of 4 -> (0.5 + 1) / 2
+    assert rep["means"]["arm"][400]["pass@1"]["mean"] == 0.75
+    with pytest.raises(ValueError, match="no evaluation at step 300"):
+        mechanism.runs_at_step(res, 300)
