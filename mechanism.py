@@ -84,16 +84,15 @@ def advantage_push(methods: tuple[str, ...] | None = None, *, regime: str = "hid
         pi = logits.softmax(-1)[:, ids]  # (P, paths): the choice's probabilities per prompt
         first = ro.gen.tokens[:, 0].view(len(batch), G)
         chose = torch.stack([first == t for t in ids], -1).float()  # (P, G, paths)
-        named = [[toy.solution_path(ro.texts[p * G + g]) for g in range(G)] for p in range(len(batch))]
+        keys = [(prob["type"], str(toy.solution_path(ro.texts[p * G + g])), "correct" if rewards[p, g] > 0.5 else "wrong")
+                for p, prob in enumerate(batch) for g in range(G)]  # one per sample, in the rows' order
         for m in methods:
             adv = train.compute_advantages(rewards, c_q, c_o, cfgs[m], seq_logprob=seq_lp)
             per_prompt[m] += list(choice_push(adv, chose, pi))
-            for p, prob in enumerate(batch):
-                for g in range(G):
-                    key = (prob["type"], str(named[p][g]), "correct" if rewards[p, g] > 0.5 else "wrong")
-                    s = tally[m].setdefault(key, [0.0, 0])
-                    s[0] += float(adv[p, g])
-                    s[1] += 1
+            for key, a in zip(keys, adv.reshape(-1).tolist()):
+                s = tally[m].setdefault(key, [0.0, 0])
+                s[0] += a
+                s[1] += 1
 
     def mean_ci(rows: list[torch.Tensor]) -> tuple[list[float], list[list[float]]]:
         x = torch.stack(rows) / G  # per prompt, per sample
