@@ -33,8 +33,8 @@ class Config:
     # model and data
     model: str = opt("", "Hugging Face folder; '' = the built-in toy of --toy")
     data: str = opt("", "training JSONL (GSM8K, MATH or prompt/answer); '' = the toy's generator")
-    toy: str = opt("original", "built-in toy regime: original (toy/) | equal-paths (toy-equal-paths/) | hidden-type "
-                               "(toy-hidden-type/) | shown-type (toy-shown-type/, its control)",
+    toy: str = opt("original", "built-in toy regime (model in toys/<regime>/): original | equal-paths | hidden-type "
+                               "| shown-type (hidden-type's control)",
                    ("original", "equal-paths", "hidden-type", "shown-type"))
     eval_data: str = opt("", "held-out JSONL; '' = toy held-out split, or the first --eval-prompts lines of --data")
     template: str = opt("plain", "plain (text as is) | qwen-chat | llama3-chat | chatml (chat markers written "

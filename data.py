@@ -16,6 +16,7 @@ import numpy as np
 import verifier
 from config import Config
 from templates import apply_template
+from toys.tasks import make_problems, solution_path
 
 TOY_TRAIN_PROBLEMS = 10000  # the toy's training pool (a step uses --prompts-per-step of them)
 
@@ -86,16 +87,14 @@ def read_jsonl(path: str | Path, *, strict: bool = False, warn=print) -> list[di
 
 def load_problems(cfg: Config, warn=print) -> tuple[list[dict], list[dict], Callable[[str], str | None]]:
     """(train problems, held-out problems, path_fn). Each problem: {"prompt": text, "answer": gold}.
-    path_fn(text) names the solution a correct response took (toy.solution_path for the toy;
+    path_fn(text) names the solution a correct response took (toys.tasks.solution_path for a toy;
     for other data the whitespace-normalised response, i.e. distinct correct texts).
     Without --eval-data, the first --eval-prompts records of --data are held out; a file with no
     more records than that holds out half of them instead (and says so), so that it still trains."""
     if not cfg.data:
-        import toy
-
-        train = toy.make_problems(TOY_TRAIN_PROBLEMS, cfg.seed, "train", cfg.toy)  # fixed size: --steps never changes the order
-        held = toy.make_problems(cfg.eval_prompts, cfg.eval_seed, "heldout", cfg.toy) if cfg.eval_prompts else []
-        return train, held, toy.solution_path
+        train = make_problems(TOY_TRAIN_PROBLEMS, cfg.seed, "train", cfg.toy)  # fixed size: --steps never changes the order
+        held = make_problems(cfg.eval_prompts, cfg.eval_seed, "heldout", cfg.toy) if cfg.eval_prompts else []
+        return train, held, solution_path
     records = read_jsonl(cfg.data, strict=cfg.strict, warn=warn)
     if cfg.eval_data:
         held = read_jsonl(cfg.eval_data, strict=cfg.strict, warn=warn)[: cfg.eval_prompts]

@@ -85,7 +85,7 @@ from data import DataError, load_problems, take_batch
 from model import ModelLoadError, load_model, load_tokenizer, save_model
 from sampler import Generation, chunked_logprobs, generate, logits_to_logprobs
 from templates import TURN_TOKENS, encode_prompts
-from config import build_parser, make_config, read_json_object  # noqa: F401  compare.py calls them as train.X
+from toys.tasks import toy_dir
 
 # ----------------------------------------------------------------------------------------------
 # the five stages
@@ -442,12 +442,6 @@ def evaluate(model, tokenizer, problems: list[dict], cfg: Config, *, n: int | No
 
 # ----------------------------------------------------------------------------------------------
 # the run
-
-
-def toy_dir(regime: str = "original") -> Path:
-    import toy
-
-    return toy.toy_dir(regime)
 
 
 def lr_lambda(warmup: int):

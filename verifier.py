@@ -4,29 +4,29 @@
     grade = verify(response, gold, lenient=True)    for grading other models' outputs
 
 Three stages, each a function:
-  1. extract_answer(response) (extract.py): the last \\boxed{...} / \\fbox{...} (brace
+  1. extract_answer(response) (grader/extract.py): the last \\boxed{...} / \\fbox{...} (brace
      counting, also `\\boxed 5`), unless a "final answer is" clause follows it; else the last
      GSM8K `#### N`; else the last "(final) answer is / Answer:" clause or `Answer` followed by
      math (`Answer $7$`). None when there is none (a last-number fallback only when asked for).
      Boxes that only connectors or a short phrase separate (`$\\boxed{-3}$ and $\\boxed{2}$`)
      are also tried as one list (extract.final_boxes) when the last box alone does not match.
-  2. normalize(answer) (canonical.py): one canonical string, MATH-grader style (spacing
+  2. normalize(answer) (grader/canonical.py): one canonical string, MATH-grader style (spacing
      commands, \\left, \\dfrac, \\frac12, \\text{} units, degrees, currency, thousands
      separators, `x =`, labels, option letters...).
   3. answers_equal(a, b): equal strings, else both sides parsed into values (numbers, tuples,
      intervals, sets, matrices, equations, relations, sums, option letters, text) compared
-     structurally: numbers as exact Fractions where possible (numeric.py), relations in
-     relations.py, arithmetic through evaluator.py (a bounded parser, no eval).
+     structurally: numbers as exact Fractions where possible (grader/numeric.py), relations in
+     grader/relations.py, arithmetic through grader/arithmetic.py (a bounded parser, no eval).
 
 The default mode pays only an answer that is boxed or explicitly marked: a number that is not
 stated as the answer is never paid, so a policy cannot be rewarded for a number it merely
-wrote. lenient=True (lenient.py) also reads an unmarked answer from the conclusion ("so the
+wrote. lenient=True (grader/lenient.py) also reads an unmarked answer from the conclusion ("so the
 probability that she wins is 3/5."), and refuses when that reading is ambiguous.
 
 Choices where graders disagree (stated once, tested in tests/test_verifier*.py):
   - Percent: `x\\%` equals both `x` (the MATH grader strips \\%) and `x/100` (its value), so
     `28\\%` == `28` == `0.28`. Two percents compare as numbers: `50\\%` != `5\\%`.
-  - Tolerance (numeric.py): exact rationals compare exactly (`1/2^98` != `1/2^99`), except a
+  - Tolerance (grader/numeric.py): exact rationals compare exactly (`1/2^98` != `1/2^99`), except a
     finite decimal against a repeating rational (`0.3333333` vs `1/3`), which must agree to a
     relative 1e-6, as irrational values do. Zero equals only zero: no absolute tolerance.
   - Bare lists `1, 2` are unordered sets of solutions; `(1, 2)` and `[1, 2)` are ordered and
@@ -55,7 +55,7 @@ Choices where graders disagree (stated once, tested in tests/test_verifier*.py):
     is not checked, and alone it is not paid; `x \\approx 11` is 11. Other equations compare
     side by side in either order, or as the same equation up to a constant factor
     (`x + y = 3` == `2x + 2y = 6`), also against `y = ...` when both are equations in two or
-    more variables (`y = 2x + 3` == `2x - y + 3 = 0`). Inequalities (relations.py): `a > b`
+    more variables (`y = 2x + 3` == `2x - y + 3 = 0`). Inequalities (grader/relations.py): `a > b`
     is `b < a`, times -1 is the same (`-y > -4` == `y < 4`; not `2y < 8`), a chain
     `a \\le x < b` or `0 < g(x) < 2` is an interval.
   - Indexed symbols: `a_1b_2` is a_1 times b_2 (`x_10` is x_{10}); `\\sum_{i=1}^{n} a_i b_i`
@@ -85,12 +85,12 @@ import math
 import re
 import sys
 
-from evaluator import GREEK, Refuse, expr_value, number
-from numeric import exact_key, expr_equal, num_equal, same_equation
-from relations import chain, relation, relations_equal
-from canonical import MAX_ANSWER_CHARS, PLAIN_NUMBER, encloses, forbidden, normalize, split_top
-from extract import extract_answer, final_boxes, gold_answer
-from lenient import conclusion, equation_sides
+from grader.arithmetic import GREEK, Refuse, expr_value, number
+from grader.numeric import exact_key, expr_equal, num_equal, same_equation
+from grader.relations import chain, relation, relations_equal
+from grader.canonical import MAX_ANSWER_CHARS, PLAIN_NUMBER, encloses, forbidden, normalize, split_top
+from grader.extract import extract_answer, final_boxes, gold_answer
+from grader.lenient import conclusion, equation_sides
 
 MAX_ITEMS = 32  # longest list / set / tuple we compare structurally
 
@@ -384,7 +384,7 @@ def verify(response: str, gold: str, *, lenient: bool = False) -> bool:
     lenient=False is the RL reward: the answer must be boxed or explicitly marked, and a
     number that is not stated as the answer is never paid. lenient=True is for grading other
     models' outputs: when the response has no box and no `####`, the sentence of its last
-    "answer" or its conclusion is also read as a human grader reads it (lenient.py).
+    "answer" or its conclusion is also read as a human grader reads it (grader/lenient.py).
     """
     try:
         if not isinstance(response, str) or not isinstance(gold, str):

@@ -42,6 +42,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # before bench/: `sampler` is the root's sampler.py
 import config  # noqa: E402
 import train  # noqa: E402
+from config import resolve_device  # noqa: E402
+from data import load_problems, take_batch  # noqa: E402
 from bench.gpu_check import QWEN, SIZES as QWEN_SIZES, make_tokenizer  # noqa: E402
 from model import ModelConfig, Transformer, load_model, load_tokenizer, save_model  # noqa: E402
 
@@ -97,11 +99,11 @@ def child(flags: list[str], steps: int) -> dict:
     cfg = config.parse_args(flags + ["--eval-prompts", "0", "--save-every", "0"])
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = train.resolve_device(cfg)
+    device = resolve_device(cfg)
     tokenizer = load_tokenizer(cfg.model)
     model = load_model(cfg.model, device=device, dtype=torch.float32)
     eos_ids = train.chat_eos_ids(model, tokenizer, cfg)
-    problems = train.load_problems(cfg)[0]
+    problems = load_problems(cfg)[0]
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     cuda = device.type == "cuda"
@@ -110,7 +112,7 @@ def child(flags: list[str], steps: int) -> dict:
         torch.cuda.reset_peak_memory_stats(device)
     base = torch.cuda.memory_allocated(device) if cuda else rss_bytes()
     for step in range(1, steps + 1):
-        batch = train.take_batch(problems, (step - 1) * cfg.prompts_per_step, cfg.prompts_per_step, cfg.seed)
+        batch = take_batch(problems, (step - 1) * cfg.prompts_per_step, cfg.prompts_per_step, cfg.seed)
         m = train.train_step(model, None, opt, tokenizer, batch, cfg, gen, eos_ids, step)
     peak = torch.cuda.max_memory_allocated(device) if cuda else peak_rss_bytes()
     reserved = torch.cuda.max_memory_reserved(device) if cuda else None
@@ -174,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         model_dir, data, n_params = build(shape, Path(tmp))
         flags = ["--model", str(model_dir), "--data", str(data), "--threads", "1", *run]
         cfg = config.parse_args(flags + ["--eval-prompts", "0"])
-        device = train.resolve_device(cfg)
+        device = resolve_device(cfg)
         what = "max_memory_allocated" if device.type == "cuda" else "peak RSS of the process"
         print(f"{size} shape {shape['vocab_size']} vocab, hidden {shape['hidden_size']}, {shape['num_hidden_layers']} "
               f"layers: {n_params / 1e6:.1f}M params; device {device}; {cfg.prompts_per_step} prompts x "

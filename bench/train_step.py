@@ -21,6 +21,9 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import config  # noqa: E402
 import train  # noqa: E402
+from config import resolve_device  # noqa: E402
+from data import load_problems, take_batch  # noqa: E402
+from toys.tasks import toy_dir  # noqa: E402
 from model import load_model, load_tokenizer  # noqa: E402
 
 STAGES = ("t_rollout", "t_reward", "t_conf", "t_update")
@@ -34,18 +37,18 @@ def main(argv=None) -> int:
     cfg = config.parse_args(rest + ["--eval-prompts", "0"])
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = train.resolve_device(cfg)
-    path = cfg.model or str(train.toy_dir())
+    device = resolve_device(cfg)
+    path = cfg.model or str(toy_dir())
     tokenizer = load_tokenizer(path)
     policy = load_model(path, device=device, dtype=torch.float32)
     eos_ids = train.chat_eos_ids(policy, tokenizer, cfg)
-    problems = train.load_problems(cfg)[0]
+    problems = load_problems(cfg)[0]
     configs = {"grpo": config.make_config({**vars(cfg), "algo": "grpo", "alpha": None}),
                "arm": config.make_config({**vars(cfg), "algo": "arm"})}
     times = {a: {s: [] for s in STAGES} for a in configs}
     tokens = 0
     for rep in range(args.warmup + args.repeats):
-        batch = train.take_batch(problems, rep * cfg.prompts_per_step, cfg.prompts_per_step, cfg.seed)
+        batch = take_batch(problems, rep * cfg.prompts_per_step, cfg.prompts_per_step, cfg.seed)
         order = ("grpo", "arm") if rep % 2 == 0 else ("arm", "grpo")
         for algo in order:
             c = configs[algo]

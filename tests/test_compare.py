@@ -1,11 +1,11 @@
-"""compare.py end to end on a tiny random model and on the toys: the structure and arithmetic of results.json."""
+"""research/compare.py end to end on a tiny random model and on the toys: the structure and arithmetic of results.json."""
 import json
 
 import numpy as np
 import pytest
 
 import arm
-import compare
+from research import compare, report
 import verifier
 from train_helpers import plain_data, tiny_model_dir
 
@@ -78,7 +78,7 @@ def test_pass_at_k_for_every_k_matches_the_counts(results):
     res, _ = results
     for m in res["methods"].values():
         for r in m["runs"]:
-            e, f = r["final"], compare.finals(r)
+            e, f = r["final"], report.finals(r)
             vals = [f[f"pass@{k}"] for k in range(1, 9)]
             assert all(a <= b + 1e-12 for a, b in zip(vals, vals[1:]))
             assert vals[0] == pytest.approx(sum(e["n_correct"]) / (8 * 3))  # pass@1 = accuracy
@@ -94,11 +94,11 @@ def test_means_stds_and_paired_intervals_over_seeds(results):
     for name in METHODS:
         runs, s = res["methods"][name]["runs"], res["methods"][name]["summary"]
         for k in ("pass@1", "pass@5", "entropy", "distinct_correct", "accuracy"):
-            v = [compare.finals(r)[k] for r in runs]
+            v = [report.finals(r)[k] for r in runs]
             assert s[k]["mean"] == pytest.approx(np.mean(v))
             assert s[k]["std"] == pytest.approx(np.std(v, ddof=1))
             assert s[k]["ci95"] == pytest.approx(12.706 * np.std(v, ddof=1) / np.sqrt(2))  # t(0.975, 1 df)
-        for k in compare.CURVES:
+        for k in report.CURVES:
             rows = np.array([r["curve"][k] for r in runs])
             assert s["curve"][k]["mean"] == pytest.approx(rows.mean(0).tolist())
     base = res["methods"]["base"]["summary"]
@@ -111,11 +111,11 @@ def test_means_stds_and_paired_intervals_over_seeds(results):
 
 def test_tables_plot_only_mode_and_relative_paths(results, capsys):
     res, d = results
-    table = compare.format_tables(res)
+    table = report.format_tables(res)
     assert "| pass@8 |" in table and "method − GRPO" in table and "arm-centred-correct-only" in table
     assert compare.main(["--plot", str(d / "out" / "original" / "results.json")]) == 0
     assert "| pass@1 |" in capsys.readouterr().out
-    assert compare.repo_relative(compare.ROOT / "toy") == "toy"
+    assert compare.repo_relative(compare.ROOT / "toys" / "original") == "toys/original"
 
 
 def test_one_cell_reruns_beside_the_stored_one(results, capsys, monkeypatch):
@@ -144,13 +144,13 @@ def test_toy_regimes_record_path_shares(tmp_path):
         assert sum(s["correct"] + s["wrong"] for s in paths.values()) == 2 * 4
         shares = {k: v["mean"] for k, v in res["methods"]["grpo"]["summary"].items() if k.startswith("share:")}
         assert sum(shares.values()) == pytest.approx(1.0) or sum(shares.values()) == 0  # 0: no correct sample
-        assert res["methods"]["base"]["runs"][0]["out"] == compare.toy.REGIMES[regime]["folder"]
+        assert res["methods"]["base"]["runs"][0]["out"] == f"toys/{regime}"
 
 
 def test_mean_std_edge_cases():
-    assert compare.mean_std([]) == {"mean": None, "std": None, "ci95": None, "n": 0}
-    assert compare.mean_std([0.5, None]) == {"mean": 0.5, "std": None, "ci95": None, "n": 1}
-    s = compare.mean_std([1.0, 2.0, 3.0])
+    assert report.mean_std([]) == {"mean": None, "std": None, "ci95": None, "n": 0}
+    assert report.mean_std([0.5, None]) == {"mean": 0.5, "std": None, "ci95": None, "n": 1}
+    s = report.mean_std([1.0, 2.0, 3.0])
     assert s["std"] == pytest.approx(1.0) and s["ci95"] == pytest.approx(4.303 / np.sqrt(3))
 
 
@@ -189,17 +189,17 @@ def test_train_config_errors_surface_before_any_run(capsys, monkeypatch):
 
 def test_verdicts_follow_the_decision_rules():
     s = lambda mean, ci: {"mean": mean, "std": None, "ci95": ci, "n": 12}
-    assert compare.verdict(s(0.05, 0.02)) == "holds"
-    assert compare.verdict(s(-0.05, 0.02)) == "against"
-    assert compare.verdict(s(0.01, 0.02)) == "undecided"
-    assert compare.verdict(s(0.05, None)) == "undecided"  # one seed decides nothing
+    assert report.verdict(s(0.05, 0.02)) == "holds"
+    assert report.verdict(s(-0.05, 0.02)) == "against"
+    assert report.verdict(s(0.01, 0.02)) == "undecided"
+    assert report.verdict(s(0.05, None)) == "undecided"  # one seed decides nothing
     res = {"minus_grpo": {"m": {"entropy": s(0.1, 0.01), "pass@n-pass@1": s(0.1, 0.01), "pass@1": s(-0.1, 0.01),
                                 "distinct_correct": s(0.0, 0.1)}}, "regime": "r"}
     # a larger pass@32 - pass@1 that comes from a lower pass@1 is not claim 2
-    assert compare.claims(res)["m"] == {"1 entropy": "holds", "2 pass@k gain grows": "against", "3 distinct paths": "undecided"}
+    assert report.claims(res)["m"] == {"1 entropy": "holds", "2 pass@k gain grows": "against", "3 distinct paths": "undecided"}
     res["minus_grpo"]["m"]["pass@1"] = s(-0.01, 0.02)
-    assert compare.claims(res)["m"]["2 pass@k gain grows"] == "holds"
-    assert "| m | holds (+0.100 [+0.090, +0.110])" in compare.format_claims(res)
+    assert report.claims(res)["m"]["2 pass@k gain grows"] == "holds"
+    assert "| m | holds (+0.100 [+0.090, +0.110])" in report.format_claims(res)
 
 
 def test_reuse_reads_finished_runs_and_trains_the_rest(results, monkeypatch):

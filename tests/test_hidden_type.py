@@ -1,12 +1,13 @@
-"""The hidden-type toy (hidden_type.py): types, built-in slips, the guess, the control's prompt, the gates' tools."""
+"""The hidden-type toy (toys/hidden_type.py, research/gates.py): types, built-in slips, the guess, the control's prompt, the gates' tools."""
 import itertools
 import random
 
 import pytest
 import torch
 
-import hidden_type as ht
-import toy
+from research import gates
+from toys import build, tasks
+from toys import hidden_type as ht
 from verifier import verify
 
 
@@ -22,10 +23,10 @@ def test_each_path_is_right_exactly_where_its_type_says(numbers):
     t, gold = ht.type_of(numbers), ht.answer(numbers)
     for path in ("ab", "bc"):
         text = ht.solution(numbers, path)
-        assert toy.solution_path(text) == path  # the shape is recognised, bonus line or not
+        assert tasks.solution_path(text) == path  # the shape is recognised, bonus line or not
         assert verify(text, str(gold)) == (t in ht.VALID[path])
     guess = ht.solution(numbers, "guess")
-    assert toy.solution_path(guess) == "guess"
+    assert tasks.solution_path(guess) == "guess"
     assert verify(guess, str(ht.guess_of(gold))) and verify(guess, str(gold)) == (gold % 10 == 0)
 
 
@@ -46,16 +47,16 @@ def test_the_operation_and_the_written_work_by_hand():
 
 
 def test_guess_shape_and_unknown_path():
-    assert toy.solution_path("guess\n\\boxed{90}") == "guess"
-    assert toy.solution_path("guess\n\\boxed{9x}") is None
-    assert toy.solution_path("guess\n12+3=15\n\\boxed{15}") is None
+    assert tasks.solution_path("guess\n\\boxed{90}") == "guess"
+    assert tasks.solution_path("guess\n\\boxed{9x}") is None
+    assert tasks.solution_path("guess\n12+3=15\n\\boxed{15}") is None
     with pytest.raises(ValueError, match="path must be"):
         ht.solution((10, 11, 12), "ac")
 
 
 def test_control_asks_the_same_problems_with_the_type_written():
-    hidden = toy.make_problems(40, 3, "heldout", "hidden-type")
-    shown = toy.make_problems(40, 3, "heldout", "shown-type")
+    hidden = tasks.make_problems(40, 3, "heldout", "hidden-type")
+    shown = tasks.make_problems(40, 3, "heldout", "shown-type")
     assert [p["numbers"] for p in hidden] == [p["numbers"] for p in shown]
     for h, s in zip(hidden, shown):
         assert h["type"] == s["type"] == ht.type_of(h["numbers"])
@@ -68,7 +69,7 @@ def test_pretraining_documents_run_every_path_on_every_type():
     rng = random.Random(0)
     seen = set()
     for _ in range(1500):
-        text = toy.pretraining_text(rng, "hidden-type")
+        text = tasks.pretraining_text(rng, "hidden-type")
         prompt, completion = text.split("A: ", 1)
         numbers = tuple(int(x) for x in prompt[3:prompt.index("=")].split("#"))
         assert completion == ht.solution(numbers, completion.split("\n")[0])
@@ -78,21 +79,21 @@ def test_pretraining_documents_run_every_path_on_every_type():
 
 def test_slips_learnt_rule():
     good = {"ab": {"F": 0.95, "R": 0.0, "B": 0.92}, "bc": {"F": 0.05, "R": 0.9, "B": 1.0}}
-    assert ht.slips_learnt(good)
-    assert not ht.slips_learnt({**good, "ab": {"F": 0.95, "R": 0.06, "B": 0.92}})  # the slip not yet learnt
-    assert not ht.slips_learnt({**good, "bc": {"F": 0.0, "R": 0.89, "B": 1.0}})  # a valid cell too weak
+    assert build.slips_learnt(good)
+    assert not build.slips_learnt({**good, "ab": {"F": 0.95, "R": 0.06, "B": 0.92}})  # the slip not yet learnt
+    assert not build.slips_learnt({**good, "bc": {"F": 0.0, "R": 0.89, "B": 1.0}})  # a valid cell too weak
 
 
 def test_auc_by_hand_and_probes_on_known_data():
-    assert ht.auc(torch.tensor([0.1, 0.4, 0.35, 0.8]), torch.tensor([0, 0, 1, 1])) == 0.75
-    assert ht.auc(torch.tensor([1.0, 1.0]), torch.tensor([0, 1])) == 0.5  # a tie counts half
+    assert gates.auc(torch.tensor([0.1, 0.4, 0.35, 0.8]), torch.tensor([0, 0, 1, 1])) == 0.75
+    assert gates.auc(torch.tensor([1.0, 1.0]), torch.tensor([0, 1])) == 0.5  # a tie counts half
     g = torch.Generator().manual_seed(0)
     x = torch.randn(400, 8, generator=g)
     linear = (x[:, 0] > 0).long()
     xor = ((x[:, 0] > 0) ^ (x[:, 1] > 0)).long()
-    assert ht.probe(x, linear) > 0.95
-    assert ht.probe(x, xor) < 0.65  # no line separates an XOR ...
-    assert ht.probe(x, xor, hidden=64, steps=1000) > 0.85  # ... a small MLP does
+    assert gates.probe(x, linear) > 0.95
+    assert gates.probe(x, xor) < 0.65  # no line separates an XOR ...
+    assert gates.probe(x, xor, hidden=64, steps=1000) > 0.85  # ... a small MLP does
 
 
 def test_pilot_figures_and_gates_by_hand():
@@ -101,9 +102,9 @@ def test_pilot_figures_and_gates_by_hand():
     base = {"n": 32, "pass@k": {"1": 0.40, "32": 0.99}}
     after = {"n": 32, "pass@k": {"1": 0.70, "32": 0.85},
              "by_type": {"F": {"paths": paths((90, 0), (0, 10), (0, 0))}, "R": {"paths": paths((0, 88), (12, 0), (0, 0))}}}
-    f = ht.pilot_figures(after, base)
+    f = gates.pilot_figures(after, base)
     assert f == {"pass@1_rise": 0.3, "pass@32_fall": 0.14, "bc_share_R": 0.12, "bc_share_F": 0.1, "ab_acc_R": 0.0,
                  "routing": 0.02}
-    assert all(ht.pilot_verdicts(f).values())
-    assert not ht.pilot_verdicts({**f, "routing": 0.3})["no_routing(|bc_R-bc_F|<=0.05)"]
+    assert all(gates.pilot_verdicts(f).values())
+    assert not gates.pilot_verdicts({**f, "routing": 0.3})["no_routing(|bc_R-bc_F|<=0.05)"]
 

@@ -1,10 +1,10 @@
-"""mechanism.py: the push each method's advantages put on the path choice, and a run read step by step."""
+"""research/mechanism.py: the push each method's advantages put on the path choice, and a run read step by step."""
 import json
 
 import pytest
 import torch
 
-import mechanism
+from research import mechanism
 
 
 def test_choice_push_is_the_gradient_on_the_choice_logits():

@@ -1,9 +1,9 @@
-"""report.py's statistics: t-test p-values, Holm's correction, the bootstrap over seeds and prompts."""
+"""research/report.py's statistics: t-test p-values, Holm's correction, the bootstrap over seeds and prompts."""
 import math
 
 import numpy as np
 
-import report
+from research import report
 
 
 def test_t_pvalue_against_tabled_values():

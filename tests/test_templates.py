@@ -9,7 +9,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 
 import config
 import train
-from model import load_model
+from model import load_model, load_tokenizer
 from templates import BOXED_INSTRUCTION, TEMPLATES, TURN_TOKENS, apply_template, encode_prompts, pick_template
 from train_helpers import tiny_model_dir
 
@@ -62,7 +62,7 @@ def test_a_template_whose_markers_the_tokenizer_lacks_is_one_line(tmp_path):
     model_dir = tiny_model_dir(tmp_path / "m")  # ChatML markers only
     cfg = config.make_config({"model": str(model_dir), "template": "llama3-chat"})
     with pytest.raises(config.ConfigError, match=r"^template: llama3-chat needs <\|start_header_id\|>/<\|eot_id\|>"):
-        train.chat_eos_ids(load_model(model_dir), train.load_tokenizer(model_dir), cfg)
+        train.chat_eos_ids(load_model(model_dir), load_tokenizer(model_dir), cfg)
 
 
 def test_auto_picks_from_the_special_tokens_and_says_which(tmp_path, capsys):

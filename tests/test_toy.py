@@ -5,46 +5,46 @@ import random
 import pytest
 import torch
 
-import toy
+from toys import build, tasks
 from model import load_model, load_tokenizer
 from sampler import generate
 from verifier import extract_answer, verify
 
 
 def test_make_problems_is_deterministic_by_seed():
-    a = toy.make_problems(200, seed=3)
-    assert a == toy.make_problems(200, seed=3)
-    assert a != toy.make_problems(200, seed=4)
-    assert toy.make_problems(50, seed=3, split="heldout") == toy.make_problems(50, seed=3, split="heldout")
+    a = tasks.make_problems(200, seed=3)
+    assert a == tasks.make_problems(200, seed=3)
+    assert a != tasks.make_problems(200, seed=4)
+    assert tasks.make_problems(50, seed=3, split="heldout") == tasks.make_problems(50, seed=3, split="heldout")
     p = a[0]
-    assert p["prompt"] == toy.format_prompt(p["numbers"]) == "Q: " + "+".join(map(str, p["numbers"])) + "=?\nA: "
+    assert p["prompt"] == tasks.format_prompt(p["numbers"]) == "Q: " + "+".join(map(str, p["numbers"])) + "=?\nA: "
     assert p["answer"] == str(sum(p["numbers"]))
     assert len({q["prompt"] for q in a}) == len(a)  # distinct within a call
 
 
 def test_train_and_heldout_never_overlap():
     key = lambda p: tuple(sorted(p["numbers"]))  # not even a reordering of a held-out problem
-    train = {key(p) for seed in range(3) for p in toy.make_problems(3000, seed, "train")}
-    held = {key(p) for seed in range(3) for p in toy.make_problems(1000, seed, "heldout")}
+    train = {key(p) for seed in range(3) for p in tasks.make_problems(3000, seed, "train")}
+    held = {key(p) for seed in range(3) for p in tasks.make_problems(1000, seed, "heldout")}
     assert train and held and not (train & held)
-    assert all(toy.split_of(k) == "heldout" for k in held)
+    assert all(tasks.split_of(k) == "heldout" for k in held)
 
 
 def test_make_problems_rejects_bad_arguments():
     with pytest.raises(ValueError, match="split"):
-        toy.make_problems(3, 0, split="test")
+        tasks.make_problems(3, 0, split="test")
     with pytest.raises(ValueError, match="n must be"):
-        toy.make_problems(10**7, 0)
+        tasks.make_problems(10**7, 0)
 
 
-@pytest.mark.parametrize("style", toy.STYLES)
+@pytest.mark.parametrize("style", tasks.STYLES)
 def test_every_style_verifies_and_is_recognised(style):
-    for p in toy.make_problems(100, seed=1, split="heldout"):
-        text = toy.solution(p["numbers"], style)
+    for p in tasks.make_problems(100, seed=1, split="heldout"):
+        text = tasks.solution(p["numbers"], style)
         assert verify(text, p["answer"]), text
         assert not verify(text, str(int(p["answer"]) + 1))
-        assert toy.solution_path(text) == style
-        assert toy.solution_path(p["prompt"] + text) == style  # with the prompt still in front
+        assert tasks.solution_path(text) == style
+        assert tasks.solution_path(p["prompt"] + text) == style  # with the prompt still in front
 
 
 def _corrupt(text: str, rng: random.Random) -> str:
@@ -62,44 +62,44 @@ def _corrupt(text: str, rng: random.Random) -> str:
     return "\n".join(lines)
 
 
-@pytest.mark.parametrize("style", toy.STYLES)
+@pytest.mark.parametrize("style", tasks.STYLES)
 def test_classifier_survives_wrong_intermediate_numbers(style):
     rng = random.Random(0)
-    for p in toy.make_problems(100, seed=2):
-        bad = _corrupt(toy.solution(p["numbers"], style), rng)
-        assert toy.solution_path(bad) == style, bad
+    for p in tasks.make_problems(100, seed=2):
+        bad = _corrupt(tasks.solution(p["numbers"], style), rng)
+        assert tasks.solution_path(bad) == style, bad
 
 
 @pytest.mark.parametrize("text", ["", "hello", "23+48\n", "23+48=71\n17+5=22\n\\boxed{22}", "1+2+3=6\n\\boxed{6}",
                                   "23+48=71\n71+17=88\n88+1=89\n\\boxed{89}"])
 def test_classifier_returns_none_for_other_shapes(text):
-    assert toy.solution_path(text) is None
+    assert tasks.solution_path(text) is None
 
 
 def test_tokenizer_prompt_and_completion_tokenise_apart_as_together():
     rng = random.Random(0)
-    tok = toy.train_tokenizer([toy.pretraining_text(rng) for _ in range(300)])
-    assert tok.token_to_id(toy.EOS) != tok.token_to_id(toy.PAD)
-    for p in toy.make_problems(20, seed=0, split="heldout"):
-        for style in toy.STYLES:
-            text = toy.solution(p["numbers"], style)
+    tok = build.train_tokenizer([tasks.pretraining_text(rng) for _ in range(300)])
+    assert tok.token_to_id(build.EOS) != tok.token_to_id(build.PAD)
+    for p in tasks.make_problems(20, seed=0, split="heldout"):
+        for style in tasks.STYLES:
+            text = tasks.solution(p["numbers"], style)
             ids = tok.encode(p["prompt"]).ids + tok.encode(text).ids
             assert tok.encode(p["prompt"] + text).ids == ids
             assert tok.decode(ids) == p["prompt"] + text
-    assert tok.token_to_id(toy.UNK) not in tok.encode(toy.pretraining_text(rng)).ids
+    assert tok.token_to_id(build.UNK) not in tok.encode(tasks.pretraining_text(rng)).ids
 
 
 def test_shipped_toy_loads_and_answers_in_a_box():
     assert {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "BUILD.json"} <= {
-        f.name for f in toy.TOY_DIR.iterdir()}
-    model, tok = load_model(toy.TOY_DIR), load_tokenizer(toy.TOY_DIR)
-    eos = tok.token_to_id(toy.EOS)
+        f.name for f in tasks.toy_dir("original").iterdir()}
+    model, tok = load_model(tasks.toy_dir("original")), load_tokenizer(tasks.toy_dir("original"))
+    eos = tok.token_to_id(build.EOS)
     assert model.eos_token_ids == [eos]
-    problems = toy.make_problems(4, seed=0, split="heldout")
+    problems = tasks.make_problems(4, seed=0, split="heldout")
     prompts = [tok.encode(p["prompt"]).ids for p in problems]
     with torch.no_grad():  # same shapes twice: the second call runs on warm kernels
-        greedy = generate(model, prompts, toy.MAX_NEW_TOKENS, temperature=0.0, samples_per_prompt=4)
-        sampled = generate(model, prompts, toy.MAX_NEW_TOKENS, temperature=1.0, samples_per_prompt=4,
+        greedy = generate(model, prompts, build.MAX_NEW_TOKENS, temperature=0.0, samples_per_prompt=4)
+        sampled = generate(model, prompts, build.MAX_NEW_TOKENS, temperature=1.0, samples_per_prompt=4,
                            generator=torch.Generator().manual_seed(0))
     for out in (greedy, sampled):
         assert bool(out.finished.all())
@@ -107,15 +107,15 @@ def test_shipped_toy_loads_and_answers_in_a_box():
             text = tok.decode(out.tokens[row, :int(out.lengths[row]) - 1].tolist())
             assert text.endswith("}") and (extract_answer(text) or "").isdigit(), text
     greedy_texts = [tok.decode(greedy.tokens[4 * i, :int(greedy.lengths[4 * i]) - 1].tolist()) for i in range(4)]
-    assert [toy.solution_path(t) for t in greedy_texts] == ["left"] * 4  # the favourite style wins at T = 0
-    stats = json.loads((toy.TOY_DIR / "BUILD.json").read_text())
+    assert [tasks.solution_path(t) for t in greedy_texts] == ["left"] * 4  # the favourite style wins at T = 0
+    stats = json.loads((tasks.toy_dir("original") / "BUILD.json").read_text())
     assert 0.2 <= stats["eval"]["pass@1"] <= 0.7
-    assert all(stats["eval"]["style_freq"].get(s, 0) > 0 for s in toy.STYLES)
+    assert all(stats["eval"]["style_freq"].get(s, 0) > 0 for s in tasks.STYLES)
 
 
 def test_miniature_build_runs_and_reloads(tmp_path):
     logs = []
-    stats = toy.build_toy(tmp_path / "mini", seed=0, hidden_size=16, intermediate_size=32, num_layers=1,
+    stats = build.build_toy(tmp_path / "mini", seed=0, hidden_size=16, intermediate_size=32, num_layers=1,
                           num_heads=2, num_kv_heads=1, max_steps=2, batch_size=4, eval_every=1, eval_prompts=1,
                           eval_samples=8, final_prompts=1, final_samples=8, log=logs.append)
     assert stats["steps"] == 2 and [c["step"] for c in stats["curve"]] == [1, 2]

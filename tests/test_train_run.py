@@ -150,7 +150,7 @@ def test_real_model_path_gsm8k_jsonl_with_the_qwen_chat_template(tiny, tmp_path,
 
 
 def test_main_job_path_on_the_shipped_toy(tmp_path, capsys):
-    """`python train.py` in miniature: the toy model and task, distinct solution paths from toy.solution_path."""
+    """`python train.py` in miniature: the toy model and task, distinct solution paths from toys.tasks.solution_path."""
     out = tmp_path / "run"
     assert train.main(["--steps", "1", "--prompts-per-step", "2", "--group-size", "4", "--micro-batch", "8",
                        "--eval-prompts", "4", "--eval-n", "4", "--out", str(out), "--threads", "1"]) == 0

@@ -22,7 +22,7 @@ TEMPERATURE = 0.7  # not 1, so that a log-prob at the wrong temperature shows
 
 
 def tiny_model_and_tokenizer(seed: int = 0):
-    tok = PreTrainedTokenizerFast(tokenizer_file=str(ROOT / "toy" / "tokenizer.json"),
+    tok = PreTrainedTokenizerFast(tokenizer_file=str(ROOT / "toys" / "original" / "tokenizer.json"),
                                   eos_token="<|endoftext|>", pad_token="<|pad|>")
     torch.manual_seed(seed)
     cfg = Qwen2Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,

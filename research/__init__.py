@@ -1,0 +1,1 @@
+"""The research wing: the comparisons of GRPO and ARM on the toys, their statistics and figures, the toys' gates and probes, the mechanism measurement, and the stored results. README.md here tells the story."""

@@ -1,0 +1,199 @@
+r"""
+What the methods do on the hidden-type toy, measured after training runs (README, "Where ARM helps,
+and why"):
+
+    python -m research.mechanism --push                          # each method's push on the path choice, shipped model
+    python -m research.mechanism --push RUN/checkpoints/step_000050/policy ... --prompts 512   # on trained policies
+    python -m research.mechanism --by-step RESULTS_JSON --steps 100,200,300,400   # a compare.py run evaluated every 100
+
+`advantage_push` draws training-step groups from one policy and computes every comparison method's
+advantages on the *same* samples; `choice_push` turns them into the gradient each method puts on the
+logits of the token that names the path (`ab`, `bc`, `guess`). So "ARM keeps the rare path alive"
+becomes a number with an interval: the push on `bc`'s logit, per sample, and its paired difference to
+GRPO's. `by_step_report` reads a compare.py run evaluated every few steps (its run folders'
+eval.jsonl) and pairs steps within a run and methods by seed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+import arm
+import train
+from config import make_config
+from data import load_problems
+from model import load_model, load_tokenizer
+from research import compare, report
+from research.gates import last_prompt_states
+from toys.tasks import solution_path, toy_dir
+
+
+def choice_push(adv: torch.Tensor, chose: torch.Tensor, pi: torch.Tensor) -> torch.Tensor:
+    """The gradient that advantages put on the choice logits, per prompt: sum over the group of
+    A_g * (1[g chose k] - pi_k), the gradient of sum_g A_g log pi_{choice g} on logit k.
+    adv (P, G), chose (P, G, K) one-hot (all zero for a choice outside the K), pi (P, K) -> (P, K)."""
+    return (adv[..., None] * (chose - pi[:, None, :])).sum(1)
+
+
+def advantage_push(methods: tuple[str, ...] | None = None, *, regime: str = "hidden-type",
+                   folder: str | Path | None = None, prompts: int = 1024, seed: int = 0,
+                   paths: tuple[str, ...] = ("ab", "bc", "guess")) -> dict:
+    """What each method's advantages do to the path choice, measured on one policy (the shipped base
+    model unless `folder` names another). Training-step groups (compare.py's settings: 16 prompts x 8
+    samples, T = 1) are drawn from the training problems; every method's advantages are computed on
+    the *same* samples. The choice is the first completion token, a softmax over the vocabulary at
+    the last prompt position, so a response that chose path j pushes path p's logit by
+    A * (1[j = p] - pi_p(q)) (the gradient of log pi_j(q) on logit p). Per method:
+
+      push[p]   the mean of that over all samples: the direction the method moves p's share on
+                average (GRPO's advantages sum to 0 in a group, so its pi term vanishes; ARM's don't)
+      push_ci   its 95 % interval over prompts (normal approximation)
+      vs_grpo   push[p] minus GRPO's, paired on the same samples, with its interval
+      mean_adv  type -> path -> "correct"/"wrong" -> mean advantage and count
+    """
+    torch.set_num_threads(1)
+    methods = tuple(methods or compare.HIDDEN_METHODS)
+    base_values = {**compare.RUN, **compare.HIDDEN_RUN, "toy": regime}
+    cfg = make_config(base_values)
+    cfgs = {m: make_config({**base_values, **compare.method_values(m, compare.ALPHA)}) for m in methods}
+    given = folder is not None
+    folder = str(folder or toy_dir(regime))
+    model, tokenizer = load_model(folder), load_tokenizer(folder)
+    model.eval()
+    train_problems, _, _ = load_problems(cfg)
+    order = torch.randperm(len(train_problems), generator=torch.Generator().manual_seed(seed))[:prompts]
+    problems = [train_problems[int(i)] for i in order]
+    eos = train.chat_eos_ids(model, tokenizer, cfg)
+    gen = torch.Generator().manual_seed(seed)
+    ids = [tokenizer.token_to_id(p) for p in paths]
+    P, G = cfg.prompts_per_step, cfg.group_size
+    per_prompt = {m: [] for m in methods}  # method -> [(len(paths),) push of each prompt's group]
+    tally = {m: {} for m in methods}  # method -> (type, path, verdict) -> [sum of advantages, count]
+    for i in range(0, len(problems), P):
+        batch = problems[i: i + P]
+        with torch.no_grad():
+            ro = train.rollout(model, tokenizer, batch, cfg, gen, eos)
+            _, logits = last_prompt_states(model, tokenizer, batch)
+        rewards = train.compute_rewards(ro.texts, [p["answer"] for p in batch], G)
+        c_q, c_o = train.compute_confidences(ro, G, cfg.low_frac)
+        seq_lp = arm.mean_logprob(ro.gen.logprobs, ro.gen.mask).view(-1, G).cpu()
+        pi = logits.softmax(-1)[:, ids]  # (P, paths): the choice's probabilities per prompt
+        first = ro.gen.tokens[:, 0].view(len(batch), G)
+        chose = torch.stack([first == t for t in ids], -1).float()  # (P, G, paths)
+        keys = [(prob["type"], str(solution_path(ro.texts[p * G + g])), "correct" if rewards[p, g] > 0.5 else "wrong")
+                for p, prob in enumerate(batch) for g in range(G)]  # one per sample, in the rows' order
+        for m in methods:
+            adv = train.compute_advantages(rewards, c_q, c_o, cfgs[m], seq_logprob=seq_lp)
+            per_prompt[m] += list(choice_push(adv, chose, pi))
+            for key, a in zip(keys, adv.reshape(-1).tolist()):
+                s = tally[m].setdefault(key, [0.0, 0])
+                s[0] += a
+                s[1] += 1
+
+    def mean_ci(rows: list[torch.Tensor]) -> tuple[list[float], list[list[float]]]:
+        x = torch.stack(rows) / G  # per prompt, per sample
+        mu, se = x.mean(0), x.std(0) / len(rows) ** 0.5
+        return ([round(float(v), 5) for v in mu],
+                [[round(float(a), 5), round(float(b), 5)] for a, b in zip(mu - 1.96 * se, mu + 1.96 * se)])
+
+    parts = Path(folder).parts[:-1] if Path(folder).name == "policy" else Path(folder).parts
+    name = "/".join(parts[-3:] if given else parts[-1:])  # e.g. grpo-seed0/checkpoints/step_000050, no absolute path
+    out = {"folder": name, "prompts": len(problems), "group_size": G, "seed": seed, "paths": list(paths),
+           "methods": {}}
+    for m in methods:
+        push, ci = mean_ci(per_prompt[m])
+        r = {"push": dict(zip(paths, push)), "push_ci": dict(zip(paths, ci))}
+        if m != "grpo" and "grpo" in per_prompt:
+            d, dci = mean_ci([a - b for a, b in zip(per_prompt[m], per_prompt["grpo"])])
+            r["vs_grpo"], r["vs_grpo_ci"] = dict(zip(paths, d)), dict(zip(paths, dci))
+        mean_adv = {}
+        for (t, path, verdict), (total, n) in sorted(tally[m].items()):
+            mean_adv.setdefault(t, {}).setdefault(path, {})[verdict] = {"mean": round(total / n, 4), "n": n}
+        r["mean_adv"] = mean_adv
+        out["methods"][m] = r
+    return out
+
+
+def runs_at_step(results_json: str | Path, step: int) -> dict[str, list[dict]]:
+    """method -> its runs as report.py reads them, each with its evaluation at `step` (from the run
+    folder's eval.jsonl, written with --eval-every) as its final one: report.finals / paired_diff then
+    compare methods, or steps within a run, at that step."""
+    res = json.loads(Path(results_json).read_text())
+    out = {}
+    for m, v in res["methods"].items():
+        for r in v["runs"] if m != "base" else []:
+            evals = [json.loads(x) for x in (Path(r["out"]) / "eval.jsonl").read_text().splitlines()]
+            e = next((e for e in evals if e.get("step") == step), None)
+            if e is None:
+                raise ValueError(f"{r['out']}/eval.jsonl: no evaluation at step {step}")
+            out.setdefault(m, []).append({**r, "final": e})
+    return out
+
+
+def by_step_report(results_json: str | Path, steps: list[int], key: str = "pass@32") -> dict:
+    """For a compare.py run evaluated every few steps: per method and step, the mean +- std over seeds
+    of `key`, pass@1, pass@n on R problems and `bc`'s share of all samples; each method minus GRPO at
+    each step (paired by seed); and each method's change of `key` between the first and last step
+    (paired within each run)."""
+    def row(f: dict, e: dict) -> dict:
+        total = sum(s["correct"] + s["wrong"] for s in e["paths"].values())
+        bc = e["paths"].get("bc", {"correct": 0, "wrong": 0})
+        return {key: f[key], "pass@1": f["pass@1"], f"pass@{e['n']}|R": f.get(f"pass@{e['n']}|R"),
+                "bc_share": (bc["correct"] + bc["wrong"]) / total}
+
+    at = {s: runs_at_step(results_json, s) for s in steps}
+    flat = {s: {m: {r["seed"]: row(report.finals(r), r["final"]) for r in runs} for m, runs in at[s].items()}
+            for s in steps}
+    out = {"steps": steps, "means": {}, "minus_grpo": {}, "change": {}}
+    for s in steps:
+        for m, seeds in flat[s].items():
+            out["means"].setdefault(m, {})[s] = {k: report.mean_std([v[k] for v in seeds.values()]) for k in
+                                                 next(iter(seeds.values()))}
+            if m != "grpo" and "grpo" in flat[s]:
+                g = flat[s]["grpo"]
+                out["minus_grpo"].setdefault(m, {})[s] = {
+                    k: report.mean_std([v[k] - g[seed][k] for seed, v in seeds.items() if seed in g]) for k in (key, "pass@1")}
+    first, last = steps[0], steps[-1]
+    for m in flat[last]:
+        a, b = flat[last][m], flat[first][m]
+        out["change"][m] = {k: report.mean_std([a[seed][k] - b[seed][k] for seed in a]) for k in (key, "bc_share")}
+        if m != "grpo" and "grpo" in flat[last]:
+            gap = lambda s_, seed: flat[s_][m][seed][key] - flat[s_]["grpo"][seed][key]
+            out["change"][m]["gap_vs_grpo"] = report.mean_std([gap(last, seed) - gap(first, seed) for seed in a])
+    return out
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(prog="python -m research.mechanism", description="What the methods do on the hidden-type toy: pushes on the path choice, "
+                                             "and a compare.py run step by step.")
+    ap.add_argument("--toy", default="hidden-type", choices=["hidden-type", "shown-type"])
+    ap.add_argument("--push", nargs="*", metavar="POLICY", help="each comparison method's push on the path choice "
+                    "(advantage_push), measured on the shipped model or on these policy folders")
+    ap.add_argument("--prompts", type=int, default=1024, help="--push: training prompts per policy (default 1024)")
+    ap.add_argument("--out", help="--push: also write the JSON here")
+    ap.add_argument("--by-step", metavar="RESULTS_JSON", help="a compare.py run evaluated every few steps "
+                    "(--eval-every): per method and step, and the change between the first and last of --steps")
+    ap.add_argument("--steps", default="200,400", help="--by-step: the steps to read (default 200,400)")
+    a = ap.parse_args()
+    if a.push is None and not a.by_step:
+        ap.error("give --push [POLICY ...] or --by-step RESULTS_JSON")
+    if a.by_step:
+        print(json.dumps(by_step_report(a.by_step, [int(x) for x in a.steps.split(",")]), indent=1))
+        sys.exit(0)
+    res = [advantage_push(regime=a.toy, folder=f, prompts=a.prompts) for f in (a.push or [None])]
+    for r in res:
+        print(f"{r['folder']}: push on the choice logits ({r['prompts']} prompts x {r['group_size']}), "
+              f"method - grpo [95 % interval over prompts]")
+        for m, v in r["methods"].items():
+            cells = ", ".join(f"{p} {v['push'][p]:+.4f}" + (f" ({v['vs_grpo'][p]:+.4f} [{v['vs_grpo_ci'][p][0]:+.4f}, "
+                                                            f"{v['vs_grpo_ci'][p][1]:+.4f}])" if "vs_grpo" in v else "")
+                              for p in r["paths"])
+            print(f"  {m:26s} {cells}")
+    if a.out:
+        Path(a.out).write_text(json.dumps(res, indent=1) + "\n")
+        print(f"written to {a.out}")
+    sys.exit(0)
