@@ -86,7 +86,7 @@ import re
 import sys
 
 from grader.arithmetic import GREEK, Refuse, expr_value, number
-from grader.numeric import exact_key, expr_equal, num_equal, same_equation
+from grader.numeric import exact_key, expr_equal, percent_equal, same_equation
 from grader.relations import chain, relation, relations_equal
 from grader.canonical import MAX_ANSWER_CHARS, PLAIN_NUMBER, encloses, forbidden, normalize, split_top
 from grader.extract import extract_answer, final_boxes, gold_answer
@@ -110,10 +110,10 @@ _CHOICE = re.compile(r"\(?([A-Ea-e])\)?")
 _BIG_OP = re.compile(r"\\(sum|prod)_(\{[^{}]{1,40}\}|[a-z])\^(\{[^{}]{1,40}\}|[a-zA-Z0-9])(.+)")
 
 
-
-
 def _value(s: str, top: bool = True):
-    """Parse a normalised answer into a comparable value (a tagged tuple)."""
+    """Parse a normalised answer into a value, its kind first: ("num", q) ("expr", tokens, names)
+    ("pct", q) ("set", items) ("seq", open, close, items) ("matrix", rows) ("eq", lhs, rhs)
+    ("rel", op, lhs, rhs) ("big", op, lower, upper, body) ("choice", letter) ("text", s)."""
     if PLAIN_NUMBER.fullmatch(s):  # fast path: most answers are plain numbers
         return ("num", -number(s[1:]) if s[0] == "-" else number(s))
     if len(s) <= 20 and s.casefold() in _REALS:
@@ -258,82 +258,84 @@ def _distinct(items: tuple) -> tuple:
 
 
 def _values_equal(x, y) -> bool:
+    """Whether two parsed values (see _value) are equal: the first rule for their kinds."""
     kx, ky = x[0], y[0]
     if kx in ("num", "expr") and ky in ("num", "expr"):
         return expr_equal(x, y)
-    if kx == "pct" or ky == "pct":  # policy: x% == x and x% == x/100
-        if kx == "pct" and ky == "pct":
-            return num_equal(x[1], y[1])
-        p, other = (x, y) if kx == "pct" else (y, x)
-        if other[0] != "num":
-            return False
-        return num_equal(p[1], other[1]) or num_equal(p[1] / 100, other[1])
-    if kx == "set" and ky == "set":
-        if len(x[1]) != len(y[1]):
-            dx, dy = _distinct(x[1]), _distinct(y[1])
-            if (len(dx) < len(x[1])) == (len(dy) < len(y[1])) or len(dx) != len(dy):
-                return False  # only when just one list repeats an element is it read as the
-            x, y = ("set", dx), ("set", dy)  # list of its distinct elements
-        # Exact matches first through a dict (linear), then the rest pairwise.
-        exact: dict = {}
-        for b in y[1]:
-            exact.setdefault(exact_key(b), []).append(b)
-        rest, left = [], []
-        for a in x[1]:
-            k = exact_key(a)
-            if k is not None and exact.get(k):
-                exact[k].pop()
-            else:
-                rest.append(a)
-        for k, bs in exact.items():
-            left += bs
-        for a in rest:
-            for j, b in enumerate(left):
-                if _values_equal(a, b):
-                    del left[j]
-                    break
-            else:
-                return False
-        return True
-    if kx == "set" and len(x[1]) == 1:
+    if "pct" in (kx, ky):
+        return percent_equal(x, y)
+    if kx == ky == "set":
+        return _sets_equal(x[1], y[1])
+    if kx == "set" and len(x[1]) == 1:  # a one-item list is its item
         return _values_equal(x[1][0], y)
     if ky == "set" and len(y[1]) == 1:
         return _values_equal(x, y[1][0])
-    if kx == "seq" and ky == "seq":
-        return (x[1], x[2]) == (y[1], y[2]) and len(x[3]) == len(y[3]) and all(
-            _values_equal(a, b) for a, b in zip(x[3], y[3]))
-    if kx == "matrix" and ky == "matrix":
-        return len(x[1]) == len(y[1]) and all(
-            len(r) == len(s) and all(_values_equal(a, b) for a, b in zip(r, s))
-            for r, s in zip(x[1], y[1]))
-    if {kx, ky} == {"matrix", "seq"}:  # a vector written as a tuple
-        m, t = (x, y) if kx == "matrix" else (y, x)
-        flat = [c for r in m[1] for c in r]
-        vector = len(m[1]) == 1 or all(len(r) == 1 for r in m[1])
-        return vector and t[1] + t[2] in ("()", "[]") and len(flat) == len(t[3]) and all(
-            _values_equal(a, b) for a, b in zip(flat, t[3]))
-    if "rel" in (kx, ky) and {kx, ky} <= {"rel", "seq", "set"}:  # relations.py
+    if kx == ky == "seq":  # tuples and intervals: the same brackets, equal items in order
+        (_, *brackets_x, items_x), (_, *brackets_y, items_y) = x, y
+        return brackets_x == brackets_y and _items_equal(items_x, items_y)
+    if kx == ky == "matrix":
+        return len(x[1]) == len(y[1]) and all(_items_equal(r, s) for r, s in zip(x[1], y[1]))
+    if {kx, ky} == {"matrix", "seq"}:
+        return _vector_equal(x, y) if kx == "matrix" else _vector_equal(y, x)
+    if "rel" in (kx, ky) and {kx, ky} <= {"rel", "seq", "set"}:
         return relations_equal(x, y, _values_equal)
-    if kx == "big" and ky == "big":
-        return x[1:4] == y[1:4] and _values_equal(x[4], y[4])
-    if kx == "eq" and ky == "eq":
-        return (_values_equal(x[1], y[1]) and _values_equal(x[2], y[2])) or (
-            _values_equal(x[1], y[2]) and _values_equal(x[2], y[1])) or same_equation(x, y)
-    if kx == "choice" or ky == "choice":
-        letters = []
-        for v in (x, y):
-            if v[0] == "choice":
-                letters.append(v[1])
-            elif v[0] == "expr" and len(v[1]) == 1 and len(v[1][0]) == 1:
-                letters.append(v[1][0].upper())
-            elif v[0] == "text" and len(v[1]) == 1:
-                letters.append(v[1].upper())
-            else:
-                return False
-        return letters[0] == letters[1]
-    if kx == "text" and ky == "text":
-        return x[1] == y[1]
-    return False
+    if kx == ky == "big":  # sums and products: the same operator and bounds, equal bodies
+        (_, *bounds_x, body_x), (_, *bounds_y, body_y) = x, y
+        return bounds_x == bounds_y and _values_equal(body_x, body_y)
+    if kx == ky == "eq":  # side by side in either order, or up to a constant factor
+        (_, lhs_x, rhs_x), (_, lhs_y, rhs_y) = x, y
+        return (_values_equal(lhs_x, lhs_y) and _values_equal(rhs_x, rhs_y)) or (
+            _values_equal(lhs_x, rhs_y) and _values_equal(rhs_x, lhs_y)) or same_equation(x, y)
+    if "choice" in (kx, ky):  # only the letter is graded
+        letter = _letter(x)
+        return letter is not None and letter == _letter(y)
+    return kx == ky == "text" and x[1] == y[1]
+
+
+def _items_equal(xs, ys) -> bool:
+    """Two sequences of values, equal item by item in order."""
+    return len(xs) == len(ys) and all(_values_equal(a, b) for a, b in zip(xs, ys))
+
+
+def _sets_equal(xs: tuple, ys: tuple) -> bool:
+    """Unordered lists: each item of one matched by its own equal item of the other."""
+    if len(xs) != len(ys):  # a list with a repeat is its distinct items if the other has none
+        dx, dy = _distinct(xs), _distinct(ys)
+        if (len(dx) < len(xs)) == (len(dy) < len(ys)) or len(dx) != len(dy):
+            return False
+        xs, ys = dx, dy
+    exact: dict = {}  # exact matches first through a dict (linear), then the rest pairwise
+    for b in ys:
+        exact.setdefault(exact_key(b), []).append(b)
+    rest = []
+    for a in xs:
+        k = exact_key(a)
+        if k is not None and exact.get(k):
+            exact[k].pop()
+        else:
+            rest.append(a)
+    left = [b for bs in exact.values() for b in bs]
+    for a in rest:
+        j = next((j for j, b in enumerate(left) if _values_equal(a, b)), None)
+        if j is None:
+            return False
+        del left[j]
+    return True
+
+
+def _vector_equal(matrix, seq) -> bool:
+    """A 1-row or 1-column matrix against a tuple `(1, 2)` / `[1, 2]` with the same entries."""
+    (_, rows), (_, open_, close, items) = matrix, seq
+    vector = len(rows) == 1 or all(len(r) == 1 for r in rows)
+    return vector and open_ + close in ("()", "[]") and _items_equal(sum(rows, ()), items)
+
+
+def _letter(v) -> str | None:
+    """The option letter a value states: `(B)`, or one letter read as an expression or text."""
+    if v[0] == "choice":
+        return v[1]
+    word = v[1][0] if v[0] == "expr" and len(v[1]) == 1 else v[1] if v[0] == "text" else ""
+    return word.upper() if len(word) == 1 else None
 
 
 def _same_curve(a: str, b: str) -> bool:

@@ -1,7 +1,7 @@
 """Numbers and expressions compared: exact rationals, a relative tolerance, sample points.
 
 verifier.py parses answers into tagged values; this module decides when two of its numeric
-values ("num" and "expr") are equal. The policy (stated in verifier.py's docstring too):
+values ("num", "expr" and "pct") are equal. The policy (stated in verifier.py's docstring too):
   - two exact rationals compare exactly, except a finite decimal against a repeating rational
     (0.3333333 vs 1/3), which must agree to a relative 1e-6;
   - anything involving an irrational (a float) uses the relative 1e-6;
@@ -60,6 +60,14 @@ def expr_equal(x, y) -> bool:
         return False
     fx, fy = fingerprint(x[1], x[2]), fingerprint(y[1], y[2])
     return fx is not None and fy is not None and all(map(num_equal, fx, fy))
+
+
+def percent_equal(x, y) -> bool:
+    """Policy: x% == x and x% == x/100; two percents compare as numbers (50% != 5%)."""
+    if x[0] == y[0] == "pct":
+        return num_equal(x[1], y[1])
+    (_, p), other = (x, y) if x[0] == "pct" else (y, x)
+    return other[0] == "num" and (num_equal(p, other[1]) or num_equal(p / 100, other[1]))
 
 
 @functools.lru_cache(maxsize=4096)  # each set item is evaluated once, not once per pair
