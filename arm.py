@@ -1,15 +1,16 @@
 """GRPO and ProGRPO's Advantage Re-weighting Mechanism (ARM): advantages, confidences, the loss.
 
-The definitions are numbered as in METHOD.md:
+The file follows METHOD.md from top to bottom, its definitions numbered as there:
     1. grpo_advantages     A_i = (r_i - mean r) / (std r + delta)
     2. answer_confidence   c(o|q) = exp(mean of the ceil(0.2 |o|) lowest token log-probs)
     3. prompt_confidence   c(q) = exp(mean_t log pi(q_t | q_<t)) = 1 / PPL(q)
     4. arm_advantages      A~_i = A_i + alpha (c(q) - c(o_i|q)) in groups with a correct answer
-                           (options shift_rows / shift_center take its two parts apart: our ablations)
+                           (options all_correct / shift_rows / shift_center: our ablations)
     5. policy_loss         the clipped surrogate with A~, token-mean over the batch (DAPO)
-plus token_entropy and pass_at_k for evaluation.
+then token_entropy and pass_at_k for evaluation, and last a baseline beside ARM, the unlikeliness
+reward (unlikeliness_advantages).
 
-Choices where the paper is silent (each is a keyword argument; the default is ours):
+Choices where the paper is silent (where one is a keyword argument, its default is ours):
 - std is the *population* std (divide by G, not G - 1): it is defined for a group of one, and for
   binary rewards it is sqrt(p (1 - p)). TRL's sample std is larger by sqrt(G / (G - 1)) and
   shrinks advantages by that factor. scale="none" is Dr.GRPO's r - mean r.
@@ -90,6 +91,7 @@ def prompt_confidence(logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tenso
 
 SHIFT_ROWS = ("group", "correct")  # who gets the shift: paper = "group"
 SHIFT_CENTER = ("prompt", "correct-mean")  # what c(o|q) is compared with: paper = "prompt" (c(q))
+ALL_CORRECT = ("arm", "grpo")  # all-correct groups: paper = "arm" (shifted like any other)
 
 
 def arm_advantages(rewards: torch.Tensor, prompt_conf: torch.Tensor | None, answer_conf: torch.Tensor, *,
@@ -101,89 +103,58 @@ def arm_advantages(rewards: torch.Tensor, prompt_conf: torch.Tensor | None, answ
         A~_i = A_i + alpha * (c(q) - c(o_i|q))      otherwise
 
     rewards (P, G), prompt_conf c(q) (P,), answer_conf c(o|q) (P, G) -> (P, G) float32.
-    Within a group the more confident correct answer gets the smaller advantage, which is what
-    stops GRPO's rich-get-richer drift; c(q) shifts the whole group by the same amount.
-    all_correct="grpo" also leaves groups where every r_k > 0 at A_i. alpha = 0 gives
-    grpo_advantages bit for bit, whatever the options.
+    Within a group the more confident answer gets the smaller advantage, which is what stops GRPO's
+    rich-get-richer drift; c(q) moves the whole group by the same amount. alpha = 0 gives
+    grpo_advantages bit for bit, whatever the options. A group of 4, two of its answers correct:
 
-    The formula mixes a re-weighting among correct answers with an offset alpha (c(q) - mean c(o|q))
-    that also reaches wrong answers. Two options take it apart (our ablations, not the paper's):
-      shift_rows    "group"   (paper) every response of a group with a correct answer
-                    "correct" only the correct responses; wrong ones keep A_i
-      shift_center  "prompt"        (paper) c(o_i|q) is compared with c(q)
-                    "correct-mean"  ... with cbar = the mean c(o|q) of the group's correct responses;
-                                    prompt_conf is then not needed (None is accepted)
-    shift_rows="correct" with shift_center="correct-mean" is a pure re-weighting among the correct
-    answers: alpha (cbar - c(o_i|q)) sums to zero over them, and the group's total is GRPO's."""
-    A = grpo_advantages(rewards, eps=eps, scale=scale)  # (P, G) definition 1
-    c_o, center, correct = _arm_confidences(rewards, prompt_conf, answer_conf, A, shift_center)  # (P, G), (P, 1), (P, G)
-    shift = alpha * (center - c_o)  # (P, G): the more confident answer gets the smaller push
-    on = _arm_rows(correct, all_correct, shift_rows)  # (P, G): the responses ARM shifts
-    return torch.where(on, A + shift, A)
+    >>> r = torch.tensor([[1.0, 0.0, 1.0, 0.0]])
+    >>> c_q, c_o = torch.tensor([0.5]), torch.tensor([[0.8, 0.3, 0.2, 0.6]])
+    >>> grpo_advantages(r)                       # (r - 0.5) / (0.5 + 1e-6) = +-0.999998
+    tensor([[ 1.0000, -1.0000,  1.0000, -1.0000]])
+    >>> 1.0 * (c_q[:, None] - c_o)               # the shift, alpha (c(q) - c(o_i|q)), alpha = 1
+    tensor([[-0.3000,  0.2000,  0.3000, -0.1000]])
+    >>> arm_advantages(r, c_q, c_o, alpha=1.0)   # A + shift: the sure correct answer gets 0.7, the unsure 1.3
+    tensor([[ 0.7000, -0.8000,  1.3000, -1.1000]])
 
-
-def _arm_confidences(rewards: torch.Tensor, prompt_conf: torch.Tensor | None, answer_conf: torch.Tensor,
-                     A: torch.Tensor, shift_center: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """arm_advantages' inputs, checked: (c(o|q) (P, G), the centre it is compared with (P, 1), correct (P, G))."""
-    _check(shift_center in SHIFT_CENTER, f"shift_center must be one of {SHIFT_CENTER}, got {shift_center!r}")
-    P, G = A.shape
-    _check(tuple(answer_conf.shape) == (P, G), f"answer_conf must be ({P}, {G}), got {tuple(answer_conf.shape)}")
-    c_o = answer_conf.detach().float().to(A.device)
-    correct = rewards.detach().to(A.device) > 0  # (P, G)
-    if shift_center == "prompt":
-        _check(prompt_conf is not None and tuple(prompt_conf.shape) == (P,),
-               f"prompt_conf must be ({P},), got {None if prompt_conf is None else tuple(prompt_conf.shape)}")
-        center = prompt_conf.detach().float().to(A.device)[:, None]  # (P, 1) c(q)
-    else:  # the mean c(o|q) over the group's correct responses (groups with none are left alone by _arm_rows)
-        center = (c_o * correct).sum(1, keepdim=True) / correct.sum(1, keepdim=True).clamp(min=1)  # (P, 1)
-    # note: a CPU-GPU sync point, once per batch; NaN fails this check too
-    _check(bool(((center >= 0) & (center <= 1)).all() and ((c_o >= 0) & (c_o <= 1)).all()),
-           "confidences must lie in [0, 1]")
-    return c_o, center, correct
-
-
-def _arm_rows(correct: torch.Tensor, all_correct: str, shift_rows: str) -> torch.Tensor:
-    """(P, G) bool: the responses ARM shifts. Paper: every response of a group with a correct answer."""
-    _check(all_correct in ("arm", "grpo"), f"all_correct must be 'arm' or 'grpo', got {all_correct!r}")
+    Our departures from the paper (METHOD.md, "Our ablations"), each off by default:
+      all_correct="grpo"           all-correct groups keep A_i = 0 (one secondary source's reading)
+      shift_rows="correct"         only the correct answers are shifted; wrong ones keep A_i
+      shift_center="correct-mean"  c(q) is replaced by the mean c(o|q) of the group's correct answers
+                                   (prompt_conf is then not needed: None is accepted)
+    With both "correct" and "correct-mean" the shift sums to zero over the correct answers: a pure
+    re-weighting among them, the group's total left as GRPO's."""
+    _check(all_correct in ALL_CORRECT, f"all_correct must be one of {ALL_CORRECT}, got {all_correct!r}")
     _check(shift_rows in SHIFT_ROWS, f"shift_rows must be one of {SHIFT_ROWS}, got {shift_rows!r}")
-    P, G = correct.shape
-    on = correct.any(dim=1, keepdim=True).expand(P, G)  # groups with a correct answer
-    if all_correct == "grpo":
-        on = on & ~correct.all(dim=1, keepdim=True)
-    if shift_rows == "correct":
-        on = on & correct
-    return on
+    _check(shift_center in SHIFT_CENTER, f"shift_center must be one of {SHIFT_CENTER}, got {shift_center!r}")
+    A = grpo_advantages(rewards, eps=eps, scale=scale)  # (P, G) definition 1
+    P, G = A.shape
+    c_o = _confidence(answer_conf, (P, G), "answer_conf", A.device)  # (P, G) c(o_i|q), definition 2
+    correct = rewards.detach().to(A.device) > 0  # (P, G)
+
+    # ARM advantage, METHOD.md definition 4: A~_i = A_i + alpha (c(q) - c(o_i|q)) for every response of
+    # a group with at least one correct answer, A~_i = A_i elsewhere
+    shifted = correct.any(dim=1, keepdim=True)  # (P, 1), broadcast over the group's responses
+    if shift_center == "prompt":
+        c_q = _confidence(prompt_conf, (P,), "prompt_conf", A.device)[:, None]  # (P, 1) c(q), definition 3
+        shift = alpha * (c_q - c_o)  # (P, G): the more confident answer gets the smaller push
+    else:  # departure: the mean c(o|q) of the group's correct answers instead of c(q)
+        c_bar = (c_o * correct).sum(1, keepdim=True) / correct.sum(1, keepdim=True).clamp(min=1)  # (P, 1)
+        shift = alpha * (c_bar - c_o)  # (P, G); groups with no correct answer are not shifted
+    if shift_rows == "correct":  # departure: wrong answers keep A_i
+        shifted = shifted & correct
+    if all_correct == "grpo":  # departure: all-correct groups keep A_i = 0
+        shifted = shifted & ~correct.all(dim=1, keepdim=True)
+    return torch.where(shifted, A + shift, A)
 
 
-def mean_logprob(logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The mean log-prob over each response's own tokens: (B, N) -> (B,). The unlikeliness baseline
-    ranks a group's responses by it."""
-    return torch.where(mask, logprobs, 0.0).sum(1) / mask.sum(1).clamp(min=1)
-
-
-def unlikeliness_advantages(rewards: torch.Tensor, seq_logprob: torch.Tensor, *, beta: float, eps: float = 1e-6,
-                            scale: str = "std") -> torch.Tensor:
-    """A baseline with ARM's aim: the unlikeliness reward (He, Fried, Welleck 2025, arXiv 2506.02355).
-
-        rank_i = position of response i when the group is sorted by seq_logprob, ascending
-                 (0 = the least likely, G - 1 = the most likely; ties keep the order of the rows)
-        r'_i   = r_i (1 - beta rank_i / G)
-        A_i    = grpo_advantages(r')
-
-    rewards (P, G), seq_logprob (P, G) the mean token log-prob of each response under the rollout
-    policy (a constant) -> (P, G) float32. A correct response gets less the more likely it is; a wrong
-    one keeps r = 0 for binary rewards. beta = 0 is GRPO bit for bit. Normalising with our GRPO (the
-    population std, eps 1e-6) keeps the comparison with grpo and arm like for like; their release
-    uses the sample std, a common factor sqrt(G / (G - 1)) on every advantage of a group."""
-    _check(rewards.dim() == 2 and tuple(seq_logprob.shape) == tuple(rewards.shape),
-           f"rewards and seq_logprob must both be (P, G), got {tuple(rewards.shape)} and {tuple(seq_logprob.shape)}")
-    _check(math.isfinite(beta) and 0.0 <= beta <= 1.0, f"beta must be in [0, 1], got {beta}")
-    if beta == 0:
-        return grpo_advantages(rewards, eps=eps, scale=scale)
-    G = rewards.shape[1]
-    order = seq_logprob.detach().float().argsort(dim=1, stable=True)  # (P, G) rows from least to most likely
-    rank = order.argsort(dim=1, stable=True).to(rewards.device)  # (P, G) each row's place in that order
-    return grpo_advantages(rewards.detach().float() * (1 - beta * rank.float() / G), eps=eps, scale=scale)
+def _confidence(conf: torch.Tensor | None, shape: tuple, name: str, device: torch.device) -> torch.Tensor:
+    """A confidence given to arm_advantages, as a float32 constant on `device`, checked: its shape, and
+    every value in [0, 1] (NaN fails too)."""
+    _check(conf is not None and tuple(conf.shape) == shape,
+           f"{name} must be {shape}, got {None if conf is None else tuple(conf.shape)}")
+    conf = conf.detach().float().to(device)
+    _check(bool(((conf >= 0) & (conf <= 1)).all()), f"{name}: confidences must lie in [0, 1]")  # note: a CPU-GPU sync
+    return conf
 
 
 def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, *,
@@ -202,10 +173,10 @@ def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: 
         "constant"            sum_i sum_t l_t / (B * max_len)           (Dr.GRPO; max_len defaults to T)
 
     logprobs (B, T) with grad, old_logprobs (B, T), advantages (B,), mask (B, T) bool. Returns the
-    scalar loss and stats (python floats, over valid tokens): clip_low_frac / clip_high_frac
+    scalar loss and stats (python floats, means over valid tokens): clip_low_frac / clip_high_frac
     (tokens whose gradient the clip switches off: rho < 1 - eps_low with A < 0, rho > 1 + eps_high
-    with A > 0), ratio_mean, kl (the k3 estimate to the reference; 0 without one), adv_abs_mean,
-    zero_adv_frac. With no valid token the loss is 0 (still differentiable) and the stats 0, never NaN."""
+    with A > 0), ratio_mean, kl (the k3 estimate to the reference; 0 without one). With no valid
+    token the loss is 0 (still differentiable) and the stats 0, never NaN."""
     B, T = mask.shape
     _check(logprobs.shape == mask.shape == old_logprobs.shape,
            f"logprobs, old_logprobs and mask must all be (B, T); got {tuple(logprobs.shape)}, "
@@ -239,9 +210,9 @@ def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: 
         m = mask.float()
         per = torch.stack([
             ((ratio < 1 - eps_low) & (adv < 0)).float(), ((ratio > 1 + eps_high) & (adv > 0)).float(),
-            ratio, kl, adv.abs().expand(B, T), (adv == 0).float().expand(B, T)])  # (6, B, T)
+            ratio, kl])  # (4, B, T)
         vals = ((per * m).sum(dim=(1, 2)) / m.sum().clamp(min=1)).tolist()  # note: one CPU-GPU sync
-    keys = ("clip_low_frac", "clip_high_frac", "ratio_mean", "kl", "adv_abs_mean", "zero_adv_frac")
+    keys = ("clip_low_frac", "clip_high_frac", "ratio_mean", "kl")
     return loss, dict(zip(keys, vals))
 
 
@@ -264,8 +235,7 @@ def token_entropy(logits: torch.Tensor, mask: torch.Tensor, *, chunk: int = 1024
 
 
 def _pass_at_k(n: int, c: int, k: int) -> float:
-    if not (0 <= c <= n and 1 <= k <= n):
-        raise ValueError(f"arm.py: pass_at_k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    _check(0 <= c <= n and 1 <= k <= n, f"pass_at_k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
     if n - c < k:  # every k-subset holds a correct sample
         return 1.0
     return 1.0 - float(np.prod(1.0 - k / np.arange(n - c + 1, n + 1, dtype=np.float64)))
@@ -281,3 +251,42 @@ def pass_at_k(n: int | np.ndarray, c: int | np.ndarray, k: int | np.ndarray) -> 
     if any(isinstance(x, np.ndarray) for x in (n, c, k)):
         return np.vectorize(_pass_at_k, otypes=[np.float64])(n, c, k)
     return _pass_at_k(int(n), int(c), int(k))
+
+
+def pass_ks(n: int) -> list[int]:
+    """The k an evaluation of n samples per prompt reports: 1, 2, 4, ..., and n itself."""
+    ks = [2 ** i for i in range(n.bit_length()) if 2 ** i <= n]
+    return ks + ([n] if ks[-1] != n else [])
+
+
+# ---------------------------------------------------------------- a baseline beside ARM (not the paper's)
+
+def mean_logprob(logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The mean log-prob over each response's own tokens: (B, T) -> (B,). The unlikeliness baseline
+    ranks a group's responses by it."""
+    return torch.where(mask, logprobs, 0.0).sum(1) / mask.sum(1).clamp(min=1)
+
+
+def unlikeliness_advantages(rewards: torch.Tensor, seq_logprob: torch.Tensor, *, beta: float, eps: float = 1e-6,
+                            scale: str = "std") -> torch.Tensor:
+    """A baseline with ARM's aim: the unlikeliness reward (He, Fried, Welleck 2025, arXiv 2506.02355).
+
+        rank_i = position of response i when the group is sorted by seq_logprob, ascending
+                 (0 = the least likely, G - 1 = the most likely; ties keep the order of the rows)
+        r'_i   = r_i (1 - beta rank_i / G)
+        A_i    = grpo_advantages(r')
+
+    rewards (P, G), seq_logprob (P, G) the mean token log-prob of each response under the rollout
+    policy (a constant) -> (P, G) float32. A correct response gets less the more likely it is; a wrong
+    one keeps r = 0 for binary rewards. beta = 0 is GRPO bit for bit. Normalising with our GRPO (the
+    population std, eps 1e-6) keeps the comparison with grpo and arm like for like; their release
+    uses the sample std, a common factor sqrt(G / (G - 1)) on every advantage of a group."""
+    _check(rewards.dim() == 2 and tuple(seq_logprob.shape) == tuple(rewards.shape),
+           f"rewards and seq_logprob must both be (P, G), got {tuple(rewards.shape)} and {tuple(seq_logprob.shape)}")
+    _check(math.isfinite(beta) and 0.0 <= beta <= 1.0, f"beta must be in [0, 1], got {beta}")
+    if beta == 0:
+        return grpo_advantages(rewards, eps=eps, scale=scale)
+    G = rewards.shape[1]
+    order = seq_logprob.detach().float().argsort(dim=1, stable=True)  # (P, G) rows from least to most likely
+    rank = order.argsort(dim=1, stable=True).to(rewards.device)  # (P, G) each row's place in that order
+    return grpo_advantages(rewards.detach().float() * (1 - beta * rank.float() / G), eps=eps, scale=scale)
