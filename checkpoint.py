@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model import save_model
+from hf import save_model
 
 STATE_KEYS = ("step", "data_pos", "optimizer", "scheduler", "rng", "history")
 

@@ -2,8 +2,8 @@
 
 Flags, --config JSON and a resumed run's config.json all land in one Config, validated in full
 before any work; every mistake a user can make is one line naming the key. Each field is written
-once, with its default, its --help text and (for a string with fixed values) its choices: adding
-a setting is adding one line to Config.
+once, with its default, its --help text and group and (for a string with fixed values) its choices:
+adding a setting is adding one line to Config. --help shows each flag's TRL and verl name beside it.
 """
 from __future__ import annotations
 
@@ -12,94 +12,104 @@ import dataclasses
 import json
 import math
 import textwrap
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-import templates
 from checkpoint import find_checkpoint
+from hf import pick_template
 
 DEFAULT_ALPHA = 1.0  # ARM strength when --algo arm and no --alpha is given
+TEMPLATES = ("plain", "qwen-chat", "llama3-chat", "chatml")  # prompt templates, written out in data.py
+# The groups of --help; each Config field names its own.
+MODEL, ALGO, SAMPLING, EVAL, SPEED, RUN = ("model and data", "GRPO / ARM", "sampling", "evaluation",
+                                           "memory and speed", "run folder")
+HELP_GROUPS = (MODEL, ALGO, SAMPLING, EVAL, SPEED, RUN)  # in the order --help shows them
 
 
-def opt(default, help: str, choices: tuple | None = None):
-    """One Config field: its default, its --help text and, for a string, the values it may take."""
-    return field(default=default, metadata={"help": help, **({"choices": choices} if choices else {})})
+def opt(default, help: str, choices: tuple | None = None, *, group: str):
+    """One Config field: its default, its --help text and group and, for a string, the values it may take."""
+    return field(default=default, metadata={"help": help, "group": group, **({"choices": choices} if choices else {})})
 
 
 @dataclass
 class Config:
     # model and data
-    model: str = opt("", "Hugging Face folder; '' = the built-in toy of --toy")
-    data: str = opt("", "training JSONL (GSM8K, MATH or prompt/answer); '' = the toy's generator")
+    model: str = opt("", "Hugging Face folder; '' = the built-in toy of --toy", group=MODEL)
+    data: str = opt("", "training JSONL (GSM8K, MATH or prompt/answer); '' = the toy's generator", group=MODEL)
     toy: str = opt("original", "built-in toy regime (model in toys/<regime>/): original | equal-paths | hidden-type "
                                "| shown-type (hidden-type's control)",
-                   ("original", "equal-paths", "hidden-type", "shown-type"))
-    eval_data: str = opt("", "held-out JSONL; '' = toy held-out split, or the first --eval-prompts lines of --data")
+                   ("original", "equal-paths", "hidden-type", "shown-type"), group=MODEL)
+    eval_data: str = opt("", "held-out JSONL; '' = toy held-out split, or the first --eval-prompts lines of --data",
+                         group=MODEL)
     template: str = opt("plain", "plain (text as is) | qwen-chat | llama3-chat | chatml (chat markers written "
                                  "out, boxed instruction) | auto (picked from the tokenizer's special tokens and "
-                                 "saved as the name it picked)", templates.TEMPLATES + ("auto",))
-    strict: bool = opt(False, "refuse a data file with any malformed line instead of skipping the line")
+                                 "saved as the name it picked)", TEMPLATES + ("auto",), group=MODEL)
+    strict: bool = opt(False, "refuse a data file with any malformed line instead of skipping the line", group=MODEL)
     # the algorithm (METHOD.md)
     algo: str = opt("arm", "arm | grpo (= arm with alpha 0) | unlikely (baseline: the unlikeliness reward, "
-                           "arm.unlikeliness_advantages)", ("arm", "grpo", "unlikely"))
-    alpha: float | None = opt(None, f"ARM strength; None = {DEFAULT_ALPHA} for arm, 0 for grpo")
-    low_frac: float = opt(0.2, "fraction of lowest-probability tokens in c(o|q)")
-    adv_scale: str = opt("std", "std (GRPO) | none (Dr.GRPO)", ("std", "none"))
-    all_correct: str = opt("arm", "arm: ARM shift also in all-correct groups | grpo: not there", ("arm", "grpo"))
+                           "arm.unlikeliness_advantages)", ("arm", "grpo", "unlikely"), group=ALGO)
+    alpha: float | None = opt(None, f"ARM strength; None = {DEFAULT_ALPHA} for arm, 0 for grpo", group=ALGO)
+    low_frac: float = opt(0.2, "fraction of lowest-probability tokens in c(o|q)", group=ALGO)
+    adv_scale: str = opt("std", "std (GRPO) | none (Dr.GRPO)", ("std", "none"), group=ALGO)
+    all_correct: str = opt("arm", "arm: ARM shift also in all-correct groups | grpo: not there", ("arm", "grpo"),
+                           group=ALGO)
     shift_rows: str = opt("group", "who gets ARM's shift: group (paper: every response of a group with a correct "
-                                   "answer) | correct (ablation: correct responses only)", ("group", "correct"))
+                                   "answer) | correct (ablation: correct responses only)", ("group", "correct"),
+                          group=ALGO)
     shift_center: str = opt("prompt", "what c(o|q) is compared with: prompt (paper: c(q)) | correct-mean (ablation: "
-                                      "the mean c(o|q) of the group's correct responses)", ("prompt", "correct-mean"))
+                                      "the mean c(o|q) of the group's correct responses)", ("prompt", "correct-mean"),
+                            group=ALGO)
     rank_penalty: float = opt(0.25, "--algo unlikely: a correct response's reward is scaled by "
-                                    "1 - rank_penalty * rank / G (rank by likelihood in its group)")
+                                    "1 - rank_penalty * rank / G (rank by likelihood in its group)", group=ALGO)
     loss_agg: str = opt("token-mean", "token-mean (DAPO) | seq-mean-token-mean (GRPO) | constant (Dr.GRPO)",
-                        ("token-mean", "seq-mean-token-mean", "constant"))
-    eps_low: float = opt(0.2, "clip ratio below at 1 - eps_low")
-    eps_high: float = opt(0.28, "clip ratio above at 1 + eps_high")
-    kl_coef: float = opt(0.0, "k3 KL to the frozen initial model; 0 = no reference model loaded")
+                        ("token-mean", "seq-mean-token-mean", "constant"), group=ALGO)
+    eps_low: float = opt(0.2, "clip ratio below at 1 - eps_low", group=ALGO)
+    eps_high: float = opt(0.28, "clip ratio above at 1 + eps_high", group=ALGO)
+    kl_coef: float = opt(0.0, "k3 KL to the frozen initial model; 0 = no reference model loaded", group=ALGO)
     # rollout
-    steps: int = opt(200, "training steps (one rollout batch each)")
-    prompts_per_step: int = opt(16, "P distinct prompts per step")
-    group_size: int = opt(8, "G responses per prompt")
-    max_new_tokens: int = opt(48, "longest response; longer ones are cut and counted as truncated")
-    temperature: float = opt(1.0, "sampling temperature (training log-probs use the same one)")
-    top_p: float = opt(1.0, "nucleus sampling (log-probs stay those of the full distribution)")
+    steps: int = opt(200, "training steps (one rollout batch each)", group=SAMPLING)
+    prompts_per_step: int = opt(16, "P distinct prompts per step", group=SAMPLING)
+    group_size: int = opt(8, "G responses per prompt", group=SAMPLING)
+    max_new_tokens: int = opt(48, "longest response; longer ones are cut and counted as truncated", group=SAMPLING)
+    temperature: float = opt(1.0, "sampling temperature (training log-probs use the same one)", group=SAMPLING)
+    top_p: float = opt(1.0, "nucleus sampling (log-probs stay those of the full distribution)", group=SAMPLING)
     cuda_graph: bool = opt(False, "on CUDA, replay each rollout decode step as a CUDA graph (fixed shapes; "
-                                  "the same samples up to rounding); no effect on CPU")
+                                  "the same samples up to rounding); no effect on CPU", group=SPEED)
     # optimisation
-    lr: float = opt(2e-4, "AdamW peak learning rate")
-    weight_decay: float = opt(0.0, "AdamW weight decay")
-    warmup_steps: int = opt(5, "linear warm-up of the learning rate, then constant")
-    grad_clip: float = opt(1.0, "max global gradient norm (0 = no clipping)")
-    epochs: int = opt(1, "PPO epochs over each rollout batch")
-    mini_batches: int = opt(1, "optimizer steps per epoch (the rollout is split into this many)")
+    lr: float = opt(2e-4, "AdamW peak learning rate", group=ALGO)
+    weight_decay: float = opt(0.0, "AdamW weight decay", group=ALGO)
+    warmup_steps: int = opt(5, "linear warm-up of the learning rate, then constant", group=ALGO)
+    grad_clip: float = opt(1.0, "max global gradient norm (0 = no clipping)", group=ALGO)
+    epochs: int = opt(1, "PPO epochs over each rollout batch", group=ALGO)
+    mini_batches: int = opt(1, "optimizer steps per epoch (the rollout is split into this many)", group=ALGO)
     micro_batch: int = opt(32, "rows per forward/backward pass: bounds memory, not the result; "
-                               "more than the rollout's P x G rows is clamped to P x G")
+                               "more than the rollout's P x G rows is clamped to P x G", group=SPEED)
     chunk_logprobs: bool = opt(True, "log-probs and entropy from the LM head at the response tokens only, a "
-                                     "chunk at a time (same numbers; --no-chunk-logprobs: full logits, the "
-                                     "earlier path, for bench/memory.py)")
+                                     "chunk at a time (same numbers; --no-chunk-logprobs: logits at every "
+                                     "position, kept as bench/memory.py's comparison)", group=SPEED)
     grad_checkpoint: bool = opt(False, "recompute each decoder layer's activations in the backward pass "
-                                       "(less memory, about one more forward pass of time)")
+                                       "(less memory, about one more forward pass of time)", group=SPEED)
     # evaluation
-    eval_every: int = opt(0, "evaluate every N steps (0 = only before and after training)")
+    eval_every: int = opt(0, "evaluate every N steps (0 = only before and after training)", group=EVAL)
     eval_prompts: int = opt(128, "held-out prompts per evaluation (0 = no evaluation); without --eval-data, the "
-                                 "first records of --data, or half of them if it has no more than this")
-    eval_n: int = opt(32, "samples per held-out prompt (pass@k for k = 1, 2, 4, ..., n)")
-    eval_seed: int = opt(1234, "fixes the held-out prompts and the eval samples (same for every run)")
-    eval_before: bool = opt(True, "evaluate the initial model before training")
+                                 "first records of --data, or half of them if it has no more than this", group=EVAL)
+    eval_n: int = opt(32, "samples per held-out prompt (pass@k for k = 1, 2, 4, ..., n)", group=EVAL)
+    eval_seed: int = opt(1234, "fixes the held-out prompts and the eval samples (same for every run)", group=EVAL)
+    eval_before: bool = opt(True, "evaluate the initial model before training", group=EVAL)
     # run
-    seed: int = opt(0, "data order, sampling, everything")
-    save_every: int = opt(50, "checkpoint every N steps (0 = only at the end / on Ctrl-C)")
-    keep_checkpoints: int = opt(2, "checkpoints kept (0 = all)")
-    resume: str = opt("", "run folder or checkpoint folder to continue from")
-    out: str = opt("", "output folder; '' = runs/<timestamp>")
-    device: str = opt("auto", "auto | cpu | cuda | cuda:N")
+    seed: int = opt(0, "data order, sampling, everything", group=RUN)
+    save_every: int = opt(50, "checkpoint every N steps (0 = only at the end / on Ctrl-C)", group=RUN)
+    keep_checkpoints: int = opt(2, "checkpoints kept (0 = all)", group=RUN)
+    resume: str = opt("", "run folder or checkpoint folder to continue from", group=RUN)
+    out: str = opt("", "output folder; '' = runs/<timestamp>", group=RUN)
+    device: str = opt("auto", "auto | cpu | cuda | cuda:N", group=SPEED)
     dtype: str = opt("auto", "auto (bf16 autocast on CUDA, float32 on CPU) | float32 | bfloat16",
-                     ("auto", "float32", "bfloat16"))
+                     ("auto", "float32", "bfloat16"), group=SPEED)
     threads: int = opt(1, "CPU threads for torch; 1 suits the toy's tiny matrices and shared machines "
-                          "(0 = torch's default)")
+                          "(0 = torch's default)", group=SPEED)
 
 
 CHOICES = {f.name: f.metadata["choices"] for f in dataclasses.fields(Config) if "choices" in f.metadata}
@@ -107,7 +117,7 @@ CHOICES = {f.name: f.metadata["choices"] for f in dataclasses.fields(Config) if 
 
 class ConfigError(ValueError):
     """A configuration a user can get wrong; the message is one line naming the key. `key` and
-    `reason` let parse_args name the flag or the file the value came from instead."""
+    `reason` let parse_command_line name the flag or the file the value came from instead."""
 
     def __init__(self, message: str, key: str | None = None, reason: str | None = None):
         super().__init__(message)
@@ -167,10 +177,10 @@ def validate(cfg: Config) -> None:
             bad("alpha", (f"--algo grpo is ARM with alpha = 0; got alpha {cfg.alpha} (use --algo arm)" if cfg.algo == "grpo" else
                         f"--algo unlikely has no ARM shift (alpha = 0); got alpha {cfg.alpha}"))
         cfg.alpha = 0.0
+    if cfg.alpha is None:  # --algo arm without --alpha
+        cfg.alpha = DEFAULT_ALPHA
     if not (math.isfinite(cfg.rank_penalty) and 0.0 <= cfg.rank_penalty <= 1.0):
         bad("rank_penalty", f"must be in [0, 1], got {cfg.rank_penalty}")
-    elif cfg.alpha is None:
-        cfg.alpha = DEFAULT_ALPHA
     for k in ("steps", "eval_every", "eval_prompts", "save_every", "keep_checkpoints", "warmup_steps", "threads"):
         if getattr(cfg, k) < 0:
             bad(k, f"must be >= 0, got {getattr(cfg, k)}")
@@ -209,13 +219,13 @@ def validate(cfg: Config) -> None:
         if getattr(cfg, k) and not Path(getattr(cfg, k)).is_file():
             bad(k, f"{getattr(cfg, k)}: file not found")
     if cfg.template == "auto":
-        cfg.template = templates.pick_template(cfg.model)[0] if cfg.model else "plain"
+        cfg.template = pick_template(cfg.model)[0] if cfg.model else "plain"
     if cfg.template != "plain" and not cfg.model:
         bad("template", f"{cfg.template} needs a chat model (--model); the toy continues plain text")
 
 
-# The same settings under the names TRL's GRPOConfig and verl's config use (None: no counterpart).
-# ENGINE_NOTES says where the meaning differs. The README's flag table holds the same rows; values
+# The same settings under the names TRL's GRPOConfig and verl's config use (None: no counterpart);
+# --help shows them beside each flag, and integrations/README.md's flag table holds the same rows. Values
 # listed after "=" are in the order of the flag's choices.
 ENGINE_NAMES: dict[str, tuple[str | None, str | None]] = {
     "group_size": ("num_generations", "actor_rollout_ref.rollout.n"),
@@ -251,14 +261,15 @@ ENGINE_NAMES: dict[str, tuple[str | None, str | None]] = {
     "out": ("output_dir", "trainer.default_local_dir"),
     "grad_checkpoint": ("gradient_checkpointing", "actor_rollout_ref.model.enable_gradient_checkpointing"),
 }
-ENGINE_NOTES = (
-    "advantage std: ours is the population std with eps 1e-6; TRL's the sample std with eps 1e-4, verl's the "
-    "sample std with eps 1e-6 (a sample std is larger by sqrt(G/(G-1)), so advantages are smaller)",
-    "eps_high: ours defaults to 0.28 (DAPO); TRL's epsilon_high defaults to epsilon, a symmetric clip",
-    "kl_coef: ours and TRL's beta use the k3 estimator; verl's low_var_kl is k3 clipped to [-10, 10]",
-    "prompts_per_step counts prompts (TRL's batch sizes count completions); mini_batches counts optimizer "
-    "steps per rollout (verl's ppo_mini_batch_size is a size in prompts)",
-)
+# Where the meaning differs from TRL's or verl's; --help adds the note after the names.
+ENGINE_NOTES = {
+    "adv_scale": "Ours divides by the population std (eps 1e-6), TRL and verl by the sample std (eps 1e-4, 1e-6), "
+                 "larger by sqrt(G/(G-1)), so their advantages are smaller.",
+    "eps_high": "TRL's epsilon_high defaults to epsilon, a symmetric clip; ours to 0.28 (DAPO).",
+    "kl_coef": "Ours and TRL's beta use the k3 estimator; verl's low_var_kl is k3 clipped to [-10, 10].",
+    "prompts_per_step": "This counts prompts; TRL's batch sizes count completions.",
+    "mini_batches": "This counts optimizer steps per rollout; verl's ppo_mini_batch_size is a size in prompts.",
+}
 # On --resume, the run's config.json is the truth. These settings only extend the run, say how often
 # to evaluate or save, or where and how fast it runs, so a flag may change them; any other setting
 # given with a different value is refused (it would change what the run trains).
@@ -271,10 +282,13 @@ def flag(key: str) -> str:
     return "--" + key.replace("_", "-")
 
 
+def engine_help(key: str) -> str:
+    """The end of a flag's --help: ' [TRL: name | verl: name]' and, where the meaning differs, a note."""
+    names = [f"{engine}: {name}" for engine, name in zip(("TRL", "verl"), ENGINE_NAMES.get(key, ())) if name]
+    return (f" [{' | '.join(names)}]" if names else "") + (f" {ENGINE_NOTES[key]}" if key in ENGINE_NOTES else "")
+
+
 def help_epilog() -> str:
-    width = max(len(flag(k)) for k in ENGINE_NAMES)
-    rows = [f"  {flag(k):<{width}}  TRL {trl or '-'};  verl {verl or '-'}" for k, (trl, verl) in ENGINE_NAMES.items()]
-    notes = [f"  - {n}" for n in ENGINE_NOTES]
     may = ", ".join(flag(k) for k in RESUME_MAY_CHANGE if k != "resume")
     resume = textwrap.fill(f"--resume RUN: the run's config.json is the truth. These flags may differ from it (they "
                            f"extend, observe or place the run): {may}. Any other flag given with a different value "
@@ -283,31 +297,33 @@ def help_epilog() -> str:
     return "\n".join([
         resume,
         "--out: a folder that already holds files is refused (use --resume, a new --out, or --overwrite).",
-        "",
-        "The same settings in TRL's GRPOConfig and verl's config (README, 'Flag names in TRL and verl'):",
-        *rows, "Where the meaning differs:", *notes])
+        "[TRL: ... | verl: ...] after a flag: the same setting in TRL's GRPOConfig and in verl's config.",
+    ])
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """One flag per Config field (--snake-case -> --kebab-case); help and default from the field.
+    """One flag per Config field (--snake-case -> --kebab-case) in the field's group, with its help and default.
     Two flags are no setting of the run and are never read from a file: --config and --overwrite."""
     ap = argparse.ArgumentParser(
-        prog="train.py", description="ARM-weighted GRPO (ProGRPO). No arguments: train the built-in toy on CPU.",
+        prog="train.py", usage="%(prog)s [-h] [--FLAG VALUE ...]  (every flag is optional)",
+        description="ARM-weighted GRPO (ProGRPO). No arguments: train the built-in toy on CPU.",
         epilog=help_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS)  # only flags the user gave override --config / --resume
-    ap.add_argument("--config", help="JSON file of config keys (as in a run's config.json); flags override it")
-    ap.add_argument("--overwrite", action="store_true",
-                    help="if --out already holds a run, delete it first (refused for the run being resumed)")
+    groups = {title: ap.add_argument_group(title) for title in HELP_GROUPS}
     types = _field_types()
     for f in dataclasses.fields(Config):
         base, _ = types[f.name]
-        help_ = f"{f.metadata['help']} (default: {f.default!r})"
+        group = groups[f.metadata["group"]]
+        help_ = f"{f.metadata['help']} (default: {f.default!r}){engine_help(f.name)}"
         if base is bool:
-            ap.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, help=help_)
+            group.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, help=help_)
         elif f.name in CHOICES:
-            ap.add_argument(flag(f.name), choices=CHOICES[f.name], help=help_)
+            group.add_argument(flag(f.name), choices=CHOICES[f.name], help=help_)
         else:
-            ap.add_argument(flag(f.name), type=base, help=help_, metavar=f.name.upper())
+            group.add_argument(flag(f.name), type=base, help=help_, metavar=f.name.upper())
+    groups[RUN].add_argument("--config", help="JSON file of config keys (as in a run's config.json); flags override it")
+    groups[RUN].add_argument("--overwrite", action="store_true",
+                             help="if --out already holds a run, delete it first (refused for the run being resumed)")
     return ap
 
 
@@ -325,15 +341,9 @@ def read_json_object(path: str | Path, what: str) -> dict:
     return d
 
 
-def parse_args(argv: list[str] | None = None, log=print) -> Config:
-    """Flags > --config file > the resumed run's config > defaults."""
-    return parse_command_line(argv, log)[0]
-
-
 def parse_command_line(argv: list[str] | None = None, log=print) -> tuple[Config, bool]:
-    """(Config, overwrite). Flags > --config file > the resumed run's config.json > defaults.
-    An invalid value is reported under the name the user gave it: `--group-size (group_size): ...`
-    for a flag, `FILE: group_size: ...` for a key of a file."""
+    """(Config, overwrite). Flags > --config file > the resumed run's config.json > defaults. An invalid
+    value is reported under the name the user gave it (named_by_source)."""
     given = vars(build_parser().parse_args(argv))
     overwrite = given.pop("overwrite", False)
     origin = {k.replace("-", "_"): flag(k.replace("-", "_")) for k in given}  # config key -> where it was set
@@ -359,7 +369,7 @@ def parse_command_line(argv: list[str] | None = None, log=print) -> tuple[Config
     except ConfigError as e:
         raise named_by_source(e, origin) from None
     if values.get("template") == "auto" and cfg.model:
-        log(f"--template auto: {cfg.template} ({templates.pick_template(cfg.model)[1]})")
+        log(f"--template auto: {cfg.template} ({pick_template(cfg.model)[1]})")
     return cfg, overwrite
 
 
@@ -397,3 +407,10 @@ def resolve_device(cfg: Config) -> torch.device:
     if cfg.device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(cfg.device)
+
+
+def autocast(cfg: Config, device: torch.device):
+    """bf16 autocast on CUDA (weights and optimizer stay float32); nothing on CPU."""
+    if device.type == "cuda" and cfg.dtype in ("auto", "bfloat16"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()

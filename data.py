@@ -1,7 +1,7 @@
 """The problems a run trains and evaluates on: the toy's generator or a JSONL file, as a seeded stream.
 
 JSONL records may be GSM8K (question/answer), MATH (problem/solution) or prompt/answer; each
-question goes through the run's template (templates.py).
+question goes through the run's prompt template (written out below: plain, qwen-chat, chatml, llama3-chat).
 
 A problem is {"prompt": text the policy continues, "answer": the gold answer verifier.verify reads}.
 """
@@ -14,8 +14,7 @@ from typing import Callable
 import numpy as np
 
 import verifier
-from config import Config
-from templates import apply_template
+from config import TEMPLATES, Config, key_error
 from toys.tasks import make_problems, solution_path
 
 TOY_TRAIN_PROBLEMS = 10000  # the toy's training pool (a step uses --prompts-per-step of them)
@@ -122,3 +121,79 @@ def take_batch(problems: list[dict], pos: int, k: int, seed: int) -> list[dict]:
             orders[epoch] = np.random.default_rng([seed, epoch]).permutation(len(problems))
         out.append(problems[orders[epoch][j]])
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# prompt templates, written out as text (no jinja at run time)
+#
+#     plain        the text as is (the toy, base models)
+#     qwen-chat    Qwen2/2.5's ChatML with its default system turn
+#     chatml       ChatML without a system turn (SmolLM2 and other ChatML models)
+#     llama3-chat  Llama 3.1/3.2's format, with the system turn its template renders (date fixed)
+#     auto         chosen by hf.pick_template from the tokenizer's special tokens (config.py resolves it)
+#
+# Every chat template asks for the answer in \boxed{} (the verifier reads it) and renders exactly what
+# transformers' apply_chat_template renders for one user message with the generation prompt
+# (tests/test_templates.py checks this against the real templates).
+
+QWEN_SYSTEM = "You are a helpful assistant."
+# Llama 3.1/3.2's system turn; the date is the one its template writes when it is given no clock
+LLAMA3_SYSTEM = "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n"
+BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+# chat template -> (a marker the tokenizer must have, the end-of-turn token: it ends a response)
+TURN_TOKENS = {
+    "qwen-chat": ("<|im_start|>", "<|im_end|>"),
+    "chatml": ("<|im_start|>", "<|im_end|>"),
+    "llama3-chat": ("<|start_header_id|>", "<|eot_id|>"),
+}
+
+
+def apply_template(question: str, template: str) -> str:
+    """The prompt text of one question: plain is the question itself; a chat template is one user
+    turn (question, then the boxed instruction) followed by the assistant's header."""
+    if template == "plain":
+        return question
+    user = f"{question}\n{BOXED_INSTRUCTION}"
+    if template == "qwen-chat":
+        return (f"<|im_start|>system\n{QWEN_SYSTEM}<|im_end|>\n"
+                f"<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n")
+    if template == "chatml":
+        return f"<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
+    if template == "llama3-chat":  # the template trims each message's content
+        return (f"<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n{LLAMA3_SYSTEM}<|eot_id|>"
+                f"<|start_header_id|>user<|end_header_id|>\n\n{user.strip()}<|eot_id|>"
+                f"<|start_header_id|>assistant<|end_header_id|>\n\n")
+    raise ValueError(f"template: {template!r} is not one of {', '.join(TEMPLATES)}")
+
+
+def encode_prompts(tokenizer, texts: list[str], template: str = "plain") -> list[list[int]]:
+    """Token ids of each prompt. A chat template's text already holds every special token (Llama's
+    BOS included), so the tokenizer adds none; plain text gets what the tokenizer adds (e.g. a BOS)."""
+    return [e.ids for e in tokenizer.encode_batch(texts, add_special_tokens=template == "plain")]
+
+
+# ----------------------------------------------------------------------------------------------
+# the prompts meet the model: where a response ends, and whether a prompt fits
+
+
+def chat_eos_ids(model, tokenizer, cfg: Config) -> list[int]:
+    """The model's EOS ids, plus the chat template's end-of-turn token (<|im_end|>, <|eot_id|>):
+    a base model's chat turn ends there."""
+    ids = list(getattr(model, "eos_token_ids", []))
+    if cfg.template in TURN_TOKENS:
+        start, end = TURN_TOKENS[cfg.template]
+        if tokenizer.token_to_id(start) is None or tokenizer.token_to_id(end) is None:
+            raise key_error("template", f"{cfg.template} needs {start}/{end} in the tokenizer; this model has none")
+        ids = list(dict.fromkeys(ids + [tokenizer.token_to_id(end)]))
+    if not ids:
+        raise key_error("model", "no EOS token id in generation_config.json/config.json: responses would never end")
+    return ids
+
+
+def check_prompts_fit(model, tokenizer, problems: list[dict], cfg: Config) -> None:
+    """A prompt plus --max-new-tokens must fit the model's positions (checked on the first of each set)."""
+    for p in problems:
+        prompt_len = len(encode_prompts(tokenizer, [p["prompt"]], cfg.template)[0])
+        if prompt_len + cfg.max_new_tokens > model.config.max_position_embeddings:
+            raise key_error("max_new_tokens", f"prompt + {cfg.max_new_tokens} new tokens exceed the model's "
+                              f"max_position_embeddings {model.config.max_position_embeddings}")

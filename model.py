@@ -1,4 +1,4 @@
-"""One readable decoder-only transformer that loads Hugging Face checkpoints.
+"""One readable decoder-only transformer, in the layout of Hugging Face checkpoints (hf.py reads and writes them).
 
 Families: Llama (incl. Llama-3 `rope_scaling` of type "llama3"; SmolLM2 is Llama), Mistral
 (without sliding window), Qwen2/Qwen2.5 (q/k/v biases), Qwen3 (q/k RMSNorm, explicit head_dim).
@@ -8,47 +8,51 @@ All of them are the same block:
     y = h + down_proj(silu(gate_proj(rms(h))) * up_proj(rms(h)))
 
 Our parameter names are the Hugging Face names without the leading "model.", so a checkpoint
-loads with a dictionary rename and a checkpoint we save loads in transformers/vLLM unchanged.
+loads with a dictionary rename (hf.load_model) and a checkpoint we save loads in transformers/vLLM
+unchanged (hf.save_model).
 
 Padding: a batch may be left- or right-padded; positions are cumsum(attention_mask) - 1, and
 keys at padded positions are masked out, so a padded row gets the same logits as the row alone.
 The KV cache (for the sampler) is a preallocated `KVCache`; `forward(..., cache=, start=)`
 writes the new keys/values at columns [start, start + T) and attends over [0, start + T).
 For training, `forward(..., hidden_states=True)` stops before the LM head (its caller applies it
-only where it needs logits: sampler.chunked_logprobs) and `grad_checkpoint=True` recomputes each
+only where it needs logits: logprobs.chunked_logprobs) and `grad_checkpoint=True` recomputes each
 decoder layer in the backward pass instead of keeping its activations.
 """
 from __future__ import annotations
 
 import copy
-import json
 import math
-import os
-import shutil
-import tempfile
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
-from safetensors import safe_open
-from safetensors.torch import save_file
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2", "qwen3")
-
-
-class ModelLoadError(ValueError):
-    """A checkpoint folder or config we cannot load; the message is one line naming the file/field."""
 
 
 # ----------------------------------------------------------------------------------------------
 # config
 
 
+def as_id_list(x) -> list[int]:
+    """An eos_token_id as config.json writes it (null, an int or a list of ints) -> list of ints."""
+    if x is None:
+        return []
+    if isinstance(x, int) and not isinstance(x, bool):
+        return [x]
+    if isinstance(x, (list, tuple)) and all(isinstance(i, int) and not isinstance(i, bool) for i in x):
+        return list(x)
+    raise ValueError(f"eos_token_id must be an int or a list of ints, got {x!r}")
+
+
 @dataclass
 class ModelConfig:
+    """The fields of a Hugging Face config.json that the model uses (hf.config_from_hf_dict reads one).
+    A field that breaks the model is a ValueError "config: <field> ..." (hf.py names the file)."""
+
     model_type: str = "llama"
     vocab_size: int = 256
     hidden_size: int = 64
@@ -83,7 +87,7 @@ class ModelConfig:
 
     def validate(self) -> None:
         def bad(msg):
-            raise ModelLoadError(f"config: {msg}")
+            raise ValueError(f"config: {msg}")
 
         if self.model_type not in SUPPORTED_MODEL_TYPES:
             bad(f"model_type {self.model_type!r} is not supported (supported: {', '.join(SUPPORTED_MODEL_TYPES)})")
@@ -99,8 +103,8 @@ class ModelConfig:
             if v is not None and (not isinstance(v, int) or isinstance(v, bool)):
                 bad(f"{name} must be an integer or null, got {v!r}")
         try:
-            _as_id_list(self.eos_token_id)
-        except ModelLoadError as e:
+            as_id_list(self.eos_token_id)
+        except ValueError as e:
             bad(str(e))
         if self.head_dim % 2:
             bad(f"head_dim {self.head_dim} must be even for rotary embeddings")
@@ -112,71 +116,6 @@ class ModelConfig:
                 for k in ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"):
                     if k not in self.rope_scaling:
                         bad(f"rope_scaling of type llama3 lacks {k!r}")
-
-    @classmethod
-    def from_hf_dict(cls, d: dict) -> "ModelConfig":
-        """Read a Hugging Face config.json dict (transformers 4.x or 5.x layout); clear errors."""
-        if not isinstance(d, dict):
-            raise ModelLoadError("config: expected a JSON object")
-        mt = d.get("model_type")
-        if mt not in SUPPORTED_MODEL_TYPES:
-            raise ModelLoadError(f"config: model_type {mt!r} is not supported (supported: {', '.join(SUPPORTED_MODEL_TYPES)})")
-        for k in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads"):
-            if k not in d:
-                raise ModelLoadError(f"config: missing field {k!r}")
-        # fields that change the computation in ways we do not implement
-        if d.get("hidden_act", "silu") != "silu":
-            raise ModelLoadError(f"config: hidden_act {d['hidden_act']!r} is not supported (only silu)")
-        if d.get("mlp_bias", False):
-            raise ModelLoadError("config: mlp_bias=true is not supported")
-        if d.get("use_sliding_window", False):
-            raise ModelLoadError("config: use_sliding_window=true (sliding-window attention) is not supported")
-        if mt == "mistral" and d.get("sliding_window") is not None and d["sliding_window"] < d.get("max_position_embeddings", 0):
-            raise ModelLoadError(f"config: sliding_window={d['sliding_window']} (sliding-window attention) is not supported")
-        lt = [t for t in d.get("layer_types") or [] if t != "full_attention"]
-        if lt:
-            raise ModelLoadError(f"config: layer_types {lt[0]!r} is not supported (only full_attention)")
-        # rope: transformers 4.x has rope_theta + rope_scaling, 5.x has rope_parameters
-        rp = d.get("rope_parameters")
-        scaling = d.get("rope_scaling")
-        theta = d.get("rope_theta")
-        if isinstance(rp, dict):
-            theta = rp.get("rope_theta", theta)
-            if rp.get("rope_type", "default") != "default":
-                scaling = {k: v for k, v in rp.items() if k != "rope_theta"}
-        if isinstance(scaling, dict) and scaling.get("rope_type", scaling.get("type")) == "default":
-            scaling = None
-        if scaling is not None and not isinstance(scaling, dict):
-            raise ModelLoadError(f"config: rope_scaling must be an object or null, got {scaling!r}")
-        known = {f.name for f in fields(cls)}
-        kw = {k: d[k] for k in known if k in d and k not in ("rope_scaling", "rope_theta", "torch_dtype")}
-        kw["rope_theta"] = float(theta if theta is not None else 10000.0)
-        kw["rope_scaling"] = dict(scaling) if scaling else None
-        dt = d.get("torch_dtype") or d.get("dtype") or "float32"
-        kw["torch_dtype"] = str(dt).replace("torch.", "")
-        if kw.get("head_dim") is None:
-            kw.pop("head_dim", None)
-        if kw.get("num_key_value_heads") is None:
-            kw.pop("num_key_value_heads", None)
-        return cls(**kw)
-
-    def to_hf_dict(self) -> dict:
-        """A config.json that transformers (4.x and 5.x) and vLLM load unchanged."""
-        d = asdict(self)
-        d.pop("qk_norm")  # implied by model_type qwen3
-        if self.model_type == "qwen2":
-            d.pop("attention_bias")  # implied by model_type qwen2
-        d["architectures"] = [{"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM",
-                               "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}[self.model_type]]
-        d["hidden_act"] = "silu"
-        if self.model_type == "mistral":
-            d["sliding_window"] = None
-        if self.model_type in ("qwen2", "qwen3"):
-            d["use_sliding_window"] = False
-        # both rope layouts: 4.x reads rope_theta/rope_scaling, 5.x reads rope_parameters
-        d["rope_parameters"] = {"rope_type": "default", **(self.rope_scaling or {}), "rope_theta": self.rope_theta}
-        d["rope_parameters"].pop("type", None)
-        return d
 
 
 # ----------------------------------------------------------------------------------------------
@@ -364,7 +303,7 @@ class Transformer(nn.Module):
         self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
         if cfg.tie_word_embeddings:
             self.lm_head.weight = self.embed_tokens.weight
-        self.eos_token_ids: list[int] = _as_id_list(cfg.eos_token_id)
+        self.eos_token_ids: list[int] = as_id_list(cfg.eos_token_id)  # hf.load_model: those of every file
         self._rope_table: torch.Tensor | None = None  # float32 cos/sin (2, max_pos, hd), per device (never cast to bf16)
         if not any(p.is_meta for p in self.parameters()):
             self.apply(self._init_weights)
@@ -405,7 +344,7 @@ class Transformer(nn.Module):
 
         hidden_states: return the hidden states after the final norm instead, (B, T, C) (or (B, 1, C)),
         for a caller that applies the LM head (`lm_head.weight`) only where it needs logits
-        (sampler.chunked_logprobs): the logits of every position would be (B, T, vocab).
+        (chunked_logprobs, below): the logits of every position would be (B, T, vocab).
         grad_checkpoint: when autograd records (training), keep only each decoder layer's input and
         recompute the layer's activations in the backward pass (torch.utils.checkpoint, non-reentrant):
         about one more forward pass of time for the activations of all layers but one. Not with a cache.
@@ -443,210 +382,3 @@ class Transformer(nn.Module):
             x = x[:, -1:]
         x = self.norm(x)  # (B, T, C)
         return x if hidden_states else self.lm_head(x)  # (B, T, C) or (B, T, vocab)
-
-
-# ----------------------------------------------------------------------------------------------
-# loading and saving Hugging Face folders
-
-
-def _as_id_list(x) -> list[int]:
-    if x is None:
-        return []
-    if isinstance(x, int) and not isinstance(x, bool):
-        return [x]
-    if isinstance(x, (list, tuple)) and all(isinstance(i, int) and not isinstance(i, bool) for i in x):
-        return list(x)
-    raise ModelLoadError(f"eos_token_id must be an int or a list of ints, got {x!r}")
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            d = json.load(f)
-    except FileNotFoundError:
-        raise ModelLoadError(f"{path}: file not found") from None
-    except json.JSONDecodeError as e:
-        raise ModelLoadError(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
-    except OSError as e:
-        raise ModelLoadError(f"{path}: cannot read ({e.strerror})") from None
-    if not isinstance(d, dict):
-        raise ModelLoadError(f"{path}: expected a JSON object, got {type(d).__name__}")
-    return d
-
-
-def _model_dir(path) -> Path:
-    p = Path(path)
-    if not p.exists():
-        raise ModelLoadError(f"{p}: model folder not found")
-    if not p.is_dir():
-        raise ModelLoadError(f"{p}: not a folder (expected a Hugging Face model folder)")
-    return p
-
-
-def load_config(path) -> ModelConfig:
-    p = _model_dir(path)
-    d = _read_json(p / "config.json")
-    try:
-        return ModelConfig.from_hf_dict(d)
-    except ModelLoadError as e:
-        raise ModelLoadError(f"{p / 'config.json'}: {str(e).removeprefix('config: ')}") from None
-    except (TypeError, ValueError) as e:  # e.g. a field of the wrong type reaching the dataclass
-        raise ModelLoadError(f"{p / 'config.json'}: {e}") from None
-
-
-def _eos_token_ids(p: Path, cfg: ModelConfig) -> list[int]:
-    """Union of EOS ids from generation_config.json, config.json and tokenizer_config.json."""
-    ids: list[int] = []
-    if (p / "generation_config.json").exists():
-        ids += _as_id_list(_read_json(p / "generation_config.json").get("eos_token_id"))
-    ids += _as_id_list(cfg.eos_token_id)
-    if (p / "tokenizer_config.json").exists() and (p / "tokenizer.json").exists():
-        tok = _read_json(p / "tokenizer_config.json").get("eos_token")
-        if isinstance(tok, dict):
-            tok = tok.get("content")
-        if isinstance(tok, str):
-            tid = load_tokenizer(p).token_to_id(tok)
-            if tid is not None:
-                ids.append(tid)
-    return list(dict.fromkeys(ids))
-
-
-def _hf_name(name: str) -> str:
-    return name if name.startswith("lm_head.") else "model." + name
-
-
-def _read_state_dict(p: Path) -> dict[str, torch.Tensor]:
-    """All tensors of model.safetensors, or of the shards listed in model.safetensors.index.json."""
-    single, index = p / "model.safetensors", p / "model.safetensors.index.json"
-    if single.exists():
-        files = {single: None}
-    elif index.exists():
-        wm = _read_json(index).get("weight_map")
-        if not isinstance(wm, dict):
-            raise ModelLoadError(f"{index}: missing 'weight_map'")
-        files = {}
-        for name, shard in wm.items():
-            files.setdefault(p / shard, set()).add(name)
-    else:
-        raise ModelLoadError(f"{p}: no model.safetensors or model.safetensors.index.json")
-    sd = {}
-    for f, names in files.items():
-        if not f.exists():
-            raise ModelLoadError(f"{f}: weight file not found")
-        try:
-            with safe_open(str(f), framework="pt") as st:
-                for name in st.keys():
-                    if names is None or name in names:
-                        sd[name] = st.get_tensor(name)
-        except ModelLoadError:
-            raise
-        except Exception as e:  # safetensors raises its own error types for corrupt files
-            raise ModelLoadError(f"{f}: cannot read safetensors ({str(e).splitlines()[0]})") from None
-    return sd
-
-
-def load_model(path, device="cpu", dtype: torch.dtype | None = None) -> Transformer:
-    """Load a Hugging Face folder. dtype None -> float32 on CPU, bfloat16 on CUDA.
-
-    Sets model.eos_token_ids (list[int]) from generation_config.json, config.json and
-    tokenizer_config.json. Errors are ModelLoadError with one line naming the file/tensor.
-    """
-    p = _model_dir(path)
-    cfg = load_config(p)
-    device = torch.device(device)
-    if dtype is None:
-        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    sd = _read_state_dict(p)
-    with torch.device("meta"):
-        model = Transformer(cfg)
-    expected = {_hf_name(n): t for n, t in model.state_dict().items()}
-    if cfg.tie_word_embeddings:
-        expected.pop("lm_head.weight")
-        sd.pop("lm_head.weight", None)  # some tied checkpoints store a copy; the embedding wins
-    for name in list(sd):
-        if name.endswith("rotary_emb.inv_freq"):  # old checkpoints saved this buffer
-            del sd[name]
-    for name, t in expected.items():
-        if name not in sd:
-            raise ModelLoadError(f"{p}: tensor {name!r} missing from the checkpoint")
-        if tuple(sd[name].shape) != tuple(t.shape):
-            raise ModelLoadError(f"{p}: tensor {name!r} has shape {tuple(sd[name].shape)} but the config implies {tuple(t.shape)}")
-    extra = sorted(set(sd) - set(expected))
-    if extra:
-        raise ModelLoadError(f"{p}: unexpected tensor {extra[0]!r} (and {len(extra) - 1} more): the config does not use it")
-    own = {n.removeprefix("model."): t.to(device=device, dtype=dtype) for n, t in sd.items()}
-    model.load_state_dict(own, strict=False, assign=True)
-    if cfg.tie_word_embeddings:
-        model.lm_head.weight = model.embed_tokens.weight
-    model.config.torch_dtype = str(dtype).removeprefix("torch.")
-    model.eos_token_ids = _eos_token_ids(p, cfg)
-    return model
-
-
-def load_tokenizer(path):
-    """tokenizers.Tokenizer from <path>/tokenizer.json."""
-    from tokenizers import Tokenizer
-
-    p = _model_dir(path)
-    f = p / "tokenizer.json"
-    if not f.exists():
-        raise ModelLoadError(f"{f}: file not found")
-    try:
-        return Tokenizer.from_file(str(f))
-    except Exception as e:
-        raise ModelLoadError(f"{f}: cannot parse tokenizer ({str(e).splitlines()[0]})") from None
-
-
-def _normal_permissions(folder: Path) -> None:
-    """chmod a checkpoint folder to 0777 and its files to 0666, less the umask (0755/0644 with the usual 022)."""
-    umask = os.umask(0o022)  # the only way to read the umask is to set it; put it back at once
-    os.umask(umask)
-    folder.chmod(0o777 & ~umask)
-    for f in folder.iterdir():
-        f.chmod(0o666 & ~umask)
-
-
-def save_model(model: Transformer, path, tokenizer=None) -> None:
-    """Write config.json, generation_config.json, model.safetensors (and tokenizer.json) atomically.
-
-    Everything is written to a temporary folder next to `path`, which then replaces `path` by
-    rename; if anything fails, an existing `path` is left exactly as it was. The folder and
-    files get the usual permissions (0755/0644 under umask 022), not mkdtemp's private 0700.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cfg = model.config
-    dtype = next(model.parameters()).dtype
-    cfg_dict = cfg.to_hf_dict()
-    cfg_dict["torch_dtype"] = str(dtype).removeprefix("torch.")
-    eos = list(getattr(model, "eos_token_ids", None) or _as_id_list(cfg.eos_token_id))
-    gen = {"eos_token_id": eos[0] if len(eos) == 1 else eos} if eos else {}
-    if cfg.bos_token_id is not None:
-        gen["bos_token_id"] = cfg.bos_token_id
-    if cfg.pad_token_id is not None:
-        gen["pad_token_id"] = cfg.pad_token_id
-    tensors = {_hf_name(n): t.detach().contiguous().cpu() for n, t in model.state_dict().items()}
-    if cfg.tie_word_embeddings:
-        tensors.pop("lm_head.weight")  # shared with model.embed_tokens.weight
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    try:
-        (tmp / "config.json").write_text(json.dumps(cfg_dict, indent=2) + "\n")
-        (tmp / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
-        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        if tokenizer is not None:
-            tokenizer.save(str(tmp / "tokenizer.json"))
-        _normal_permissions(tmp)  # mkdtemp makes 0700 and safetensors writes 0600
-        if not path.exists():
-            os.replace(tmp, path)
-            return
-        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
-        os.replace(path, old / path.name)  # move the old folder aside, swap the new one in
-        try:
-            os.replace(tmp, path)
-        except BaseException:
-            os.replace(old / path.name, path)  # put the old folder back
-            raise
-        shutil.rmtree(old)  # the old copy goes last
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

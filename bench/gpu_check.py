@@ -28,7 +28,7 @@ at its time limit keeps what it finished). Exit code 1 if a check failed (named 
              --repeats after a short warm-up: ours in bf16, eager and CUDA graph; ours in float32 under
              bf16 autocast (the training configuration), eager and graph; transformers' generate, bf16.
              Checks: every row ends at its target length, on both sides.
-  4 train    3 steps of train.main at the README's real-model settings (32 prompts x 8, 1024 new
+  4 train    3 steps of train.main at docs/real-models.md's settings (32 prompts x 8, 1024 new
              tokens, micro-batch 4, --cuda-graph) on a GSM8K-style file: step times, response length,
              peak CUDA memory, the final checkpoint's time. Only for the first size.
   5 summary  a table.
@@ -60,7 +60,8 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # before bench/: `sampler` is the root's sampler.py
 import train  # noqa: E402
 from bench.sampler import EOS, best_times, hf_forced, lognormal_lengths, ours_forced  # noqa: E402
-from model import ModelConfig, Transformer, load_config, load_model, save_model  # noqa: E402
+from hf import load_config, load_model, save_model  # noqa: E402
+from model import ModelConfig, Transformer  # noqa: E402
 from sampler import generate  # noqa: E402
 
 QWEN = dict(model_type="qwen2", vocab_size=151936, tie_word_embeddings=True, rope_theta=1e6, rms_norm_eps=1e-6,
@@ -283,7 +284,7 @@ def gsm8k_file(path: Path, n: int = 64) -> Path:
 
 
 def train_check(path: str, device: torch.device, tiny: bool, work: Path, cuda_graph: bool) -> dict:
-    """Part 4: three steps of train.main at the README's real-model settings; times and peak memory.
+    """Part 4: three steps of train.main at docs/real-models.md's settings; times and peak memory.
     cuda_graph False (the sampler's graphs failed): the steps run eager rather than not at all."""
     out = work / "run"
     argv = ["--model", path, "--data", str(gsm8k_file(work / "gsm8k.jsonl")), "--template", "qwen-chat",

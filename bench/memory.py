@@ -43,9 +43,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # before bench/: `
 import config  # noqa: E402
 import train  # noqa: E402
 from config import resolve_device  # noqa: E402
-from data import load_problems, take_batch  # noqa: E402
+from data import chat_eos_ids, load_problems, take_batch  # noqa: E402
 from bench.gpu_check import QWEN, SIZES as QWEN_SIZES, make_tokenizer  # noqa: E402
-from model import ModelConfig, Transformer, load_model, load_tokenizer, save_model  # noqa: E402
+from hf import load_model, load_tokenizer, save_model  # noqa: E402
+from model import ModelConfig, Transformer  # noqa: E402
 
 SIZES = {"cpu": dict(QWEN, hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4),
          "0.5b": QWEN_SIZES["0.5b"], "1.5b": QWEN_SIZES["1.5b"], "tiny": QWEN_SIZES["tiny"]}
@@ -96,13 +97,13 @@ def rss_bytes() -> int:
 
 def child(flags: list[str], steps: int) -> dict:
     """One setting, in this (fresh) process: load as train.py does, run `steps` training steps, measure."""
-    cfg = config.parse_args(flags + ["--eval-prompts", "0", "--save-every", "0"])
+    cfg = config.parse_command_line(flags + ["--eval-prompts", "0", "--save-every", "0"])[0]
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg)
     tokenizer = load_tokenizer(cfg.model)
     model = load_model(cfg.model, device=device, dtype=torch.float32)
-    eos_ids = train.chat_eos_ids(model, tokenizer, cfg)
+    eos_ids = chat_eos_ids(model, tokenizer, cfg)
     problems = load_problems(cfg)[0]
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
@@ -120,7 +121,7 @@ def child(flags: list[str], steps: int) -> dict:
     ids = torch.randint(3, model.config.vocab_size, (cfg.prompts_per_step * cfg.group_size,
                                                      cfg.max_new_tokens + 32), device=device)
     t0 = time.perf_counter()
-    with torch.no_grad(), train.autocast(cfg, device):
+    with torch.no_grad(), config.autocast(cfg, device):
         for s in range(0, ids.shape[0], cfg.micro_batch):
             model(ids[s:s + cfg.micro_batch], hidden_states=True)
     if cuda:
@@ -168,14 +169,14 @@ def main(argv: list[str] | None = None) -> int:
     shape = dict(SIZES[size], **{key: getattr(args, n) for n, key in SHAPE_FLAGS.items() if getattr(args, n)})
     run = (TINY_RUN if args.tiny else RUN) + rest  # flags given later win
     try:
-        config.parse_args(run + ["--eval-prompts", "0"])  # a bad flag: one line, before anything is built
+        config.parse_command_line(run + ["--eval-prompts", "0"])  # a bad flag: one line, before anything is built
     except config.ConfigError as e:
         print(f"memory.py: {config.named_by_source(e)}", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="memory-bench-") as tmp:
         model_dir, data, n_params = build(shape, Path(tmp))
         flags = ["--model", str(model_dir), "--data", str(data), "--threads", "1", *run]
-        cfg = config.parse_args(flags + ["--eval-prompts", "0"])
+        cfg = config.parse_command_line(flags + ["--eval-prompts", "0"])[0]
         device = resolve_device(cfg)
         what = "max_memory_allocated" if device.type == "cuda" else "peak RSS of the process"
         print(f"{size} shape {shape['vocab_size']} vocab, hidden {shape['hidden_size']}, {shape['num_hidden_layers']} "

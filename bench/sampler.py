@@ -32,7 +32,8 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from model import ModelConfig, Transformer, load_model, save_model  # noqa: E402
+from hf import load_model, save_model  # noqa: E402
+from model import ModelConfig, Transformer  # noqa: E402
 from sampler import generate, sample  # noqa: E402
 
 SIZES = {  # random-weight models (GQA, untied unless said)

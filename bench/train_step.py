@@ -22,9 +22,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import config  # noqa: E402
 import train  # noqa: E402
 from config import resolve_device  # noqa: E402
-from data import load_problems, take_batch  # noqa: E402
+from data import chat_eos_ids, load_problems, take_batch  # noqa: E402
 from toys.tasks import toy_dir  # noqa: E402
-from model import load_model, load_tokenizer  # noqa: E402
+from hf import load_model, load_tokenizer  # noqa: E402
 
 STAGES = ("t_rollout", "t_reward", "t_conf", "t_update")
 
@@ -34,14 +34,14 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=7, help="GRPO/ARM step pairs to time (median reported)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed step pairs first")
     args, rest = ap.parse_known_args(argv)
-    cfg = config.parse_args(rest + ["--eval-prompts", "0"])
+    cfg = config.parse_command_line(rest + ["--eval-prompts", "0"])[0]
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg)
     path = cfg.model or str(toy_dir())
     tokenizer = load_tokenizer(path)
     policy = load_model(path, device=device, dtype=torch.float32)
-    eos_ids = train.chat_eos_ids(policy, tokenizer, cfg)
+    eos_ids = chat_eos_ids(policy, tokenizer, cfg)
     problems = load_problems(cfg)[0]
     configs = {"grpo": config.make_config({**vars(cfg), "algo": "grpo", "alpha": None}),
                "arm": config.make_config({**vars(cfg), "algo": "arm"})}

@@ -5,7 +5,7 @@
         --data math_train.jsonl --use-vllm --bf16 ...       (several GPUs; see integrations/README.md)
 
 Problems: data.read_jsonl (GSM8K question/answer, MATH problem/solution, or prompt/answer). Prompts:
-with a tokenizer that has a chat template, one user turn (the question, then templates.py's \\boxed{}
+with a tokenizer that has a chat template, one user turn (the question, then data.py's \\boxed{}
 instruction) that TRL renders with the model's own template; otherwise the question as plain text.
 Reward: 1 if verifier.verify(completion, answer), else 0 (arm.py's "correct" is reward > 0).
 Everything else is TRL's GRPOTrainer with ARMGRPOConfig's defaults (trl_arm.py).
@@ -15,14 +15,14 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [HERE, os.path.dirname(HERE)]  # trl_arm; the repo root's data, templates, verifier
+sys.path[:0] = [HERE, os.path.dirname(HERE)]  # trl_arm; the repo root's data, verifier
 
 from datasets import Dataset  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
 import verifier  # noqa: E402
 from data import read_jsonl  # noqa: E402
-from templates import BOXED_INSTRUCTION  # noqa: E402
+from data import BOXED_INSTRUCTION  # noqa: E402
 from trl_arm import ARMGRPOConfig, ARMGRPOTrainer  # noqa: E402
 
 

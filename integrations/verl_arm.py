@@ -10,7 +10,7 @@ and, per prompt, c(q) from the prompt's log-probs (definition 3). So:
     that call its compute step is arm_compute_step, which passes them to the estimator and logs
     ARM's shift statistics (arm/shift_mean, arm/shift_abs_mean, arm/shifted_frac, arm/conf_o_mean).
   - setup() registers both inside every Ray process (verl builds its trainer in a Ray actor):
-    pass it as Ray's worker_process_setup_hook (README, "At scale"). It puts ARMPPOTrainerSync in
+    pass it as Ray's worker_process_setup_hook (integrations/README.md, the verl section). It puts ARMPPOTrainerSync in
     verl's trainer registry under "sync": for any estimator but "arm" it is verl's sync trainer.
 
 c(q) is the gap: verl 0.9.1 keeps no prompt log-probs (its actor's compute_log_prob scores the

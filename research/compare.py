@@ -58,8 +58,8 @@ import torch
 
 import train
 from config import Config, ConfigError, build_parser, make_config, read_json_object, resolve_device
-from data import DataError, load_problems
-from model import ModelLoadError, load_model, load_tokenizer
+from data import DataError, chat_eos_ids, load_problems
+from hf import ModelLoadError, load_model, load_tokenizer
 from research.report import CURVES, beside_stored, paired_diff, recompute, report, summarize
 from toys.tasks import REGIMES as TOY_REGIMES
 from toys.tasks import toy_dir
@@ -306,7 +306,7 @@ def evaluate_base(values: dict, regime: str) -> dict:
     path = cfg.model or str(toy_dir(regime))
     tokenizer = load_tokenizer(path)
     model = load_model(path, device=device, dtype=torch.float32)
-    eos_ids = train.chat_eos_ids(model, tokenizer, cfg)
+    eos_ids = chat_eos_ids(model, tokenizer, cfg)
     _, held, path_fn = load_problems(cfg)
     t = time.time()
     e = {"step": 0, **train.evaluate(model, tokenizer, held, cfg, path_fn=path_fn, eos_ids=eos_ids)}

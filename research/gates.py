@@ -23,8 +23,8 @@ import torch
 
 import train
 from config import make_config
-from data import load_problems
-from model import load_model, load_tokenizer
+from data import chat_eos_ids, load_problems
+from hf import load_model, load_tokenizer
 from toys.build import evaluate as toy_evaluate
 from toys.build import forced_accuracy
 from toys.hidden_type import TYPES, VALID, type_of
@@ -148,7 +148,7 @@ def confidence_table(regime: str = "hidden-type", eval_prompts: int = 128, n: in
     folder = str(folder or toy_dir(regime))
     model, tokenizer = load_model(folder), load_tokenizer(folder)
     _, held, path_fn = load_problems(cfg)
-    eos = train.chat_eos_ids(model, tokenizer, cfg)
+    eos = chat_eos_ids(model, tokenizer, cfg)
     e = train.evaluate(model, tokenizer, held, cfg, path_fn=path_fn, eos_ids=eos)
     ro = train.rollout(model, tokenizer, held, cfg, torch.Generator().manual_seed(0), eos, G=1)
     c_q, _ = train.compute_confidences(ro, 1, cfg.low_frac)

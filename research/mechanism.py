@@ -1,6 +1,6 @@
 r"""
-What the methods do on the hidden-type toy, measured after training runs (README, "Where ARM helps,
-and why"):
+What the methods do on the hidden-type toy, measured after training runs (research/README.md,
+the hidden-type comparison):
 
     python -m research.mechanism --push                          # each method's push on the path choice, shipped model
     python -m research.mechanism --push RUN/checkpoints/step_000050/policy ... --prompts 512   # on trained policies
@@ -25,8 +25,8 @@ import torch
 import arm
 import train
 from config import make_config
-from data import load_problems
-from model import load_model, load_tokenizer
+from data import chat_eos_ids, load_problems
+from hf import load_model, load_tokenizer
 from research import compare, report
 from research.gates import last_prompt_states
 from toys.tasks import solution_path, toy_dir
@@ -67,7 +67,7 @@ def advantage_push(methods: tuple[str, ...] | None = None, *, regime: str = "hid
     train_problems, _, _ = load_problems(cfg)
     order = torch.randperm(len(train_problems), generator=torch.Generator().manual_seed(seed))[:prompts]
     problems = [train_problems[int(i)] for i in order]
-    eos = train.chat_eos_ids(model, tokenizer, cfg)
+    eos = chat_eos_ids(model, tokenizer, cfg)
     gen = torch.Generator().manual_seed(seed)
     ids = [tokenizer.token_to_id(p) for p in paths]
     P, G = cfg.prompts_per_step, cfg.group_size

@@ -86,7 +86,7 @@ def test_every_variant_stops_the_rich_get_richer_drift(variant):
     assert armed["p_wrong"][-1] < 0.01
 
 
-# The offset. Confidences fixed at the first toy's measured means (README): a correct confident answer
+# The offset. Confidences fixed at the first toy's measured means (research/README.md, original): a correct confident answer
 # c(o|q) = 0.80, a wrong answer 0.55, a wrong unsure guess 0.08, c(q) = 0.43; one prompt, G = 3.
 OFFSET_P0 = torch.tensor([0.5, 0.4, 0.1], dtype=torch.float64)
 OFFSET_REWARDS = torch.tensor([[1.0, 0.0, 0.0]])

@@ -1,5 +1,5 @@
 """The memory-saving paths of the training step (issue 21) give the numbers of the plain ones:
-chunked log-probs and entropy (sampler.chunked_logprobs), logits only at response tokens, the
+chunked log-probs and entropy (logprobs.chunked_logprobs), logits only at response tokens, the
 prefill's prompt log-probs from hidden states, and --grad-checkpoint.
 
 Which results are bit-identical and which only close, on CPU:
@@ -21,8 +21,9 @@ import arm
 import config
 import data
 import train
-from model import load_model, load_tokenizer
-from sampler import chunk_rows, chunked_logprobs, generate, logits_to_logprobs
+from hf import load_model, load_tokenizer
+from logprobs import chunk_rows, chunked_logprobs, logits_to_logprobs
+from sampler import generate
 
 
 

@@ -7,8 +7,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-import model as M
-from model import KVCache, ModelConfig, ModelLoadError, Transformer, load_model, load_tokenizer, save_model
+import hf
+from hf import ModelLoadError, config_from_hf_dict, config_to_hf_dict, load_model, load_tokenizer, save_model
+from model import KVCache, ModelConfig, Transformer
 
 FIX = Path(__file__).parent / "fixtures"
 FAMILIES = ["qwen2", "llama", "qwen3"]
@@ -105,13 +106,13 @@ def test_init_and_tying():
 
 def test_config_round_trip_and_both_rope_layouts():
     raw = json.loads((FIX / "llama" / "config.json").read_text())  # transformers 5.x layout
-    cfg = ModelConfig.from_hf_dict(raw)
-    assert ModelConfig.from_hf_dict(cfg.to_hf_dict()) == cfg
+    cfg = config_from_hf_dict(raw)
+    assert config_from_hf_dict(config_to_hf_dict(cfg)) == cfg
     v4 = {k: v for k, v in raw.items() if k != "rope_parameters"}
     rp = dict(raw["rope_parameters"])
     v4["rope_theta"] = rp.pop("rope_theta")
     v4["rope_scaling"] = rp
-    assert ModelConfig.from_hf_dict(v4) == cfg
+    assert config_from_hf_dict(v4) == cfg
     assert cfg.head_dim == 8 and cfg.num_key_value_heads == 2
 
 
@@ -133,7 +134,7 @@ def test_config_errors_name_the_field(change, words):
     if change.get("hidden_size", 0) is None:
         del d["hidden_size"]
     with pytest.raises(ModelLoadError, match=words.replace("[", r"\[")):
-        ModelConfig.from_hf_dict(d)
+        config_from_hf_dict(d)
 
 
 # ---- loading errors ---------------------------------------------------------------------------
@@ -242,7 +243,7 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(M, "save_file", boom)
+    monkeypatch.setattr(hf, "save_file", boom)
     with pytest.raises(OSError, match="disk full"):
         save_model(tiny_model(seed=1), path)
     assert {f.name: f.read_bytes() for f in path.iterdir()} == before

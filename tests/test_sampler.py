@@ -4,8 +4,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from model import load_model
-from sampler import Generation, generate, logits_to_logprobs, logits_to_probs
+from hf import load_model
+from logprobs import MIN_ROWS, logits_to_logprobs
+from sampler import Generation, generate, logits_to_probs
 
 FIX = Path(__file__).parent / "fixtures"
 FAMILIES = ["qwen2", "llama", "qwen3"]
@@ -206,7 +207,7 @@ def forced_lengths_processor(target, eos, seen=None):
 
 
 def rows_are_batch_independent() -> bool:
-    """Whether this CPU's matmul gives a row the same bits in any batch of >= 4 rows (sampler.MIN_ROWS)."""
+    """Whether this CPU's matmul gives a row the same bits in any batch of >= 4 rows (logprobs.MIN_ROWS)."""
     g = torch.Generator().manual_seed(0)
     w, x = torch.randn(64, 48, generator=g), torch.randn(40, 1, 48, generator=g)
     full = torch.nn.functional.linear(x, w)
@@ -268,7 +269,7 @@ def test_fixed_shape_decode_step_equals_the_default(family, monkeypatch):
     assert torch.equal(dyn.tokens, static.tokens) and torch.equal(dyn.lengths, static.lengths)
     assert (dyn.logprobs - static.logprobs).abs().max().item() <= 1e-4
     assert widths[0] == 15 and all(w & (w - 1) == 0 for w in widths[1:])  # then powers of two, shrinking
-    assert widths == sorted(widths, reverse=True) and widths[-1] >= sampler.MIN_ROWS
+    assert widths == sorted(widths, reverse=True) and widths[-1] >= MIN_ROWS
 
 
 def test_fixed_shape_forward_equals_the_growing_one(llama):

@@ -8,9 +8,10 @@ import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 
 import config
-import train
-from model import load_model, load_tokenizer
-from templates import BOXED_INSTRUCTION, TEMPLATES, TURN_TOKENS, apply_template, encode_prompts, pick_template
+import data
+from config import TEMPLATES
+from data import BOXED_INSTRUCTION, TURN_TOKENS, apply_template, encode_prompts
+from hf import load_model, load_tokenizer, pick_template
 from train_helpers import tiny_model_dir
 
 FIX = Path(__file__).parent / "fixtures" / "templates"
@@ -54,7 +55,7 @@ def test_end_of_turn_token_ends_generation(tmp_path, template):
     tok = fixture_tokenizer()
     cfg = config.make_config({"model": str(model_dir), "template": template})
     end = tok.token_to_id(TURN_TOKENS[template][1])
-    assert end in train.chat_eos_ids(load_model(model_dir), tok, cfg)
+    assert end in data.chat_eos_ids(load_model(model_dir), tok, cfg)
     assert GOLDEN["templates"][template]["eos_token"] == TURN_TOKENS[template][1]
 
 
@@ -62,7 +63,7 @@ def test_a_template_whose_markers_the_tokenizer_lacks_is_one_line(tmp_path):
     model_dir = tiny_model_dir(tmp_path / "m")  # ChatML markers only
     cfg = config.make_config({"model": str(model_dir), "template": "llama3-chat"})
     with pytest.raises(config.ConfigError, match=r"^template: llama3-chat needs <\|start_header_id\|>/<\|eot_id\|>"):
-        train.chat_eos_ids(load_model(model_dir), load_tokenizer(model_dir), cfg)
+        data.chat_eos_ids(load_model(model_dir), load_tokenizer(model_dir), cfg)
 
 
 def test_auto_picks_from_the_special_tokens_and_says_which(tmp_path, capsys):
@@ -75,6 +76,6 @@ def test_auto_picks_from_the_special_tokens_and_says_which(tmp_path, capsys):
     plain_tok.pre_tokenizer = pre_tokenizers.Whitespace()
     plain_tok.save(str(bare / "tokenizer.json"))
     assert [pick_template(d)[0] for d in (qwen, smol, llama, bare)] == ["qwen-chat", "chatml", "llama3-chat", "plain"]
-    cfg = config.parse_args(["--model", str(llama), "--template", "auto"])
+    cfg, _ = config.parse_command_line(["--model", str(llama), "--template", "auto"])
     assert cfg.template == "llama3-chat" and "--template auto: llama3-chat" in capsys.readouterr().out
     assert config.make_config({"template": "auto"}).template == "plain"  # the toy continues plain text

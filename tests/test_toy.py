@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from toys import build, tasks
-from model import load_model, load_tokenizer
+from hf import load_model, load_tokenizer
 from sampler import generate
 from verifier import extract_answer, verify
 

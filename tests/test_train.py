@@ -6,11 +6,10 @@ import torch
 
 import config
 import data
-import templates
 import train
-from sampler import logits_to_logprobs
+from hf import load_model, load_tokenizer
+from logprobs import response_logprobs
 from train_helpers import write_jsonl
-from model import load_model, load_tokenizer
 
 
 
@@ -63,18 +62,19 @@ def test_bad_config_file_is_one_line_naming_the_key(tmp_path, capsys, content, k
 def test_flags_override_config_file_and_types_are_checked(tmp_path, capsys):
     f = tmp_path / "c.json"
     f.write_text(json.dumps({"steps": 7, "lr": 1, "group-size": 4, "algo": "grpo"}))
-    cfg = config.parse_args(["--config", str(f), "--steps", "3"])
+    cfg, _ = config.parse_command_line(["--config", str(f), "--steps", "3"])
     assert (cfg.steps, cfg.lr, cfg.group_size, cfg.alpha) == (3, 1.0, 4, 0.0)
-    assert config.parse_args([]).alpha == config.DEFAULT_ALPHA
+    assert config.parse_command_line([])[0].alpha == config.DEFAULT_ALPHA
     with pytest.raises(SystemExit):  # argparse: a wrong type on the command line is one line too
-        config.parse_args(["--steps", "many"])
+        config.parse_command_line(["--steps", "many"])
     assert "--steps: invalid int value" in capsys.readouterr().err
 
 
 def test_defaults_that_outgrow_a_small_rollout_are_clamped_not_refused(tiny):
     """`--prompts-per-step 4 --group-size 4` leaves micro_batch at its default 32: more rows than the
     rollout's 16 bound nothing, so they are clamped (config.json records 16), never refused."""
-    assert config.parse_args(["--steps", "2", "--prompts-per-step", "4", "--group-size", "4"]).micro_batch == 16
+    cfg, _ = config.parse_command_line(["--steps", "2", "--prompts-per-step", "4", "--group-size", "4"])
+    assert cfg.micro_batch == 16
     assert cfg_for(tiny, micro_batch=5).micro_batch == 5
     assert "clamped" in config.build_parser().format_help()
 
@@ -136,8 +136,8 @@ def test_strict_refuses_the_file_before_training(tiny, tmp_path, capsys):
 
 
 def test_templates_write_the_chat_markers_out():
-    assert templates.apply_template("What is 1+1?", "plain") == "What is 1+1?"
-    assert templates.apply_template("What is 1+1?", "qwen-chat") == (
+    assert data.apply_template("What is 1+1?", "plain") == "What is 1+1?"
+    assert data.apply_template("What is 1+1?", "qwen-chat") == (
         "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
         "<|im_start|>user\nWhat is 1+1?\nPlease reason step by step, and put your final answer within \\boxed{}.<|im_end|>\n"
         "<|im_start|>assistant\n")
@@ -145,10 +145,10 @@ def test_templates_write_the_chat_markers_out():
 
 def test_qwen_chat_prompts_tokenise_markers_as_single_tokens_and_end_turns_at_im_end(tiny):
     tok = load_tokenizer(tiny[0])
-    ids = templates.encode_prompts(tok, [templates.apply_template("hi", "qwen-chat")])[0]
+    ids = data.encode_prompts(tok, [data.apply_template("hi", "qwen-chat")])[0]
     assert ids[0] == tok.token_to_id("<|im_start|>") and ids.count(tok.token_to_id("<|im_end|>")) == 2
     cfg = cfg_for(tiny, template="qwen-chat")
-    assert tok.token_to_id("<|im_end|>") in train.chat_eos_ids(load_model(tiny[0]), tok, cfg)
+    assert tok.token_to_id("<|im_end|>") in data.chat_eos_ids(load_model(tiny[0]), tok, cfg)
 
 
 def test_data_stream_is_a_seeded_shuffle_per_pass_and_resumable_from_its_position():
@@ -205,10 +205,9 @@ def test_rollout_masks_come_from_lengths_even_when_pad_is_an_eos_id(tiny):
 def test_training_logprobs_equal_the_sampling_logprobs(tiny, temperature, top_p):
     cfg = cfg_for(tiny, temperature=temperature, top_p=top_p, max_new_tokens=10)
     model, tok, probs, ro = make_rollout(tiny, cfg)
-    n = ro.gen.tokens.shape[1]
     with torch.no_grad():
-        logits = train.response_logits(model, ro.input_ids, ro.attn_mask, ro.T0, n)
-    lp = logits_to_logprobs(logits, temperature).gather(-1, ro.gen.tokens[..., None]).squeeze(-1)
+        lp = response_logprobs(model, ro.input_ids, ro.attn_mask, ro.gen.tokens, ro.gen.mask, ro.T0, temperature,
+                               chunked=False)[0]  # full logits, then log_softmax at T
     assert (lp - ro.gen.logprobs).masked_fill(~ro.gen.mask, 0).abs().max() < 1e-4
 
 
@@ -257,15 +256,29 @@ def test_one_update_per_rollout_has_ratio_one_and_no_clipping(tiny):
     assert all(v == 0 for k, v in stats.items() if "clip" in k)
 
 
-def test_help_maps_the_flags_to_trl_and_verl_and_says_what_resume_may_change():
+def test_help_groups_the_flags_names_them_in_trl_and_verl_and_says_what_resume_may_change(monkeypatch):
+    import dataclasses
+    monkeypatch.setenv("COLUMNS", "1000")  # no wrapping: argparse wraps help at the terminal's width
     text = config.build_parser().format_help()
-    table = text.split("The same settings in TRL")[1]
-    for key, (trl, verl) in config.ENGINE_NAMES.items():
-        line = next(l for l in table.splitlines() if l.strip().startswith(config.flag(key) + " "))
-        assert (trl or "-") in line and (verl or "-") in line, line
-    for name in ("num_generations", "beta", "epsilon_high", "loss_type", "scale_rewards", "num_iterations",
-                 "max_completion_length", "actor_rollout_ref.rollout.n", "clip_ratio_high", "sample std"):
-        assert name in text, name
-    resume = " ".join(text.split("--resume RUN:")[1].split("The same settings")[0].split())
+    lines = text.splitlines()
+
+    def entry(key):  # a flag's line, with its help's line when a long flag puts the help below
+        i = next(i for i, l in enumerate(lines) if l.strip().split(" ")[0].rstrip(",") == config.flag(key))
+        return "\n".join(lines[i:i + 2]) if lines[i + 1].startswith(" " * 3) else lines[i]
+
+    titles = [l[:-1] for l in lines if l.endswith(":") and not l.startswith(" ")]
+    assert titles[-len(config.HELP_GROUPS):] == list(config.HELP_GROUPS)  # in this order, after argparse's own
+    groups = text.split("\n\n")
+    for f in dataclasses.fields(config.Config):  # each flag in its field's group
+        group = next(g for g in groups if g.startswith(f.metadata["group"] + ":"))
+        assert entry(f.name) in group, f.name
+    assert groups[-2].startswith("run folder:") and "--config" in groups[-2] and "--overwrite" in groups[-2]
+    for key, (trl, verl) in config.ENGINE_NAMES.items():  # beside the flag
+        assert f"[TRL: {trl}" in entry(key) and (verl is None or f"verl: {verl}]" in entry(key)), key
+    assert "[TRL: num_generations | verl: actor_rollout_ref.rollout.n]" in entry("group_size")
+    for key, note in config.ENGINE_NOTES.items():
+        assert note in entry(key), key
+    assert "sample std" in text and "The same settings in TRL" not in text  # no table at the end any more
+    resume = " ".join(text.split("--resume RUN:")[1].split("--out:")[0].split())
     assert all(config.flag(k) in resume for k in config.RESUME_MAY_CHANGE if k != "resume")
     assert "refused" in resume and "--lr" not in resume

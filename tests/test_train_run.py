@@ -82,9 +82,9 @@ def test_outputs_of_a_run_and_its_config_reruns_it(tiny, tmp_path, mixed_rewards
     ev = [json.loads(l) for l in (out / "eval.jsonl").read_text().splitlines()]
     assert [e["step"] for e in ev] == [0, 2] and list(ev[0]["pass@k"]) == ["1", "2", "4"]
     assert all(e["pass@k"]["1"] <= e["pass@k"]["2"] <= e["pass@k"]["4"] for e in ev)
-    from model import load_model
+    from hf import load_model
     load_model(out / "policy")  # a Hugging Face folder again
-    cfg = config.parse_args(["--config", str(out / "config.json"), "--steps", "5"])
+    cfg, _ = config.parse_command_line(["--config", str(out / "config.json"), "--steps", "5"])
     assert cfg.steps == 5 and cfg.kl_coef == 0.1 and cfg.model == str(tiny[0])
 
 

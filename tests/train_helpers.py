@@ -5,7 +5,8 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from model import ModelConfig, Transformer, save_model
+from hf import save_model
+from model import ModelConfig, Transformer
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 CORPUS = ["Q: 12+34+56=?\nA: 12+34=46\n46+56=102\n\\boxed{102}", "What is 2+3? The answer is \\boxed{5}.",

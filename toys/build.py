@@ -13,7 +13,7 @@ Choices, stated once:
 - Pretraining: plain next-token loss on prompt and completion (so prompt perplexity, ARM's c(q),
   is that of a model that has seen such prompts), AdamW, warmup + cosine. We evaluate pass@1 on
   held-out prompts at temperature 1 every `eval_every` steps and stop at the first check where it
-  reaches `stop_pass1`: the shipped model is deliberately half-trained, with room for RL.
+  reaches `stop_at`: the shipped model is deliberately half-trained, with room for RL.
 - Model: Qwen2 layout (model.Transformer), hidden 96, 3 layers, 4 heads, 2 kv heads, MLP 256,
   tied embeddings: 0.31M parameters. A 0.79M model (hidden 128, 4 layers, MLP 384) learnt more
   slowly per step (pass@1 0.22 after 2000 steps, twice the time), so we ship the smaller one.
@@ -34,13 +34,15 @@ import math
 import random
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from arm import pass_at_k
-from model import ModelConfig, Transformer, load_model, load_tokenizer, save_model
+from hf import load_model, load_tokenizer, save_model
+from model import ModelConfig, Transformer
 from sampler import generate
 from toys.hidden_type import TYPES, VALID
 from toys.tasks import REGIMES, make_problems, pretraining_text, problems_by_type, regime_of, solution_path, toy_dir
@@ -49,6 +51,52 @@ from verifier import verify
 EOS, PAD, UNK = "<|endoftext|>", "<|pad|>", "<|unk|>"
 MAX_NEW_TOKENS = 48              # longest completion (tens style, 3 numbers) is 39 tokens incl. EOS
 
+
+@dataclass
+class BuildSettings:
+    """The settings of one build (build_toy's keyword settings); the defaults build toys/original/."""
+    hidden_size: int = 96                # the model: Qwen2 layout, tied embeddings
+    intermediate_size: int = 256
+    num_layers: int = 3
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    max_steps: int = 2000                # pretraining steps at most; the cosine reaches 0 here
+    batch_size: int = 32                 # fresh documents per step
+    lr: float = 3e-3                     # AdamW peak learning rate
+    warmup: int = 100                    # steps of linear warmup
+    eval_every: int = 100                # steps between checks
+    fine_every: int | None = None        # steps between checks once pass@stop_k >= stop_at / 2
+    eval_prompts: int = 64               # held-out prompts per check
+    eval_samples: int = 4                # samples per prompt at a check (T = 1)
+    stop_k: int = 1                      # stop once pass@stop_k >= stop_at ...
+    stop_at: float = 0.4
+    stop_spread: float = 1.0             # ... and (equal-paths) the paths' accuracies are this close
+    check_path_samples: int = 8          # samples per prompt per forced path at a check
+    final_prompts: int = 128             # held-out prompts for BUILD.json's figures, unseen by the checks
+    final_samples: int = 16              # samples per prompt for those figures (T = 1)
+    threads: int | None = None           # torch threads; None leaves torch's choice
+    init_from: str | Path | None = None  # a second stage goes on from this saved build
+    shares: tuple[float, ...] | None = None  # the choice token's soft label; None = the regime's shares
+
+
+BUILDS = {  # the settings of the shipped builds (what differs from BuildSettings' defaults)
+    "original": dict(),
+    # hidden-type: what each path does per type can come in a late jump whose step depends on the
+    # seed, so stage 1 trains at a flat rate (cosine over a far cap) until the forced-path checks show
+    # it learnt, with the choice labelled 45 / 10 / 45; stage 2 (STAGE2) cools down for 1000 steps with
+    # the label at the regime's shares, 35 / 10 / 55 (in attempt 2, 40 / 10 / 50 left base pass@1 at
+    # 0.459, above its gate)
+    "hidden-type": dict(eval_every=500, eval_prompts=64, eval_samples=4, stop_at=0.0, check_path_samples=4,
+                        max_steps=60000, warmup=200, final_prompts=128, final_samples=32, shares=(0.45, 0.10, 0.45)),
+    "shown-type": dict(eval_every=250, eval_prompts=64, eval_samples=4, stop_at=0.0, check_path_samples=4,
+                       max_steps=60000, warmup=200, final_prompts=128, final_samples=32, shares=(0.45, 0.10, 0.45)),
+    "equal-paths": dict(eval_every=250, fine_every=50, eval_prompts=64, eval_samples=32, stop_k=32, stop_at=0.7,
+                        stop_spread=0.04, max_steps=6000, final_prompts=128, final_samples=32),
+}
+
+
+STAGE2 = {g: dict(max_steps=1000, lr=5e-4, warmup=50, eval_every=1000, eval_prompts=64, eval_samples=4, stop_at=0.0,
+                  check_path_samples=4, final_prompts=128, final_samples=32) for g in ("hidden-type", "shown-type")}
 
 
 def train_tokenizer(texts: list[str]) -> Tokenizer:
@@ -134,6 +182,48 @@ def _batch(rng: random.Random, tokenizer: Tokenizer, batch_size: int, eos_id: in
     return ids, mask, choice
 
 
+def learning_rate(step: int, s: BuildSettings) -> float:
+    """Linear warmup over s.warmup steps, then cosine decay to 0 at s.max_steps."""
+    return s.lr * min(1.0, step / s.warmup) * 0.5 * (1 + math.cos(math.pi * step / s.max_steps))
+
+
+def pretraining_loss(model, ids: torch.Tensor, mask: torch.Tensor, choice: torch.Tensor,
+                     name_ids: torch.Tensor | None, shares: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy, averaged over the target tokens in mask. Under equal-paths (name_ids
+    given) the token that names the path is scored instead by a soft-label cross-entropy towards the
+    shares, -sum_s share_s log p(name_s | prompt): every path gets the same practice, yet the choice
+    learns the regime's shares."""
+    logits = model(ids)[:, :-1]  # (B, T-1, V); right padding needs no attention mask (causal)
+    nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1),
+                                            reduction="none")  # (B * (T-1),)
+    if name_ids is None:
+        return (nll * mask.reshape(-1)).sum() / mask.sum()
+    rows = torch.arange(len(ids))
+    mask = mask.clone()
+    mask[rows, choice] = False  # the path's name: not its sampled value, but the shares below
+    logp_names = logits[rows, choice].log_softmax(-1)[:, name_ids]  # (B, paths)
+    choice_nll = -(logp_names * shares).sum(-1)  # (B,)
+    return ((nll * mask.reshape(-1)).sum() + choice_nll.sum()) / (mask.sum() + len(ids))
+
+
+def pretrain_step(model, opt: torch.optim.Optimizer, batch: tuple, lr: float, name_ids: torch.Tensor | None,
+                  shares: torch.Tensor) -> float:
+    """One optimizer step at learning rate lr on batch = (ids, mask, choice) from _batch; returns the loss."""
+    for g in opt.param_groups:
+        g["lr"] = lr
+    loss = pretraining_loss(model, *batch, name_ids, shares)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return loss.item()
+
+
+# -----------------------------------------------------------------------------
+# the checks during pretraining and their stopping rule (hidden-type, shown-type: research/gates.py
+# uses forced_accuracy too)
+
+
 def path_accuracy(model, tokenizer: Tokenizer, problems: list[dict], n_samples: int, regime: str, *,
                   seed: int = 0, chunk: int = 64) -> dict[str, list[float]]:
     """equal-paths: how well the model *executes* each path, whatever it would choose. For each path,
@@ -149,11 +239,6 @@ def path_accuracy(model, tokenizer: Tokenizer, problems: list[dict], n_samples: 
         out[path] = [c / n_samples for c in n_correct]
     model.train(was_training)
     return out
-
-
-# -----------------------------------------------------------------------------
-# hidden-type, shown-type: the build's own acceptance checks (its stopping rule; research/gates.py
-# uses them too)
 
 
 def forced_accuracy(model, tokenizer, by_type: dict[str, list[dict]], n_samples: int, *, temperature: float = 1.0,
@@ -179,149 +264,6 @@ def slips_learnt(acc: dict[str, dict[str, float]], valid_min: float = 0.9, inval
     return all((acc[p][t] >= valid_min) if t in VALID[p] else (acc[p][t] <= invalid_max) for p in VALID for t in TYPES)
 
 
-# -----------------------------------------------------------------------------
-# the build
-
-
-def build_toy(out_dir: str | Path | None = None, seed: int = 0, *, regime: str = "original",
-              hidden_size: int = 96, intermediate_size: int = 256, num_layers: int = 3, num_heads: int = 4,
-              num_kv_heads: int = 2, max_steps: int = 2000, batch_size: int = 32, lr: float = 3e-3,
-              warmup: int = 100, eval_every: int = 100, eval_prompts: int = 64, eval_samples: int = 4,
-              stop_k: int = 1, stop_at: float = 0.4, stop_spread: float = 1.0, check_path_samples: int = 8,
-              fine_every: int | None = None,
-              final_prompts: int = 128, final_samples: int = 16,
-              threads: int | None = None, init_from: str | Path | None = None,
-              shares: tuple[float, ...] | None = None, log=print) -> dict:
-    """Train the tokenizer and a tiny Qwen2 from scratch, save them to out_dir, return the stats.
-
-    Pretraining stops at the first check (every eval_every steps, eval_prompts x eval_samples
-    held-out samples at T = 1) where pass@stop_k >= stop_at, or after max_steps. With fine_every,
-    checks come every fine_every steps once pass@stop_k has reached stop_at / 2 (learning the
-    three-digit sums is sudden: pass@32 can go from 0.7 to 1.0 within 250 steps). The final figures
-    use other held-out prompts (final_prompts x final_samples, T = 1) and go to out_dir/BUILD.json.
-
-    equal-paths: every document executes a path drawn uniformly, so the three paths get the same
-    training; the token that names the path is trained apart, towards the regime's shares, with a
-    soft-label cross-entropy -sum_s share_s log p(name_s | prompt) in place of its usual loss.
-    Equal practice need not give equal skill, so at every check the build measures how well each path
-    is executed (path_accuracy, check_path_samples per prompt) and steers the next documents'
-    practice towards the paths that lag (steer_practice). It stops at the first check that also has
-    the paths' accuracies within stop_spread of each other. The final figures include each path's
-    execution accuracy on the final prompts.
-    """
-    r = regime_of(regime)
-    out_dir = toy_dir(regime) if out_dir is None else out_dir
-    if threads is not None:
-        torch.set_num_threads(threads)
-    t0, cpu0 = time.time(), time.process_time()
-    torch.manual_seed(seed)
-    rng = random.Random(f"toy-pretrain-{seed}" if regime == "original" else f"toy-{regime}-pretrain-{seed}")
-    if init_from is None:
-        tokenizer = train_tokenizer([pretraining_text(rng, regime) for _ in range(2000)])
-    else:  # a second stage: go on from a saved build (its tokenizer and weights)
-        tokenizer = load_tokenizer(str(init_from))
-    eos_id, pad_id = tokenizer.token_to_id(EOS), tokenizer.token_to_id(PAD)
-    name_ids = torch.tensor([tokenizer.token_to_id(p) for p in r["paths"]]) if r["tagged"] else None
-    shares = torch.tensor(shares or r["shares"])  # the choice token's soft label (tagged regimes)
-    cfg = ModelConfig(model_type="qwen2", vocab_size=tokenizer.get_vocab_size(), hidden_size=hidden_size,
-                      intermediate_size=intermediate_size, num_hidden_layers=num_layers,
-                      num_attention_heads=num_heads, num_key_value_heads=num_kv_heads,
-                      max_position_embeddings=128, tie_word_embeddings=True,
-                      eos_token_id=eos_id, pad_token_id=pad_id)
-    model = Transformer(cfg) if init_from is None else load_model(str(init_from))
-    n_params = sum(p.numel() for p in model.parameters())
-    log(f"toy ({regime}): {n_params / 1e6:.2f}M parameters, vocab {cfg.vocab_size}, {torch.get_num_threads()} threads")
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
-    checks = make_problems(eval_prompts, seed, "heldout", regime)
-    typed_checks = problems_by_type(eval_prompts // 2, seed + 100, regime) if r.get("typed") else None
-    stop_key = f"pass@{stop_k}"
-    curve, step, loss_avg, every = [], 0, None, eval_every
-    practice = [1.0] * len(r["paths"]) if r["tagged"] else None  # equal-paths: documents per path, relative
-    while step < max_steps:
-        step += 1
-        # linear warmup, then cosine decay to 0 at max_steps
-        for g in opt.param_groups:
-            g["lr"] = lr * min(1.0, step / warmup) * 0.5 * (1 + math.cos(math.pi * step / max_steps))
-        ids, mask, choice = _batch(rng, tokenizer, batch_size, eos_id, pad_id, regime, practice)  # (B, T), (B, T-1), (B,)
-        logits = model(ids)[:, :-1]  # (B, T-1, V); right padding needs no attention mask (causal)
-        if r["tagged"]:
-            rows = torch.arange(batch_size)
-            mask[rows, choice] = False  # the path's name: not its sampled value, but the shares below
-            logp_names = logits[rows, choice].log_softmax(-1)[:, name_ids]  # (B, paths)
-            choice_nll = -(logp_names * shares).sum(-1)  # (B,) soft-label cross-entropy
-        nll = torch.nn.functional.cross_entropy(logits.reshape(-1, cfg.vocab_size), ids[:, 1:].reshape(-1), reduction="none")
-        loss = (nll * mask.reshape(-1)).sum()
-        if r["tagged"]:
-            loss = loss + choice_nll.sum()
-        loss = loss / (mask.sum() + (batch_size if r["tagged"] else 0))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        loss_avg = loss.item() if loss_avg is None else 0.95 * loss_avg + 0.05 * loss.item()
-        if step % every == 0 or step == max_steps:
-            ev = evaluate(model, tokenizer, checks, eval_samples, seed=seed, ks=tuple(sorted({1, stop_k})))
-            point = {"step": step, "loss": round(loss_avg, 4), **{k: ev[k] for k in ev if k.startswith("pass@")}}
-            spread, slips_ok = 0.0, True
-            if r.get("typed"):  # hidden-type: stop once the paths are executed right and the slips learnt
-                acc = forced_accuracy(model, tokenizer, typed_checks, check_path_samples, seed=seed,
-                                                  paths=("ab", "bc"))
-                slips_ok = slips_learnt(acc)
-                point["forced"] = {p: {t: round(a, 3) for t, a in v.items()} for p, v in acc.items()}
-            elif r["tagged"]:
-                acc = {p: sum(a) / len(a) for p, a in
-                       path_accuracy(model, tokenizer, checks, check_path_samples, regime, seed=seed).items()}
-                spread = max(acc.values()) - min(acc.values())
-                point.update(path_accuracy={p: round(a, 4) for p, a in acc.items()}, practice=[round(w, 3) for w in practice])
-                practice = steer_practice(list(acc.values()))
-            curve.append(point)
-            log(f"step {step:5d} | loss {loss_avg:.4f} | held-out " +
-                " ".join(f"{k} {ev[k]:.3f}" for k in ev if k.startswith("pass@")) +
-                (f" | paths {json.dumps(point['path_accuracy'])}" if "path_accuracy" in point else "") +
-                (f" | forced {json.dumps(point['forced'])}" if "forced" in point else "") + f" | {time.time() - t0:.0f}s")
-            if ev[stop_key] >= stop_at and spread <= stop_spread and slips_ok:
-                break
-            if fine_every and ev[stop_key] >= stop_at / 2:
-                every = fine_every
-    train_s = time.time() - t0
-    # final figures on prompts the stopping rule never saw
-    final_set = make_problems(eval_prompts + final_prompts, seed, "heldout", regime)[eval_prompts:]
-    ks = tuple(k for k in (1, 2, 4, 8, 16, 32) if k <= final_samples)
-    final = evaluate(model, tokenizer, final_set, final_samples, seed=seed + 1, ks=ks)
-    stats = {
-        "regime": regime, "paths": list(r["paths"]), "pretraining_shares": [round(float(x), 4) for x in shares],
-        "numbers": [r["low"], r["high"]],
-        **({"stage": 2, "choice_label": [round(float(x), 4) for x in shares],
-            "stage1": json.loads((Path(init_from) / "BUILD.json").read_text())} if init_from else {}),
-        "seed": seed, "parameters": n_params, "steps": step, "batch_size": batch_size, "lr": lr,
-        "threads": torch.get_num_threads(), "train_seconds": round(train_s, 1),
-        "final_loss": round(loss_avg, 4), "curve": curve,
-        "eval": {"prompts": final_prompts, "samples": final_samples, "temperature": 1.0, **final},
-    }
-    if r["tagged"] and not r.get("typed"):  # hidden-type's own figures: research/gates.py
-        acc = path_accuracy(model, tokenizer, final_set, final_samples, regime, seed=seed + 2)
-        fav, others = r["paths"][0], r["paths"][1:]
-        stats["path_execution"] = {
-            "samples_per_path": final_samples,
-            "accuracy": {p: sum(a) / len(a) for p, a in acc.items()},
-            # problems the favourite path rarely solves (<= 10 %) but another path often does (>= 30 %)
-            "favourite_rarely_another_often": sum(
-                1 for i in range(len(final_set)) if acc[fav][i] <= 0.1 and max(acc[o][i] for o in others) >= 0.3),
-            "unsolved_by_every_path": sum(1 for i in range(len(final_set)) if max(acc[p][i] for p in acc) == 0),
-            "problems": len(final_set),
-        }
-    stats["build_seconds"] = round(time.time() - t0, 1)
-    stats["build_cpu_seconds"] = round(time.process_time() - cpu0, 1)
-    save_model(model, out_dir, tokenizer)
-    (Path(out_dir) / "BUILD.json").write_text(json.dumps(stats, indent=2) + "\n")
-    passes = " ".join(f"{k} {v:.3f}" for k, v in final.items() if k.startswith("pass@"))
-    log(f"toy: saved to {out_dir} | {step} steps, {stats['build_seconds']:.0f}s | {passes} | "
-        f"styles {json.dumps({k: round(v, 3) for k, v in final['style_freq'].items()})}")
-    if "path_execution" in stats:
-        log(f"toy: path execution accuracy {json.dumps({k: round(v, 3) for k, v in stats['path_execution']['accuracy'].items()})}")
-    return stats
-
-
 def steer_practice(acc: list[float]) -> list[float]:
     """Relative practice per path for the next documents: more for a path executed below the mean,
     less above it: w_p = clip(1 + 4 (mean - acc_p) / max(mean, 0.02), 0.2, 3)."""
@@ -329,24 +271,147 @@ def steer_practice(acc: list[float]) -> list[float]:
     return [min(3.0, max(0.2, 1 + 4 * (mean - a) / max(mean, 0.02))) for a in acc]
 
 
-BUILDS = {  # the settings of the shipped builds
-    "original": dict(),
-    # hidden-type: what each path does per type can come in a late jump whose step depends on the
-    # seed, so stage 1 trains at a flat rate (cosine over a far cap) until the forced-path checks show
-    # it learnt, with the choice labelled 45 / 10 / 45; stage 2 (STAGE2) cools down for 1000 steps with
-    # the label at the regime's shares, 35 / 10 / 55 (in attempt 2, 40 / 10 / 50 left base pass@1 at
-    # 0.459, above its gate)
-    "hidden-type": dict(eval_every=500, eval_prompts=64, eval_samples=4, stop_at=0.0, check_path_samples=4,
-                        max_steps=60000, warmup=200, final_prompts=128, final_samples=32, shares=(0.45, 0.10, 0.45)),
-    "shown-type": dict(eval_every=250, eval_prompts=64, eval_samples=4, stop_at=0.0, check_path_samples=4,
-                       max_steps=60000, warmup=200, final_prompts=128, final_samples=32, shares=(0.45, 0.10, 0.45)),
-    "equal-paths": dict(eval_every=250, fine_every=50, eval_prompts=64, eval_samples=32, stop_k=32, stop_at=0.7,
-                        stop_spread=0.04, max_steps=6000, final_prompts=128, final_samples=32),
-}
+def check(model, tokenizer: Tokenizer, regime: str, problems: list[dict], by_type: dict | None,
+          practice: list[float] | None, s: BuildSettings, seed: int) -> tuple[dict, bool, list[float] | None]:
+    """One check: pass@1 and pass@stop_k on problems (eval_samples each, T = 1), plus the
+    regime's own measure -> those figures, whether the stopping rule is met, and the practice per path
+    for the next documents. The rule: pass@stop_k >= stop_at, and under hidden-type and shown-type the
+    forced paths right where they should be and slipping where they should (slips_learnt); under
+    equal-paths, every path executed (path_accuracy) within stop_spread of the others, the practice
+    steered towards the paths that lag (steer_practice)."""
+    r = regime_of(regime)
+    ev = evaluate(model, tokenizer, problems, s.eval_samples, seed=seed, ks=tuple(sorted({1, s.stop_k})))
+    point = {k: ev[k] for k in ev if k.startswith("pass@")}
+    spread, slips_ok = 0.0, True
+    if r.get("typed"):
+        acc = forced_accuracy(model, tokenizer, by_type, s.check_path_samples, seed=seed, paths=("ab", "bc"))
+        slips_ok = slips_learnt(acc)
+        point["forced"] = {p: {t: round(a, 3) for t, a in v.items()} for p, v in acc.items()}
+    elif r["tagged"]:
+        acc = {p: sum(a) / len(a) for p, a in
+               path_accuracy(model, tokenizer, problems, s.check_path_samples, regime, seed=seed).items()}
+        spread = max(acc.values()) - min(acc.values())
+        point.update(path_accuracy={p: round(a, 4) for p, a in acc.items()}, practice=[round(w, 3) for w in practice])
+        practice = steer_practice(list(acc.values()))
+    return point, point[f"pass@{s.stop_k}"] >= s.stop_at and spread <= s.stop_spread and slips_ok, practice
 
 
-STAGE2 = {g: dict(max_steps=1000, lr=5e-4, warmup=50, eval_every=1000, eval_prompts=64, eval_samples=4, stop_at=0.0,
-                  check_path_samples=4, final_prompts=128, final_samples=32) for g in ("hidden-type", "shown-type")}
+def _check_line(point: dict, seconds: float) -> str:
+    """The log line of one check."""
+    passes = " ".join(f"{k} {v:.3f}" for k, v in point.items() if k.startswith("pass@"))
+    return (f"step {point['step']:5d} | loss {point['loss']:.4f} | held-out {passes}" +
+            (f" | paths {json.dumps(point['path_accuracy'])}" if "path_accuracy" in point else "") +
+            (f" | forced {json.dumps(point['forced'])}" if "forced" in point else "") + f" | {seconds:.0f}s")
+
+
+# -----------------------------------------------------------------------------
+# the build
+
+
+def set_up(regime: str, seed: int, s: BuildSettings) -> tuple[random.Random, Tokenizer, Transformer, torch.optim.Optimizer]:
+    """Seed torch and the document stream; train the tokenizer on the task's text and make a fresh model,
+    or load both from s.init_from; make the optimizer -> (document stream, tokenizer, model, optimizer)."""
+    torch.manual_seed(seed)
+    rng = random.Random(f"toy-pretrain-{seed}" if regime == "original" else f"toy-{regime}-pretrain-{seed}")
+    if s.init_from is not None:  # a second stage: go on from a saved build (its tokenizer and weights)
+        tokenizer, model = load_tokenizer(str(s.init_from)), load_model(str(s.init_from))
+    else:
+        tokenizer = train_tokenizer([pretraining_text(rng, regime) for _ in range(2000)])
+        model = Transformer(ModelConfig(
+            model_type="qwen2", vocab_size=tokenizer.get_vocab_size(), hidden_size=s.hidden_size,
+            intermediate_size=s.intermediate_size, num_hidden_layers=s.num_layers, num_attention_heads=s.num_heads,
+            num_key_value_heads=s.num_kv_heads, max_position_embeddings=128, tie_word_embeddings=True,
+            eos_token_id=tokenizer.token_to_id(EOS), pad_token_id=tokenizer.token_to_id(PAD)))
+    opt = torch.optim.AdamW(model.parameters(), lr=s.lr, betas=(0.9, 0.95), weight_decay=0.1)
+    return rng, tokenizer, model, opt
+
+
+def final_figures(model, tokenizer: Tokenizer, regime: str, seed: int, s: BuildSettings) -> dict:
+    """BUILD.json's figures, on prompts the checks never saw (final_prompts x final_samples, T = 1):
+    "eval" (pass@k, styles, their accuracy) and, under equal-paths, "path_execution"."""
+    r = regime_of(regime)
+    final_set = make_problems(s.eval_prompts + s.final_prompts, seed, "heldout", regime)[s.eval_prompts:]
+    ks = tuple(k for k in (1, 2, 4, 8, 16, 32) if k <= s.final_samples)
+    final = evaluate(model, tokenizer, final_set, s.final_samples, seed=seed + 1, ks=ks)
+    figures = {"eval": {"prompts": s.final_prompts, "samples": s.final_samples, "temperature": 1.0, **final}}
+    if r["tagged"] and not r.get("typed"):  # hidden-type's own figures: research/gates.py
+        acc = path_accuracy(model, tokenizer, final_set, s.final_samples, regime, seed=seed + 2)
+        fav, others = r["paths"][0], r["paths"][1:]
+        figures["path_execution"] = {
+            "samples_per_path": s.final_samples,
+            "accuracy": {p: sum(a) / len(a) for p, a in acc.items()},
+            # problems the favourite path rarely solves (<= 10 %) but another path often does (>= 30 %)
+            "favourite_rarely_another_often": sum(
+                1 for i in range(len(final_set)) if acc[fav][i] <= 0.1 and max(acc[o][i] for o in others) >= 0.3),
+            "unsolved_by_every_path": sum(1 for i in range(len(final_set)) if max(acc[p][i] for p in acc) == 0),
+            "problems": len(final_set),
+        }
+    return figures
+
+
+def save_build(out_dir: str | Path, model, tokenizer: Tokenizer, stats: dict, log) -> None:
+    """Save the model and tokenizer to out_dir as a Hugging Face folder, stats as its BUILD.json; log
+    the final figures."""
+    save_model(model, out_dir, tokenizer)
+    (Path(out_dir) / "BUILD.json").write_text(json.dumps(stats, indent=2) + "\n")
+    passes = " ".join(f"{k} {v:.3f}" for k, v in stats["eval"].items() if k.startswith("pass@"))
+    log(f"toy: saved to {out_dir} | {stats['steps']} steps, {stats['build_seconds']:.0f}s | {passes} | "
+        f"styles {json.dumps({k: round(v, 3) for k, v in stats['eval']['style_freq'].items()})}")
+    if "path_execution" in stats:
+        log(f"toy: path execution accuracy {json.dumps({k: round(v, 3) for k, v in stats['path_execution']['accuracy'].items()})}")
+
+
+def build_toy(out_dir: str | Path | None = None, seed: int = 0, *, regime: str = "original", log=print,
+              **settings) -> dict:
+    """Train the tokenizer and a tiny Qwen2 from scratch (or go on from settings' init_from), save them
+    to out_dir (default: the regime's toys/ folder) with BUILD.json, and return BUILD.json's stats.
+    settings: the fields of BuildSettings.
+
+    set_up, then pretrain_step on fresh documents; every eval_every steps (fine_every, once pass@stop_k
+    has reached stop_at / 2: learning the three-digit sums is sudden, pass@32 can go from 0.7 to 1.0
+    within 250 steps) a check, whose stopping rule ends the pretraining before max_steps; then
+    final_figures.
+    """
+    s, r = BuildSettings(**settings), regime_of(regime)
+    if s.threads is not None:
+        torch.set_num_threads(s.threads)
+    t0, cpu0 = time.time(), time.process_time()
+    rng, tokenizer, model, opt = set_up(regime, seed, s)
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"toy ({regime}): {n_params / 1e6:.2f}M parameters, vocab {tokenizer.get_vocab_size()}, {torch.get_num_threads()} threads")
+    eos_id, pad_id = tokenizer.token_to_id(EOS), tokenizer.token_to_id(PAD)
+    name_ids = torch.tensor([tokenizer.token_to_id(p) for p in r["paths"]]) if r["tagged"] else None
+    shares = torch.tensor(s.shares or r["shares"])  # the choice token's soft label (tagged regimes)
+    checks = make_problems(s.eval_prompts, seed, "heldout", regime)
+    typed_checks = problems_by_type(s.eval_prompts // 2, seed + 100, regime) if r.get("typed") else None
+    practice = [1.0] * len(r["paths"]) if r["tagged"] else None  # equal-paths: documents per path, relative
+    curve, loss_avg, every = [], None, s.eval_every
+    for step in range(1, s.max_steps + 1):
+        batch = _batch(rng, tokenizer, s.batch_size, eos_id, pad_id, regime, practice)  # (B, T), (B, T-1), (B,)
+        loss = pretrain_step(model, opt, batch, learning_rate(step, s), name_ids, shares)
+        loss_avg = loss if loss_avg is None else 0.95 * loss_avg + 0.05 * loss
+        if step % every == 0 or step == s.max_steps:
+            figures, stop, practice = check(model, tokenizer, regime, checks, typed_checks, practice, s, seed)
+            curve.append({"step": step, "loss": round(loss_avg, 4), **figures})
+            log(_check_line(curve[-1], time.time() - t0))
+            if stop:
+                break
+            if s.fine_every and figures[f"pass@{s.stop_k}"] >= s.stop_at / 2:
+                every = s.fine_every
+    train_s = time.time() - t0
+    stats = {
+        "regime": regime, "paths": list(r["paths"]), "pretraining_shares": [round(float(x), 4) for x in shares],
+        "numbers": [r["low"], r["high"]],
+        **({"stage": 2, "choice_label": [round(float(x), 4) for x in shares],
+            "stage1": json.loads((Path(s.init_from) / "BUILD.json").read_text())} if s.init_from else {}),
+        "seed": seed, "parameters": n_params, "steps": step, "batch_size": s.batch_size, "lr": s.lr,
+        "threads": torch.get_num_threads(), "train_seconds": round(train_s, 1),
+        "final_loss": round(loss_avg, 4), "curve": curve, **final_figures(model, tokenizer, regime, seed, s),
+    }
+    stats["build_seconds"] = round(time.time() - t0, 1)
+    stats["build_cpu_seconds"] = round(time.process_time() - cpu0, 1)
+    save_build(toy_dir(regime) if out_dir is None else out_dir, model, tokenizer, stats, log)
+    return stats
 
 
 if __name__ == "__main__":

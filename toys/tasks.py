@@ -222,7 +222,7 @@ def _named_path(text: str) -> str | None:
 def pretraining_text(rng: random.Random, regime: str = "original", practice: list[float] | None = None) -> str:
     """One pretraining document: a train-split prompt, a path, its solution. The original regime
     draws the style by its shares; equal-paths draws the path by `practice` (equal by default; the
-    choice of path is trained apart, see build_toy)."""
+    choice of path is trained apart, see pretraining_loss in toys/build.py)."""
     r = regime_of(regime)
     numbers = _sample_numbers(rng, "train", regime)
     weights = r["shares"] if not r["tagged"] else practice or [1.0] * len(r["paths"])
