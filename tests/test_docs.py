@@ -14,7 +14,8 @@ PENDING: set[str] = set()  # files exempt from the citation checks while they ar
 
 def tracked_text_files() -> list[Path]:
     try:
-        out = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],  # new files too
+                             cwd=ROOT, capture_output=True, text=True, check=True).stdout
         names = out.split()
     except (OSError, subprocess.CalledProcessError):  # not a git checkout (an unpacked archive)
         names = [str(p.relative_to(ROOT)) for p in ROOT.rglob("*") if p.is_file()]
@@ -66,10 +67,12 @@ def test_cited_definitions_and_claims_exist_in_method_md(kind):
 
 
 def test_the_readme_flag_table_is_config_engine_names():
+    """integrations/README.md's table of train.py's flags under TRL's and verl's names."""
     import config
 
-    text = (ROOT / "README.md").read_text()
-    rows = [line for line in text.split("### Flag names in TRL and verl")[1].splitlines() if line.startswith("| `--")]
+    text = (ROOT / "integrations" / "README.md").read_text()
+    section = text.split("\n## Flag names in TRL and verl\n")[1].split("\n## ")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `--")]
     table = {}
     for line in rows:
         cells = [c.strip().strip("`") for c in line.strip("|").split("|")]
