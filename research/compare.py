@@ -1,7 +1,8 @@
 """GRPO vs ARM and ARM's parts, side by side on the toy regimes, over seeds (METHOD.md's claims).
 
-    python -m research.compare --workers 2              # original and equal-paths x 6 methods x 12 seeds
+    python -m research.compare --workers 2              # original and equal-paths x 6 methods x 12 seeds -> runs/compare-<time>/
     python -m research.compare --regime hidden-type     # the third: 8 methods x 12 seeds (shown-type: GRPO, the control)
+    python -m research.compare --regime hidden-type --out research/results   # ... and store it (replaces the stored one)
     python -m research.compare --quick                  # a first look: 1 seed, short runs
     python -m research.compare --regime equal-paths --method arm --seed 3    # rerun one cell, beside the stored one
     python -m research.compare --regime original --method grpo,arm --seeds 3 --out runs/cmp  # any subset
@@ -34,11 +35,15 @@ row "pass@n − pass@1" is how much a policy gains from more samples: its paired
 is positive when a method's gain over GRPO grows with k (METHOD.md claim 2).
 
 The statistics, the claims, the tables and the figure are in research/report.py.
-Outputs: <out>/<regime>/results.json (every number, per-run values, the exact settings) and
-<out>/<regime>/compare.png (when matplotlib is importable: pip install -r requirements-plot.txt),
-and markdown tables on stdout. Run folders go to --runs (default runs/compare-<time>/).
-With --seed (one seed), nothing is written to <out>: the cells are printed beside the stored ones.
-An interrupted comparison continues with --runs <its run folder> --reuse: finished runs are read back.
+Outputs, per regime: results.json (every number, per-run values, the exact settings), the tables as
+printed, in markdown (report.TABLES_MD; rewritten with results.json, so the two agree), compare.png
+(when matplotlib is importable: pip install -r requirements-plot.txt), and the tables on stdout. They
+go to a fresh folder, runs/compare-<time>/<regime>/, beside that comparison's run folders (--out DIR:
+DIR/<regime>/; --runs DIR: the run folders, and the results unless --out, in DIR). The stored results,
+research/results/, are written only when --out names them, and never replaced by fewer seeds, methods
+or steps without --overwrite. With --seed (one seed), only the run folder is written: the cells are
+printed beside the stored ones, which are only read. An interrupted comparison continues with
+--runs <its folder> --reuse: finished runs are read back.
 """
 from __future__ import annotations
 
@@ -57,10 +62,11 @@ from pathlib import Path
 import torch
 
 import train
+from checkpoint import CheckpointError
 from config import Config, ConfigError, build_parser, make_config, read_json_object, resolve_device
 from data import DataError, chat_eos_ids, load_problems
 from hf import ModelLoadError, load_model, load_tokenizer
-from research.report import CURVES, beside_stored, paired_diff, recompute, report, summarize
+from research.report import CURVES, TABLES_MD, beside_stored, paired_diff, recompute, report, summarize
 from toys.tasks import REGIMES as TOY_REGIMES
 from toys.tasks import toy_dir
 
@@ -103,6 +109,20 @@ PLANS = {"original": (DEFAULT_METHODS, {}), "equal-paths": (DEFAULT_METHODS, {})
 DEFAULT_REGIMES = ("original", "equal-paths")  # the two stored 6-method comparisons; --regime hidden-type for the third
 FIXED = ("algo", "alpha", "seed", "out", "resume", "eval_before", "config", "toy", "shift_rows", "shift_center",
          "rank_penalty")
+STORED = Path("research/results")  # the stored comparisons: read by --seed, written only when --out names them
+WRITES = f"""what it writes (nothing under research/results/ unless --out names it):
+  a comparison  a fresh folder runs/compare-<time>/ (--quick: runs/compare-quick-<time>/):
+                each run's folder <regime>/<method>-seed<N>/ and, at the end, <regime>/results.json,
+                {TABLES_MD} and compare.png beside them. --runs DIR: the run folders, and the
+                results unless --out, in DIR; --out DIR: the results in DIR/<regime>/.
+  storing it    --out research/results. A results.json there (or in any --out) is not replaced
+                by one with fewer seeds, methods, steps, held-out prompts or samples: refused in
+                one line before any run, unless --overwrite. {TABLES_MD} is rewritten with it.
+  --seed N      only the run folder (a fresh runs/compare-<time>/, or --runs); the cells are
+                printed beside research/results/<regime>/results.json (or --out's), only read.
+  --plot FILE   compare.png redrawn beside FILE; the tables on stdout.
+
+Any other train.py flag (e.g. --lr, --low-frac, --model) is passed on to every run."""
 
 
 class CompareError(ValueError):
@@ -117,7 +137,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]
     """compare.py's own flags, plus train.py flags (passed on to every run) -> (args, run values per
     regime). args.methods is a dict: regime -> its methods."""
     ap = argparse.ArgumentParser(prog="python -m research.compare", description=__doc__.split("\n")[0], allow_abbrev=False,
-                                 epilog="Any other train.py flag (e.g. --lr, --low-frac, --model) is passed on to every run.")
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=WRITES)
     ap.add_argument("--regime", default=",".join(DEFAULT_REGIMES),
                     help=f"comma-separated toy regimes among {', '.join(REGIMES)} (default {','.join(DEFAULT_REGIMES)})")
     ap.add_argument("--method", default="",
@@ -129,9 +149,15 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]
     ap.add_argument("--alphas", default="", help="comma-separated extra alphas for the paper's form, as methods arm@A "
                                                  "(default none)")
     ap.add_argument("--quick", action="store_true", help=f"a first look: {QUICK}, 1 seed, unless given")
-    ap.add_argument("--out", default=None, help="folder for <regime>/results.json and compare.png "
-                                                "(default research/results, or runs/compare-quick with --quick)")
-    ap.add_argument("--runs", default="", help="folder for the run folders (default runs/compare-<time>)")
+    ap.add_argument("--out", default="", help=f"folder for <regime>/results.json, {TABLES_MD} and compare.png (default: "
+                                              "the fresh runs/compare-<time>/ that holds the run folders); "
+                                              "--out research/results stores them. With --seed: the results to "
+                                              "print beside (default research/results), only read")
+    ap.add_argument("--runs", default="", help="folder for the run folders, <regime>/<method>-seed<N>/ (default: a "
+                                               "fresh runs/compare-<time>/)")
+    ap.add_argument("--overwrite", action="store_true", help="replace a results.json in --out that holds more seeds, "
+                                                             "methods, steps, held-out prompts or samples than this "
+                                                             "comparison (refused without it)")
     ap.add_argument("--reuse", action="store_true", help="with --runs: read runs that are already there and "
                                                           "finished (same config) instead of training them again")
     ap.add_argument("--workers", type=int, default=1, help="runs in parallel processes (1 thread each)")
@@ -163,7 +189,6 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, dict]
         raise CompareError(f"--workers: need at least 1, got {args.workers}")
     if not (math.isfinite(args.alpha) and args.alpha > 0):
         raise CompareError(f"--alpha: ARM needs a finite alpha > 0, got {args.alpha}")
-    args.out = args.out or ("runs/compare-quick" if args.quick else "research/results")
     values = {g: {**RUN, **PLANS[g][1], **(QUICK if args.quick else {}), **given} for g in args.regimes}
     if any(v.get("eval_prompts", 1) < 1 for v in values.values()):
         raise CompareError("--eval-prompts: the comparison needs held-out prompts (>= 1)")
@@ -242,6 +267,60 @@ def plan_runs(args: argparse.Namespace, values: dict, runs_dir: Path) -> list[di
                 make_config(v)  # raises ConfigError naming the key
                 specs.append({"regime": regime, "method": method, "alpha": v.get("alpha", 0.0), "seed": seed, "values": v})
     return specs
+
+
+# ----------------------------------------------------------------------------------------------
+# where it writes: a fresh folder by default; never over more results, never into another comparison's runs
+
+
+def fresh_folder(name: str) -> Path:
+    """runs/<name>-<time>/, made here: mkdir fails if the folder exists, and then the next name is
+    tried (-2, -3, ...), so two comparisons started in the same second get two folders."""
+    base = Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, i = base, 1
+    while True:
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            i += 1
+            path = Path(f"{base}-{i}")
+
+
+def check_replace(out: Path, args: argparse.Namespace, values: dict) -> None:
+    """Refuse, in one line, to replace a results.json in `out` with one that holds fewer seeds, methods,
+    steps, held-out prompts or samples per prompt (unless --overwrite)."""
+    for regime in [] if args.overwrite else args.regimes:
+        path = out / regime / "results.json"
+        if not path.is_file():
+            continue
+        try:
+            old = json.loads(path.read_text())
+            steps, prompts, n = (old["settings"][k] for k in ("steps", "eval_prompts", "eval_n"))
+            seeds, methods = old["seeds"], [m for m in old["methods"] if m != "base"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise CompareError(f"{path}: exists but is not a compare.py results.json; add --overwrite to replace it, "
+                               "or give another --out") from None
+        v, mine = values[regime], args.methods[regime]
+        lost = [f"{len(seeds)} seeds -> {len(args.seed_list)}"] if set(seeds) - set(args.seed_list) else []
+        missing = [m for m in methods if m not in mine]
+        lost += [f"{len(methods)} methods -> {len(mine)} (without {', '.join(missing)})"] if missing else []
+        lost += [f"{a} {what} -> {b}" for a, b, what in ((steps, v["steps"], "steps"),
+                                                         (prompts, v["eval_prompts"], "held-out prompts"),
+                                                         (n, v["eval_n"], "samples per prompt")) if b < a]
+        if lost:
+            raise CompareError(f"{path} holds more than this comparison would write ({', '.join(lost)}): "
+                               "add --overwrite to replace it, or give another --out")
+
+
+def check_runs_free(specs: list[dict], runs: str) -> None:
+    """Refuse, in one line and before any run, a --runs folder that already holds one of these runs."""
+    held = [s["values"]["out"] for s in specs if Path(s["values"]["out"]).exists()
+            and (not Path(s["values"]["out"]).is_dir() or any(Path(s["values"]["out"]).iterdir()))]
+    if held:
+        more = f" and {len(held) - 1} more" if len(held) > 1 else ""
+        raise CompareError(f"--runs {runs}: already holds {held[0]}{more}: continue with --reuse (finished runs "
+                           "are read back), or give another --runs")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -381,6 +460,7 @@ def collect(regime: str, base: dict, runs: list[dict], args: argparse.Namespace,
 def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     command = "python -m research.compare" + "".join(f" {a}" for a in (sys.argv[1:] if argv is None else argv))
+    made = None  # the fresh folder this comparison made, if any
     try:
         args, values = parse_args(argv)
         if args.plot:
@@ -389,17 +469,27 @@ def main(argv: list[str] | None = None) -> int:
                 raise CompareError(f"--plot: {args.plot}: not a compare.py results.json (no 'methods' / 'regime')")
             report(recompute(res), Path(args.plot).parent)
             return 0
-        runs_dir = Path(args.runs) if args.runs else Path("runs") / time.strftime("compare-%Y%m%d-%H%M%S")
+        specs = plan_runs(args, values, Path(args.runs or "runs"))  # every run's settings checked, nothing made yet
+        if args.seed is None and (args.out or args.runs):
+            check_replace(Path(args.out or args.runs), args, values)
+        if args.runs and not args.reuse:
+            check_runs_free(specs, args.runs)
+        runs_dir = Path(args.runs) if args.runs else fresh_folder("compare-quick" if args.quick else "compare")
+        made = None if args.runs else runs_dir
+        out = Path(args.out or runs_dir) if args.seed is None else Path(args.out or STORED)  # --seed: only read
         specs = plan_runs(args, values, runs_dir)
         print(f"{len(specs)} runs (" + ", ".join(f"{g}: {len(args.methods[g])} methods x {values[g]['steps']} steps"
                                                  for g in args.regimes) +
-              f"; {len(args.seed_list)} seeds); run folders in {runs_dir}/")
+              f"; {len(args.seed_list)} seeds); run folders in {runs_dir}/" +
+              (f"; results to {out}/<regime>/" if args.seed is None else ""))
         bases = {} if args.seed is not None else {g: evaluate_base(values[g], g) for g in args.regimes}
         for g, b in bases.items():
             print(f"base {g}: pass@1 {b['final']['pass@k']['1']:.3f}, entropy {b['final']['entropy']:.3f} "
                   f"({b['wall_s']:.0f} s to evaluate)")
         runs = run_all(specs, args.workers, reuse=args.reuse)
-    except (CompareError, ConfigError, DataError, ModelLoadError) as e:
+    except (CompareError, ConfigError, DataError, ModelLoadError, CheckpointError) as e:
+        if made is not None and not any(made.iterdir()):
+            made.rmdir()  # a run that failed before its first run folder leaves nothing behind
         print(f"compare.py: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -407,17 +497,17 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     if args.seed is not None:
         print()
-        print(beside_stored(runs, Path(args.out)))
+        print(beside_stored(runs, out))
         return 0
     for regime in args.regimes:
         res = collect(regime, bases[regime], [r for r in runs if r["regime"] == regime], args, values,
                       time.time() - t0, command)
-        out = Path(args.out) / regime
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = out / "results.json.tmp"
+        folder = out / regime
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / "results.json.tmp"
         tmp.write_text(json.dumps(res, indent=1) + "\n")
-        os.replace(tmp, out / "results.json")
-        report(res, out)
+        os.replace(tmp, folder / "results.json")
+        report(res, folder, tables=True)  # the tables beside it, rewritten with it
     return 0
 
 

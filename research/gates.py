@@ -1,8 +1,10 @@
 """The hidden-type toy's gates and probes: does a build (and a GRPO pilot) have the properties the
 comparison needs? The task itself is toys/hidden_type.py; the build, toys/build.py.
 
-    python -m research.gates                      # measure the gates of toys/hidden-type/ -> its BUILD.json
+    python -m research.gates                      # measure the gates of toys/hidden-type/ -> runs/gates-hidden-type-<time>/
+    python -m research.gates --write-build-json   # ... and store them in toys/hidden-type/BUILD.json
     python -m research.gates --toy shown-type     # the same for the control (type written in the prompt)
+    python -m research.gates --toy hidden-type --model runs/build-hidden-type-<time>   # a rebuild's gates
     python -m research.gates --pilot runs/pilot/hidden-type/results.json   # a GRPO pilot's gates, per seed and step
 
 The gates (`gates`, stored in BUILD.json): accuracy with the path forced per path x type at T = 1
@@ -24,7 +26,8 @@ import torch
 import train
 from config import make_config
 from data import chat_eos_ids, load_problems
-from hf import load_model, load_tokenizer
+from hf import ModelLoadError, load_model, load_tokenizer
+from research.compare import fresh_folder
 from toys.build import evaluate as toy_evaluate
 from toys.build import forced_accuracy
 from toys.hidden_type import TYPES, VALID, type_of
@@ -219,18 +222,49 @@ def pilot_report(results_json: str | Path) -> dict:
     return out
 
 
-if __name__ == "__main__":
-    ap = argparse.ArgumentParser(prog="python -m research.gates", description="Measure a hidden-type build's gates and store them in its BUILD.json.")
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m research.gates", description="Measure a hidden-type build's gates and "
+                                 "probes. Writes them to a fresh runs/gates-<toy>-<time>/gates.json; only "
+                                 "--write-build-json stores them in the build's BUILD.json (the shipped toys/<toy>/ "
+                                 "unless --model). --pilot writes nothing.")
     ap.add_argument("--toy", default="hidden-type", choices=["hidden-type", "shown-type"])
-    ap.add_argument("--pilot", metavar="RESULTS_JSON", help="instead: the GRPO pilot's gates from a compare.py results.json")
-    a = ap.parse_args()
+    ap.add_argument("--model", metavar="FOLDER", help="the build to measure (default the shipped toys/<toy>/), e.g. a "
+                                                      "rebuild in runs/build-<toy>-<time>/")
+    ap.add_argument("--write-build-json", action="store_true", help="store the gates in the build's BUILD.json "
+                                                                    "(its \"gates\", replaced), not in runs/")
+    ap.add_argument("--pilot", metavar="RESULTS_JSON", help="instead: the GRPO pilot's gates from a compare.py "
+                                                            "results.json, printed")
+    a = ap.parse_args(argv)
     if a.pilot:
         print(json.dumps(pilot_report(a.pilot), indent=1))
-        sys.exit(0)
-    res = gates(a.toy)
-    path = toy_dir(a.toy) / "BUILD.json"
-    build = json.loads(path.read_text())
-    build["gates"] = res
-    path.write_text(json.dumps(build, indent=2) + "\n")
-    print(f"written to {path}")
-    sys.exit(0)
+        return 0
+    folder = Path(a.model) if a.model else toy_dir(a.toy)
+    build_json = folder / "BUILD.json"
+    if a.write_build_json:  # checked before the minutes of measuring
+        try:
+            build = json.loads(build_json.read_text())
+            if not isinstance(build, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as e:
+            print(f"gates.py: error: --write-build-json: {build_json}: cannot read it ({e})", file=sys.stderr)
+            return 2
+    try:
+        res = gates(a.toy, folder=folder)
+    except ModelLoadError as e:
+        print(f"gates.py: error: {e}", file=sys.stderr)
+        return 2
+    if a.write_build_json:
+        build["gates"] = res
+        tmp = build_json.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(build, indent=2) + "\n")
+        tmp.replace(build_json)
+        print(f"written to {build_json} (its \"gates\")")
+    else:
+        path = fresh_folder(f"gates-{a.toy}") / "gates.json"
+        path.write_text(json.dumps(res, indent=2) + "\n")
+        print(f"written to {path} ({build_json} unchanged: --write-build-json stores them there)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

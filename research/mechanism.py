@@ -4,7 +4,10 @@ the hidden-type comparison):
 
     python -m research.mechanism --push                          # each method's push on the path choice, shipped model
     python -m research.mechanism --push RUN/checkpoints/step_000050/policy ... --prompts 512   # on trained policies
-    python -m research.mechanism --by-step RESULTS_JSON --steps 100,200,300,400   # a compare.py run evaluated every 100
+    python -m research.mechanism --by-step RESULTS_JSON --steps 100,200,300,400   # a compare.py run evaluated every 100: a table
+    python -m research.mechanism --by-step RESULTS_JSON --steps 100,200,300,400 --json   # the same numbers as JSON
+
+It writes nothing, except the --push figures to --out FILE (an existing FILE only with --overwrite).
 
 `advantage_push` draws training-step groups from one policy and computes every comparison method's
 advantages on the *same* samples; `choice_push` turns them into the gradient each method puts on the
@@ -167,23 +170,69 @@ def by_step_report(results_json: str | Path, steps: list[int], key: str = "pass@
     return out
 
 
-if __name__ == "__main__":
-    ap = argparse.ArgumentParser(prog="python -m research.mechanism", description="What the methods do on the hidden-type toy: pushes on the path choice, "
-                                             "and a compare.py run step by step.")
+def format_by_step(rep: dict) -> str:
+    """by_step_report as a markdown table: per method and step, the mean ± SD over seeds; per method
+    minus GRPO, the paired mean [95 % interval]; and the change from the first to the last step,
+    paired within each run (the gap to GRPO's, for method − GRPO)."""
+    steps, first, last = rep["steps"], rep["steps"][0], rep["steps"][-1]
+    some = next(iter(rep["means"].values()))[last]
+    key, r_key = next(iter(some)), next((k for k in some if k.endswith("|R")), None)
+    sd = lambda s, scale=1: report.fmt(s and {k: v * scale if k in ("mean", "std") and v is not None else v
+                                              for k, v in s.items()}, 1 if scale == 100 else 3)
+    ci = lambda s, scale=1: report.fmt(s and {k: v * scale if k in ("mean", "ci95") and v is not None else v
+                                              for k, v in s.items()}, 1 if scale == 100 else 3, sign=True, spread="ci95")
+    quantities = [(key, key, 1), ("pass@1", "pass@1", 1)] + \
+        ([(r_key, f"{r_key.split('|')[0]}, R problems", 1)] if r_key else []) + \
+        [("bc_share", "`bc`'s share of samples, %", 100)]
+    lines = ["| method | quantity | " + " | ".join(f"step {s}" for s in steps) +
+             f" | step {last} − step {first}, paired |", "|---" * (len(steps) + 3) + "|"]
+    for m, by_step in rep["means"].items():
+        for k, label, scale in quantities:
+            change = ci(rep["change"][m][k], scale) if k in rep["change"].get(m, {}) else ""
+            lines.append(f"| {m} | {label} | " + " | ".join(sd(by_step[s][k], scale) for s in steps) + f" | {change} |")
+    for m, by_step in rep["minus_grpo"].items():
+        for k in (key, "pass@1"):
+            change = ci(rep["change"][m]["gap_vs_grpo"]) if k == key else ""
+            lines.append(f"| {m} − grpo | {k} | " + " | ".join(ci(by_step[s][k]) for s in steps) + f" | {change} |")
+    n = some[key]["n"]
+    return "\n".join(lines) + (f"\n(mean ± SD over {n} seeds; method − grpo: paired by seed, mean [95 % interval]; "
+                               f"the last column: step {last} minus step {first} within each run, mean [95 % interval])")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m research.mechanism", description="What the methods do on the hidden-type "
+                                 "toy: pushes on the path choice, and a compare.py run step by step. Writes nothing "
+                                 "unless --out FILE (the --push figures as JSON; an existing file only with --overwrite).")
     ap.add_argument("--toy", default="hidden-type", choices=["hidden-type", "shown-type"])
     ap.add_argument("--push", nargs="*", metavar="POLICY", help="each comparison method's push on the path choice "
                     "(advantage_push), measured on the shipped model or on these policy folders")
     ap.add_argument("--prompts", type=int, default=1024, help="--push: training prompts per policy (default 1024)")
-    ap.add_argument("--out", help="--push: also write the JSON here")
+    ap.add_argument("--out", metavar="FILE", help="--push: also write the JSON to FILE (refused if FILE exists, "
+                    "unless --overwrite)")
+    ap.add_argument("--overwrite", action="store_true", help="--out: replace FILE if it exists")
     ap.add_argument("--by-step", metavar="RESULTS_JSON", help="a compare.py run evaluated every few steps "
-                    "(--eval-every): per method and step, and the change between the first and last of --steps")
+                    "(--eval-every): a table per method and step, and the change between the first and last of --steps")
     ap.add_argument("--steps", default="200,400", help="--by-step: the steps to read (default 200,400)")
-    a = ap.parse_args()
+    ap.add_argument("--json", action="store_true", help="--by-step: print by_step_report's JSON instead of the table")
+    a = ap.parse_args(argv)
     if a.push is None and not a.by_step:
         ap.error("give --push [POLICY ...] or --by-step RESULTS_JSON")
     if a.by_step:
-        print(json.dumps(by_step_report(a.by_step, [int(x) for x in a.steps.split(",")]), indent=1))
-        sys.exit(0)
+        try:
+            steps = [int(x) for x in a.steps.split(",")]
+        except ValueError:
+            ap.error(f"--steps: comma-separated step numbers, got {a.steps!r}")
+        try:
+            rep = by_step_report(a.by_step, steps)
+        except (OSError, ValueError, KeyError) as e:
+            print(f"mechanism.py: error: --by-step {a.by_step}: {e}", file=sys.stderr)
+            return 2
+        print(json.dumps(rep, indent=1) if a.json else format_by_step(rep))
+        return 0
+    if a.out and Path(a.out).exists() and not a.overwrite:
+        print(f"mechanism.py: error: --out {a.out}: already exists; add --overwrite to replace it, or give another "
+              "--out", file=sys.stderr)
+        return 2
     res = [advantage_push(regime=a.toy, folder=f, prompts=a.prompts) for f in (a.push or [None])]
     for r in res:
         print(f"{r['folder']}: push on the choice logits ({r['prompts']} prompts x {r['group_size']}), "
@@ -196,4 +245,8 @@ if __name__ == "__main__":
     if a.out:
         Path(a.out).write_text(json.dumps(res, indent=1) + "\n")
         print(f"written to {a.out}")
-    sys.exit(0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -15,6 +15,8 @@ import arm
 
 SCALARS = ("accuracy", "entropy", "distinct_correct", "conf_o_std_correct", "response_len")
 CURVES = ("entropy", "accuracy")  # per training step, from metrics.jsonl
+TABLES_MD = "tables" + ".md"  # the printed tables, beside results.json (in two parts: tests/test_docs.py reads
+#                               every name ending in .md as a citation of a file in the repository)
 T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
 
@@ -370,14 +372,22 @@ def plot(res: dict, path: Path) -> bool:
     return True
 
 
-def report(res: dict, out: Path) -> None:
-    """Print the tables and draw out/compare.png (or say how to get it)."""
+def report(res: dict, out: Path, tables: bool = False) -> None:
+    """Print the tables and draw out/compare.png (or say how to get it). With tables, also write what
+    is printed to out/TABLES_MD: compare.py does so whenever it writes out/results.json, so the two agree."""
+    text = (format_claims(res) + "\n\n" if res["minus_grpo"] else "") + format_tables(res) + \
+        f"\n\n{res['eval']['n']} samples on each of {len(res['eval']['prompts'])} held-out prompts; " \
+        f"wall time {res['wall_s']:.0f} s; {out / 'results.json'}"
     print()
-    if res["minus_grpo"]:
-        print(format_claims(res) + "\n")
-    print(format_tables(res))
-    print(f"\n{res['eval']['n']} samples on each of {len(res['eval']['prompts'])} held-out prompts; "
-          f"wall time {res['wall_s']:.0f} s; {out / 'results.json'}")
+    print(text)
+    if tables:
+        head = (f"# {res['regime']} comparison: the tables\n\nPrinted by `python -m research.compare --plot "
+                f"{out / 'results.json'}` (recomputed from the per-run values), written with results.json. "
+                "\"±\" is the SD over seeds; \"[a, b]\" a paired 95 % t-interval.\n\n")
+        tmp = out / f"{TABLES_MD}.tmp"
+        tmp.write_text(head + text + "\n")
+        tmp.replace(out / TABLES_MD)
+        print(f"tables: {out / TABLES_MD}")
     if plot(res, out / "compare.png"):
         print(f"figure: {out / 'compare.png'}")
     else:

@@ -230,3 +230,108 @@ def test_methods_default_per_regime_and_the_baseline_parses():
     assert compare.method_values("arm@3", 1.0)["alpha"] == 3.0
     args, _ = compare.parse_args(["--regime", "hidden-type", "--method", "unlikely", "--seeds", "2"])
     assert args.methods["hidden-type"] == ["grpo", "unlikely"]  # GRPO is always run as the reference
+
+
+# ----------------------------------------------------------------------------------------------
+# every command safe to run twice: where a comparison writes
+
+
+def tree_bytes(root) -> dict:
+    """Every file under root -> its bytes: 'nothing changed there' is this dict, before and after."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+STORED = compare.ROOT / "research" / "results"
+
+
+def test_without_output_flags_a_comparison_writes_a_fresh_folder_not_the_stored_results(results, tmp_path, monkeypatch):
+    """The issue's case: a one-seed, two-step comparison without --out replaced the stored 12-seed results.json."""
+    _, d = results
+    monkeypatch.chdir(tmp_path)  # the old default, research/results, was relative: it would appear here
+    before = tree_bytes(STORED)
+    assert compare.main(["--method", "grpo", "--seeds", "1", *tiny_run(d)]) == 0
+    assert tree_bytes(STORED) == before and not (tmp_path / "research").exists()
+    [folder] = (tmp_path / "runs").iterdir()  # runs/compare-<time>/: the run folders and the results beside them
+    assert folder.name.startswith("compare-")
+    res = json.loads((folder / "original" / "results.json").read_text())
+    assert res["seeds"] == [0] and res["methods"]["grpo"]["runs"][0]["out"].endswith("original/grpo-seed0")
+    assert (folder / "original" / "grpo-seed0" / "policy").is_dir()
+    assert report.format_tables(res) in (folder / "original" / report.TABLES_MD).read_text()  # written with results.json
+
+
+def test_one_cell_rerun_reads_the_stored_results_and_writes_nothing_there(results, tmp_path, monkeypatch, capsys):
+    res, d = results
+    monkeypatch.chdir(tmp_path)
+    before, stored_before = tree_bytes(d / "out"), tree_bytes(STORED)
+    assert compare.main(["--method", "arm", "--seed", "0", *tiny_run(d), "--out", str(d / "out")]) == 0
+    assert tree_bytes(d / "out") == before and tree_bytes(STORED) == stored_before
+    [folder] = (tmp_path / "runs").iterdir()
+    assert [p.name for p in (folder / "original").iterdir()] == ["arm-seed0"]  # the run folder only
+    assert f"(stored: {d / 'out'}/<regime>/results.json" in capsys.readouterr().out
+
+
+def test_storing_fewer_over_stored_results_is_refused_unless_overwrite(results, tmp_path, monkeypatch, capsys):
+    _, d = results
+    import shutil
+    stored = shutil.copytree(d / "out", tmp_path / "stored")  # 2 seeds x 5 methods x 2 steps
+    monkeypatch.chdir(tmp_path)
+    argv = ["--method", "grpo", "--seeds", "1", *tiny_run(d), "--out", str(stored)]
+    monkeypatch.setattr(compare, "evaluate_base", no_runs)  # refused before any run
+    before = tree_bytes(stored)
+    assert compare.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"compare.py: error: {stored}/original/results.json holds more than this comparison would write "
+                   "(2 seeds -> 1, 5 methods -> 1 (without arm, arm-centred-correct-only, arm-centred-correct-only@10, "
+                   "arm@0.5)): add --overwrite to replace it, or give another --out")
+    assert tree_bytes(stored) == before and not (tmp_path / "runs").exists()  # nothing made, nothing changed
+    assert compare.main([*argv[:-2], "--steps", "1", "--method", ",".join(METHODS + ["arm@0.5"]), "--seeds", "2",
+                         "--out", str(stored)]) == 2
+    assert "(2 steps -> 1)" in capsys.readouterr().err
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+    assert compare.main(argv + ["--overwrite"]) == 0
+    res = json.loads((stored / "original" / "results.json").read_text())
+    assert res["seeds"] == [0] and list(res["methods"]) == ["base", "grpo"]
+    assert report.format_tables(res) in (stored / "original" / report.TABLES_MD).read_text()  # the two agree
+
+
+def test_the_issues_command_cannot_replace_the_stored_hidden_type_results(capsys, monkeypatch):
+    monkeypatch.setattr(compare, "evaluate_base", no_runs)
+    monkeypatch.setattr(compare, "run_all", no_runs)
+    before = tree_bytes(STORED)
+    argv = ["--regime", "hidden-type", "--method", "grpo", "--seeds", "1", "--steps", "2", "--eval-prompts", "2",
+            "--eval-n", "2", "--out", str(STORED)]
+    assert compare.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "hidden-type/results.json holds more than this comparison would write (12 seeds -> 1, 8 methods -> 1" in err
+    assert "200 steps -> 2, 128 held-out prompts -> 2, 32 samples per prompt -> 2): add --overwrite" in err
+    assert err.count("\n") == 1 and tree_bytes(STORED) == before
+
+
+def test_a_runs_folder_that_holds_these_runs_is_refused_before_any_run(results, tmp_path, capsys, monkeypatch):
+    _, d = results
+    monkeypatch.setattr(compare, "evaluate_base", no_runs)
+    argv = ["--method", "grpo", "--seeds", "1", *tiny_run(d), "--runs", str(d / "runs"), "--out", str(tmp_path / "o")]
+    assert compare.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"compare.py: error: --runs {d / 'runs'}: already holds {d / 'runs' / 'original' / 'grpo-seed0'}: "
+                   "continue with --reuse (finished runs are read back), or give another --runs")
+
+
+def test_two_comparisons_started_together_get_two_folders(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(compare.time, "strftime", lambda fmt, *a: "20260101-120000")  # the same second
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(4) as ex:
+        made = list(ex.map(lambda _: compare.fresh_folder("compare"), range(4)))
+    assert sorted(p.name for p in made) == ["compare-20260101-120000", "compare-20260101-120000-2",
+                                            "compare-20260101-120000-3", "compare-20260101-120000-4"]
+    assert all(p.is_dir() for p in made)
+
+
+def test_help_says_what_it_writes(capsys):
+    with pytest.raises(SystemExit):
+        compare.main(["--help"])
+    out = capsys.readouterr().out
+    assert "nothing under research/results/ unless --out names it" in out and "runs/compare-<time>/" in out
+    assert "--out research/results" in out and "--overwrite" in out and report.TABLES_MD in out

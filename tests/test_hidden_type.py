@@ -108,3 +108,37 @@ def test_pilot_figures_and_gates_by_hand():
     assert all(gates.pilot_verdicts(f).values())
     assert not gates.pilot_verdicts({**f, "routing": 0.3})["no_routing(|bc_R-bc_F|<=0.05)"]
 
+
+
+def test_gates_cli_writes_to_runs_and_the_build_json_only_when_asked(tmp_path, monkeypatch, capsys):
+    """python -m research.gates rewrote the shipped toys/<toy>/BUILD.json on every run."""
+    import json
+    import shutil
+    shipped = tasks.toy_dir("hidden-type") / "BUILD.json"
+    before = shipped.read_bytes()
+    fake = {"verdicts": {"valid_T1>=0.7": True}}
+    measured = []
+    monkeypatch.setattr(gates, "gates", lambda regime, folder=None: measured.append(str(folder)) or fake)
+    monkeypatch.chdir(tmp_path)
+    assert gates.main([]) == 0
+    [written] = (tmp_path / "runs").glob("gates-hidden-type-*/gates.json")
+    assert json.loads(written.read_text()) == fake and shipped.read_bytes() == before
+    assert f"written to {written.relative_to(tmp_path)} ({shipped} unchanged" in capsys.readouterr().out
+    build_copy = shutil.copytree(tasks.toy_dir("hidden-type"), tmp_path / "rebuild")
+    assert gates.main(["--model", str(build_copy), "--write-build-json"]) == 0
+    stored = json.loads((build_copy / "BUILD.json").read_text())
+    assert stored["gates"] == fake and {k: v for k, v in stored.items() if k != "gates"} == \
+        {k: v for k, v in json.loads(before).items() if k != "gates"}
+    assert shipped.read_bytes() == before and measured[-1] == str(build_copy)
+    (build_copy / "BUILD.json").unlink()  # no BUILD.json to write into: refused before the measuring
+    assert gates.main(["--model", str(build_copy), "--write-build-json"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"gates.py: error: --write-build-json: {build_copy / 'BUILD.json'}: cannot read it")
+    assert err.count("\n") == 1 and len(measured) == 2
+
+
+def test_gates_help_says_what_it_writes(capsys):
+    with pytest.raises(SystemExit):
+        gates.main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "Writes them to a fresh runs/gates-<toy>-<time>/gates.json; only --write-build-json stores them" in out

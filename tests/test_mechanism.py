@@ -37,9 +37,9 @@ def test_advantage_push_on_the_shipped_model():
     assert arm["mean_adv"]["B"]["ab"]["correct"]["mean"] < grpo["mean_adv"]["B"]["ab"]["correct"]["mean"]
 
 
-def _eval(step: int, n_correct: list[int], bc: int, total: int = 8) -> dict:
-    """A minimal train.evaluate line: n = 4 samples per prompt, `bc` of the `total` samples took bc."""
-    return {"step": step, "n": 4, "n_correct": n_correct,
+def _eval(step: int, n_correct: list[int], bc: int, total: int = 8, n: int = 4) -> dict:
+    """A minimal train.evaluate line: n samples per prompt (4), `bc` of the `total` samples took bc."""
+    return {"step": step, "n": n, "n_correct": n_correct,
             "paths": {"ab": {"correct": sum(n_correct), "wrong": total - bc - sum(n_correct)}, "bc": {"correct": 0, "wrong": bc}}}
 
 
@@ -65,3 +65,56 @@ def test_by_step_report_pairs_steps_within_runs_and_methods_by_seed(tmp_path):
     assert rep["means"]["arm"][400]["pass@1"]["mean"] == 0.75
     with pytest.raises(ValueError, match="no evaluation at step 300"):
         mechanism.runs_at_step(res, 300)
+
+
+def _results_32(tmp_path):
+    """A compare.py results.json of grpo and arm, 2 seeds, evaluated at steps 200 and 400 with n = 32
+    samples per prompt (the CLI reads pass@32)."""
+    runs = {}
+    for m, later in (("grpo", [0, 32]), ("arm", [16, 32])):
+        for seed in (0, 1):
+            out = tmp_path / f"{m}-seed{seed}"
+            out.mkdir()
+            lines = [_eval(200, [8, 32], bc=8, total=64, n=32), _eval(400, later, bc=4 if m == "arm" else 0, total=64, n=32)]
+            (out / "eval.jsonl").write_text("".join(json.dumps(e) + "\n" for e in lines))
+            runs.setdefault(m, []).append({"seed": seed, "out": str(out)})
+    res = tmp_path / "results.json"
+    res.write_text(json.dumps({"methods": {"base": {"runs": []}, **{m: {"runs": r} for m, r in runs.items()}}}))
+    return res
+
+
+def test_by_step_prints_a_table_and_the_json_only_with_json(tmp_path, capsys):
+    """The issue's case: --by-step printed about 200 lines of raw JSON, not the table research/README.md shows."""
+    res = _results_32(tmp_path)
+    assert mechanism.main(["--by-step", str(res), "--steps", "200,400"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "| method | quantity | step 200 | step 400 | step 400 − step 200, paired |"
+    assert "| grpo | pass@32 | 1.000 ± 0.000 | 0.500 ± 0.000 | -0.500 [-0.500, -0.500] |" in lines
+    assert "| arm | `bc`'s share of samples, % | 12.5 ± 0.0 | 6.2 ± 0.0 | -6.2 [-6.2, -6.2] |" in lines
+    assert "| arm − grpo | pass@32 | +0.000 [+0.000, +0.000] | +0.500 [+0.500, +0.500] | +0.500 [+0.500, +0.500] |" in lines
+    assert len(lines) == 13 and lines[-1].startswith("(mean ± SD over 2 seeds")
+    assert mechanism.main(["--by-step", str(res), "--steps", "200,400", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(mechanism.by_step_report(res, [200, 400])))
+    assert mechanism.main(["--by-step", str(res), "--steps", "300"]) == 2
+    assert capsys.readouterr().err.strip().endswith("eval.jsonl: no evaluation at step 300")
+
+
+def test_push_out_never_replaces_a_file_without_overwrite(tmp_path, capsys, monkeypatch):
+    kept = tmp_path / "push.json"
+    kept.write_text("stored\n")
+    monkeypatch.setattr(mechanism, "advantage_push", lambda **kw: pytest.fail("measured before the refusal"))
+    assert mechanism.main(["--push", "--out", str(kept)]) == 2
+    assert capsys.readouterr().err == (f"mechanism.py: error: --out {kept}: already exists; add --overwrite to replace "
+                                       "it, or give another --out\n")
+    assert kept.read_text() == "stored\n"
+    fake = {"folder": "hidden-type", "prompts": 1, "group_size": 8, "paths": ["ab"],
+            "methods": {"grpo": {"push": {"ab": 0.0}}}}
+    monkeypatch.setattr(mechanism, "advantage_push", lambda **kw: fake)
+    assert mechanism.main(["--push", "--out", str(kept), "--overwrite"]) == 0
+    assert json.loads(kept.read_text()) == [fake]
+
+
+def test_help_says_what_it_writes(capsys):
+    with pytest.raises(SystemExit):
+        mechanism.main(["--help"])
+    assert "Writes nothing unless --out FILE" in " ".join(capsys.readouterr().out.split())

@@ -1,6 +1,7 @@
 """The built-in toy: task generator, path classifier, tokenizer, shipped model, miniature rebuild."""
 import json
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -125,3 +126,44 @@ def test_miniature_build_runs_and_reloads(tmp_path):
     model = load_model(tmp_path / "mini")
     assert model.config.vocab_size == load_tokenizer(tmp_path / "mini").get_vocab_size()
     assert len(logs) == 4  # header, two checks, saved
+
+
+def test_a_rebuild_goes_to_a_fresh_folder_and_replaces_a_shipped_toy_only_when_asked(tmp_path, monkeypatch, capsys):
+    """python -m toys.build overwrote the shipped toys/<regime>/ on every run."""
+    import shutil
+    built = []
+
+    def fake_build(out_dir=None, seed=0, *, regime="original", log=print, **settings):
+        built.append((str(out_dir), regime, settings.get("init_from")))
+        (Path(out_dir) / "BUILD.json").write_text("{}\n")
+
+    monkeypatch.setattr(build, "build_toy", fake_build)
+    monkeypatch.chdir(tmp_path)
+    shipped = {p.name: p.read_bytes() for p in tasks.toy_dir("original").iterdir()}
+    out = build.main([])
+    assert out.parent == Path("runs") and out.name.startswith("build-original-") and built == [(str(out), "original", None)]
+    assert "toys/original/ unchanged: --out toys/original --overwrite replaces the shipped model" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:  # the shipped folder, named without --overwrite: refused before building
+        build.main(["--out", str(tasks.toy_dir("original"))])
+    assert e.value.code == 2 and len(built) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"build.py: error: --out {tasks.toy_dir('original')}: already holds files (BUILD.json,")
+    assert err.endswith("add --overwrite to replace that build, or give another --out\n") and err.count("\n") == 1
+    assert {p.name: p.read_bytes() for p in tasks.toy_dir("original").iterdir()} == shipped
+    copy = shutil.copytree(tasks.toy_dir("original"), tmp_path / "toy-copy")
+    assert build.main(["--out", str(copy), "--overwrite"]) == copy and built[-1] == (str(copy), "original", None)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("x")
+    with pytest.raises(SystemExit):  # --overwrite replaces a build, not any folder
+        build.main(["--out", str(tmp_path / "notes"), "--overwrite"])
+    assert "holds files but no build (no BUILD.json)" in capsys.readouterr().err
+    out = build.main(["--toy", "hidden-type"])  # two stages: the first in a scratch folder, the second in the fresh one
+    assert [b[1] for b in built[-2:]] == ["hidden-type"] * 2 and built[-1][0] == str(out) != built[-2][0]
+    assert built[-1][2] == built[-2][0]
+
+
+def test_build_help_says_what_it_writes(capsys):
+    with pytest.raises(SystemExit):
+        build.main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "Writes a fresh folder runs/build-<toy>-<time>/" in out and "--out toys/<toy> --overwrite" in out

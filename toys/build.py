@@ -2,8 +2,9 @@ r"""
 The builder of the built-in toys: a word-level tokenizer and a tiny Qwen2 pretrained from scratch on
 a regime's task (toys/tasks.py), saved as a Hugging Face folder (toys/<regime>/) with BUILD.json.
 
-    python -m toys.build [THREADS]                   # rebuilds toys/original/ from seed 0 (THREADS: torch threads, default 1)
+    python -m toys.build [THREADS]                   # rebuilds toys/original/ from seed 0 into runs/build-original-<time>/
     python -m toys.build --toy equal-paths           # likewise for another regime (hidden-type, shown-type: two stages)
+    python -m toys.build --out toys/original --overwrite   # ... replacing the shipped model (THREADS: torch threads, default 1)
 
 Choices, stated once:
 - Tokenizer: a word-level `tokenizers` model trained on the task's text; every digit and symbol is
@@ -414,14 +415,50 @@ def build_toy(out_dir: str | Path | None = None, seed: int = 0, *, regime: str =
     return stats
 
 
-if __name__ == "__main__":
-    ap = argparse.ArgumentParser(prog="python -m toys.build", description="Rebuild a built-in toy from seed 0.")
+def main(argv: list[str] | None = None) -> Path:
+    """python -m toys.build: rebuild a toy from seed 0 into a fresh runs/build-<toy>-<time>/, or into --out;
+    a folder that holds files only with --overwrite, and only a build (BUILD.json). Returns the folder."""
+    ap = argparse.ArgumentParser(prog="python -m toys.build", description="Rebuild a built-in toy from seed 0. Writes a "
+                                 "fresh folder runs/build-<toy>-<time>/ (the model, its tokenizer and BUILD.json); the "
+                                 "shipped toys/<toy>/ is replaced only by --out toys/<toy> --overwrite.")
     ap.add_argument("threads", nargs="?", type=int, default=1, help="torch threads (default 1)")
     ap.add_argument("--toy", default="original", choices=list(REGIMES), help="which regime (default original)")
-    a = ap.parse_args()
-    if a.toy in STAGE2:  # stage 1 into a scratch folder, stage 2 from it into the regime's folder
+    ap.add_argument("--out", metavar="FOLDER", help="build into FOLDER instead (refused if it holds files, unless "
+                                                    "--overwrite)")
+    ap.add_argument("--overwrite", action="store_true", help="--out: replace the build in FOLDER (one that holds a "
+                                                             "BUILD.json); --out toys/<toy> --overwrite replaces the "
+                                                             "shipped model")
+    a = ap.parse_args(argv)
+    if a.out:  # checked before the minutes of building
+        out = Path(a.out)
+        held = sorted(c.name for c in out.iterdir()) if out.is_dir() else []
+        if out.exists() and not out.is_dir():
+            ap.exit(2, f"build.py: error: --out {out}: is a file, not a folder\n")
+        if held and not a.overwrite:
+            ap.exit(2, f"build.py: error: --out {out}: already holds files ({', '.join(held[:4])}"
+                       f"{', ...' if len(held) > 4 else ''}): add --overwrite to replace that build, or give another --out\n")
+        if held and "BUILD.json" not in held:
+            ap.exit(2, f"build.py: error: --out {out}: holds files but no build (no BUILD.json); --overwrite only "
+                       "replaces a build\n")
+    else:  # mkdir fails on an existing folder: two builds started in the same second get two folders
+        base = Path("runs") / f"build-{a.toy}-{time.strftime('%Y%m%d-%H%M%S')}"
+        out, i = base, 1
+        while True:
+            try:
+                out.mkdir(parents=True)
+                break
+            except FileExistsError:
+                i += 1
+                out = Path(f"{base}-{i}")
+        print(f"building into {out}/ (toys/{a.toy}/ unchanged: --out toys/{a.toy} --overwrite replaces the shipped model)")
+    if a.toy in STAGE2:  # stage 1 into a scratch folder, stage 2 from it into the output folder
         with tempfile.TemporaryDirectory() as tmp:
             build_toy(tmp, seed=0, regime=a.toy, threads=a.threads, **BUILDS[a.toy])
-            build_toy(seed=0, regime=a.toy, threads=a.threads, init_from=tmp, **STAGE2[a.toy])
+            build_toy(out, seed=0, regime=a.toy, threads=a.threads, init_from=tmp, **STAGE2[a.toy])
     else:
-        build_toy(seed=0, regime=a.toy, threads=a.threads, **BUILDS[a.toy])
+        build_toy(out, seed=0, regime=a.toy, threads=a.threads, **BUILDS[a.toy])
+    return out
+
+
+if __name__ == "__main__":
+    main()
