@@ -3,13 +3,16 @@
     runs/<timestamp>/                       (or --out)
         config.json                         the run's settings; on --resume, the truth (config.py)
         metrics.jsonl, eval.jsonl           one line per step, one per evaluation
-        checkpoints/step_NNNNNN/            policy/, state.pt, config.json; renamed into place complete
+        checkpoints/step_NNNNNN/            policy/, state.pt, config.json; renamed into place complete,
+                                            readable as policy/ is (0755/0644 under umask 022)
         policy/                             the final policy, a Hugging Face folder
 
 A run never writes into a folder that holds another run: choose_run_folder refuses it (unless
 --overwrite, which deletes that run first), and it is only created, by start_run_folder, after the
-settings, the data and the model have passed. Resuming a run folder picks its newest checkpoint
-whose state.pt reads (resume_point): a corrupt newer one is skipped and named.
+settings, the data and the model have passed, and atomically: two runs started at the same moment
+never share a folder (the second gets runs/<timestamp>-2, or is refused for the same --out). Resuming a
+run folder picks its newest checkpoint whose state.pt reads (resume_point): a corrupt newer one is
+skipped and named.
 
 state.pt holds only tensors, lists, dicts, strings and numbers (the optimizer and scheduler states,
 the RNG states, the history of metrics), so resuming loads it with torch.load(weights_only=True): a
@@ -28,6 +31,7 @@ import os
 import pickle
 import random
 import re
+import secrets
 import signal
 import shutil
 import sys
@@ -62,13 +66,26 @@ class CorruptCheckpointError(CheckpointError):
 RUN_FILES = ("config.json", "metrics.jsonl", "eval.jsonl", "checkpoints", "policy")  # what train.py writes
 
 
-def new_run_dir() -> Path:
-    """runs/<timestamp>, with -1, -2, ... if that folder exists."""
-    base = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-    p, i = base, 1
+def new_run_dir(stamp: str = "") -> Path:
+    """runs/<stamp> (by default the time now, as 20260101-120000), with -2, -3, ... if that folder exists."""
+    base = Path("runs") / (stamp or time.strftime("%Y%m%d-%H%M%S"))
+    p, i = base, 2
     while p.exists():
         p, i = Path(f"{base}-{i}"), i + 1
     return p
+
+
+def make_run_dir(path: Path) -> Path:
+    """Create the new folder runs/<timestamp> chosen by new_run_dir and return it, or, if another run
+    created it since (two runs started in the same second), the next free <timestamp>-2, -3, ...
+    os.mkdir fails on an existing folder, so no two runs ever share one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            path = new_run_dir(stamp="-".join(path.name.split("-")[:2]))  # the same timestamp, less any -N
 
 
 def choose_run_folder(out: str, ckpt: Path | None, resume: str = "", overwrite: bool = False) -> Path:
@@ -104,10 +121,17 @@ def choose_run_folder(out: str, ckpt: Path | None, resume: str = "", overwrite: 
     return path
 
 
-def start_run_folder(out: Path, config: dict, history: dict, overwrite: bool = False) -> None:
-    """Create the run folder (emptied first with overwrite) and write config.json and the logs so far
-    (a resumed run's history). Called once the settings, data and model have passed."""
+def start_run_folder(out: Path, config: dict, history: dict, overwrite: bool = False,
+                     ckpt: Path | None = None) -> Path:
+    """Create the run folder chosen by choose_run_folder (emptied first with overwrite), write config.json
+    and the logs so far (a resumed run's history), and return the folder. Called once the settings, data
+    and model have passed. A new run claims its folder atomically: runs/<timestamp> by make_run_dir, an
+    --out by creating config.json exclusively (a second run given the same --out at the same moment is
+    refused); only a run resumed in place rewrites its config.json."""
+    in_place = ckpt is not None and out.resolve() == ckpt.parent.parent.resolve()
     try:
+        if not config.get("out") and ckpt is None:  # runs/<timestamp>: neither --out nor a resumed run
+            out = make_run_dir(out)
         if overwrite and out.is_dir():
             for c in out.iterdir():
                 if c.is_dir() and not c.is_symlink():
@@ -115,12 +139,18 @@ def start_run_folder(out: Path, config: dict, history: dict, overwrite: bool = F
                 else:
                     c.unlink()
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        try:
+            with open(out / "config.json", "w" if in_place else "x") as f:
+                f.write(json.dumps(config, indent=2) + "\n")
+        except FileExistsError:
+            raise CheckpointError(f"--out {out}: another run started writing there at the same moment; "
+                                  "give a new --out") from None
         write_jsonl(out / "metrics.jsonl", history["metrics"])
         write_jsonl(out / "eval.jsonl", history["evals"])
     except OSError as e:
         raise CheckpointError(f"--out {out}: cannot create the folder or write in it ({e.strerror or type(e).__name__}"
                               + (f": {e.filename}" if e.filename and str(e.filename) != str(out) else "") + ")") from None
+    return out
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -250,7 +280,7 @@ def save_checkpoint(out: Path, step: int, model, tokenizer, optimizer, scheduler
     root = out / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:06d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-step_{step:06d}-", dir=root))
+    tmp = temp_folder(root, f".tmp-step_{step:06d}-")
     try:
         save_model(model, tmp / "policy", tokenizer)
         state = {"step": step, "data_pos": data_pos, "optimizer": optimizer.state_dict(),
@@ -271,6 +301,19 @@ def save_checkpoint(out: Path, step: int, model, tokenizer, optimizer, scheduler
         for old in sorted(root.glob("step_*"))[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def temp_folder(parent: Path, prefix: str) -> Path:
+    """A new folder with a unique name, like tempfile.mkdtemp, but with the permissions of any folder
+    (0777 less the umask: 0755 under the usual 022), as hf.save_model gives policy/; mkdtemp's are
+    0700, which would hide a checkpoint from the other users of a shared machine once renamed into place."""
+    while True:
+        path = parent / f"{prefix}{secrets.token_hex(4)}"
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            continue
 
 
 def rng_state(generator: torch.Generator) -> dict:
@@ -303,7 +346,7 @@ def set_rng_state(s: dict, generator: torch.Generator) -> None:
 @contextmanager
 def ctrl_c_finishes_the_step(say=print):
     """Inside the block, the first Ctrl-C only sets stop["asked"] (the training loop then finishes
-    its step, saves a checkpoint and exits cleanly); a second one raises KeyboardInterrupt at once.
+    its step, saves a checkpoint and exits with 130); a second one raises KeyboardInterrupt at once.
     Only the main thread can take signals: elsewhere Ctrl-C keeps its usual meaning."""
     stop = {"asked": False}
 

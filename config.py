@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import json
 import math
+import sys
 import textwrap
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -298,13 +299,64 @@ def help_epilog() -> str:
         resume,
         "--out: a folder that already holds files is refused (use --resume, a new --out, or --overwrite).",
         "[TRL: ... | verl: ...] after a flag: the same setting in TRL's GRPOConfig and in verl's config.",
+        "Exit codes: 0 done; 1 failure (e.g. a NaN loss; the last good checkpoint is named); 2 bad input (a flag,",
+        "  a file, the data, the model, the run folder; one line names it); 130 interrupted (Ctrl-C during training",
+        "  finishes the step and saves a checkpoint: continue with --resume).",
     ])
+
+
+class FlagParser(argparse.ArgumentParser):
+    """argparse, with each of its errors in one line (`train.py: error: --toy: ...`, exit 2, no usage block),
+    and a negative number after a flag that takes a value read as that value: `--lr -1e-4` is `--lr=-1e-4`.
+    (argparse reads a token that starts with '-' as a flag unless it looks like -1 or -0.5, so -1e-4 or
+    -inf left the flag without its value.) research/compare.py parses train.py's flags with it too."""
+
+    def parse_known_args(self, args=None, namespace=None):  # parse_args calls this
+        args = sys.argv[1:] if args is None else list(args)
+        return super().parse_known_args(self.numbers_attached(args), namespace)
+
+    def numbers_attached(self, argv: list[str]) -> list[str]:
+        out = []
+        for token in argv:
+            if out and token.startswith("-") and is_number(token) and self.takes_one_value(out[-1]):
+                out[-1] += "=" + token
+            else:
+                out.append(token)
+        return out
+
+    def takes_one_value(self, token: str) -> bool:
+        """Whether token names a flag that takes one value, as argparse reads it: the flag itself,
+        or the one flag it begins (`--kl` for --kl-coef)."""
+        flags = self._option_string_actions  # argparse's own table: every flag string -> its action
+        names = [token] if token in flags else [
+            f for f in flags if self.allow_abbrev and token.startswith("--") and f.startswith(token)]
+        return len(names) == 1 and flags[names[0]].nargs is None
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message.removeprefix('argument ')}\n")
+
+
+def is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+def one_of(choices: tuple[str, ...]):
+    """argparse type of a flag with fixed values: a wrong value is named beside the valid ones."""
+    def check(value: str) -> str:
+        if value not in choices:
+            raise argparse.ArgumentTypeError(f"invalid choice {value!r} (choose from {', '.join(choices)})")
+        return value
+    return check
 
 
 def build_parser() -> argparse.ArgumentParser:
     """One flag per Config field (--snake-case -> --kebab-case) in the field's group, with its help and default.
     Two flags are no setting of the run and are never read from a file: --config and --overwrite."""
-    ap = argparse.ArgumentParser(
+    ap = FlagParser(
         prog="train.py", usage="%(prog)s [-h] [--FLAG VALUE ...]  (every flag is optional)",
         description="ARM-weighted GRPO (ProGRPO). No arguments: train the built-in toy on CPU.",
         epilog=help_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -318,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
         if base is bool:
             group.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, help=help_)
         elif f.name in CHOICES:
-            group.add_argument(flag(f.name), choices=CHOICES[f.name], help=help_)
+            group.add_argument(flag(f.name), choices=CHOICES[f.name], type=one_of(CHOICES[f.name]), help=help_)
         else:
             group.add_argument(flag(f.name), type=base, help=help_, metavar=f.name.upper())
     groups[RUN].add_argument("--config", help="JSON file of config keys (as in a run's config.json); flags override it")

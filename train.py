@@ -397,7 +397,7 @@ def train(cfg: Config, log=print, *, overwrite: bool = False) -> dict:
     if ckpt:  # optimizer, scheduler and every RNG as they were
         step, data_pos, history = restore(ckpt, optimizer, scheduler, generator, state)
         log(f"resuming from {ckpt} at step {step}")
-    start_run_folder(out, dataclasses.asdict(cfg), history, overwrite)
+    out = start_run_folder(out, dataclasses.asdict(cfg), history, overwrite, ckpt)  # the folder it created
 
     def run_eval(at_step: int):
         if held:
@@ -485,8 +485,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside the training loop (e.g. during evaluation)
         print("train.py: interrupted; the checkpoints already written are complete", file=sys.stderr)
         return 130
-    if res["interrupted"]:
-        return 0
+    if res["interrupted"]:  # a checkpoint is saved, but the run stopped early: the shell's code for Ctrl-C
+        return 130
     e = res["before"] or res["after"]
     if e:
         print(f"\nheld-out: {e['prompts']} prompts x {e['n']} samples")

@@ -3,14 +3,19 @@ created before the settings and data have passed, every mistake is one line, a c
 is called corrupt and an intact earlier one is used."""
 import json
 import os
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 import checkpoint
+import config
 import train
 from train_helpers import write_jsonl
 
+ROOT = Path(__file__).resolve().parents[1]
 
 
 
@@ -94,6 +99,93 @@ def test_nothing_is_created_before_the_data_has_passed(tiny, tmp_path, capsys):
                      capsys)
     assert rc == 2 and f"{bad}:5: malformed JSON" in err and "--strict" in err
     assert not (tmp_path / "new").exists()
+
+
+# ---------------------------------------------------------------- two runs at the same moment
+
+# train.py in a process whose clock is stopped, and which creates its run folder only once both processes
+# are ready to: both have checked runs/<timestamp> and found it free, the race two real runs can lose
+BOTH_READY_THEN_TRAIN = """
+import os, sys, time
+from pathlib import Path
+time.strftime = lambda *a: "20260101-120000"
+import train
+start_run_folder = train.start_run_folder
+def when_both_are_ready(*args, **kwargs):
+    Path(f"ready-{os.getpid()}").touch()
+    deadline = time.time() + 60  # should the other process fail first
+    while len(list(Path().glob("ready-*"))) < 2 and time.time() < deadline:
+        time.sleep(0.01)
+    return start_run_folder(*args, **kwargs)
+train.start_run_folder = when_both_are_ready
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
+def test_two_runs_started_in_the_same_second_get_a_folder_each(tiny, tmp_path):
+    """Both find runs/<timestamp> free, then both create it: os.mkdir lets only one have it, and the
+    other takes runs/<timestamp>-2. Before, both wrote into the one folder (two "step 1" lines)."""
+    args = [a for a in argv(tiny, "x", "--steps", "1") if a not in ("--out", "x")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    procs = [subprocess.Popen([sys.executable, "-c", BOTH_READY_THEN_TRAIN, *args], cwd=tmp_path, env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)]
+    said = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], said
+    runs = tmp_path / "runs"
+    assert sorted(c.name for c in runs.iterdir()) == ["20260101-120000", "20260101-120000-2"]
+    for folder in runs.iterdir():
+        assert steps(folder) == [1]  # one run's step each
+        assert sum(f"{Path('runs') / folder.name}: metrics.jsonl" in text for text in said) == 1, said
+
+
+def test_a_new_folder_is_claimed_when_created_not_when_checked(tmp_path, monkeypatch):
+    """The same race, step by step: two runs check the same name before either creates it."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(checkpoint.time, "strftime", lambda *a: "20260101-120000")
+    history = {"metrics": [], "evals": []}
+    first, second = checkpoint.choose_run_folder("", None), checkpoint.choose_run_folder("", None)
+    assert first == second == Path("runs/20260101-120000")
+    assert checkpoint.start_run_folder(first, {"out": ""}, history) == Path("runs/20260101-120000")
+    assert checkpoint.start_run_folder(second, {"out": ""}, history) == Path("runs/20260101-120000-2")
+    out = tmp_path / "given"
+    first, second = (checkpoint.choose_run_folder(str(out), None) for _ in range(2))
+    checkpoint.start_run_folder(first, {"out": str(out), "seed": 1}, history)
+    with pytest.raises(checkpoint.CheckpointError, match="another run started writing there at the same moment"):
+        checkpoint.start_run_folder(second, {"out": str(out), "seed": 2}, history)
+    assert json.loads((out / "config.json").read_text())["seed"] == 1  # the first run's folder, untouched
+
+
+# ---------------------------------------------------------------- permissions
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027], ids=["umask-022", "umask-027"])
+def test_checkpoints_get_the_permissions_policy_gets(tiny, tmp_path, capsys, mixed_rewards, umask):
+    """mkdtemp makes its folder 0700: renamed into place, a checkpoint was unreadable to the other users
+    of a shared machine while policy/ was not. Both now follow the umask."""
+    old = os.umask(umask)
+    try:
+        out = tmp_path / "run"
+        assert run(argv(tiny, out, "--steps", "1"), capsys)[0] == 0
+    finally:
+        os.umask(old)
+    folder, file = 0o777 & ~umask, 0o666 & ~umask
+    mode = lambda p: stat.S_IMODE(p.stat().st_mode)
+    step = out / "checkpoints" / "step_000001"
+    assert sorted(f.name for f in step.iterdir()) == ["config.json", "policy", "state.pt"]
+    for d in (step, step / "policy", out / "policy"):
+        assert oct(mode(d)) == oct(folder), d
+        for f in d.iterdir():
+            assert f.is_dir() or oct(mode(f)) == oct(file), f
+
+
+# ---------------------------------------------------------------- exit codes
+
+
+def test_every_exit_code_is_documented_in_help_and_readme():
+    text = config.build_parser().format_help()
+    readme = (ROOT / "README.md").read_text()
+    for said in ("0 done", "1 failure", "2 bad input", "130 interrupted"):
+        assert said in text and said in readme, said
 
 
 # ---------------------------------------------------------------- --resume

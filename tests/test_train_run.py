@@ -117,10 +117,12 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tiny,
     assert len(metrics(out)) == 1
 
 
-def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tiny, tmp_path):
+def test_ctrl_c_saves_a_checkpoint_exits_130_and_resumes_bit_identically(tiny, tmp_path, mixed_rewards):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    p = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *argv(tiny, out, "--steps", "10000", "--eval-prompts", "0")],
+    mixed = ("import runpy, verifier; verifier.verify = lambda response, gold: len(response) % 2 == 0; "  # as mixed_rewards
+             f"runpy.run_path({str(ROOT / 'train.py')!r}, run_name='__main__')")
+    p = subprocess.Popen([sys.executable, "-c", mixed, *argv(tiny, out, "--steps", "10000", "--eval-prompts", "0")],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
     deadline = time.time() + 60
     while time.time() < deadline and p.poll() is None and not (
@@ -128,9 +130,16 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tiny, tmp_path):
         time.sleep(0.2)
     p.send_signal(signal.SIGINT)
     text, _ = p.communicate(timeout=60)
-    assert p.returncode == 0, text
+    assert p.returncode == 130, text  # stopped early, and a script can tell: the shell's code for Ctrl-C
     steps = len(metrics(out))
-    assert "interrupted at step" in text and (out / "checkpoints" / f"step_{steps:06d}" / "state.pt").is_file()
+    assert f"interrupted at step {steps}: checkpoint {out / 'checkpoints' / f'step_{steps:06d}'}; continue with " \
+           f"--resume {out}" in text and (out / "checkpoints" / f"step_{steps:06d}" / "state.pt").is_file()
+    assert train.main(["--resume", str(out), "--steps", str(steps + 1)]) == 0
+    whole = tmp_path / "whole"
+    assert train.main(argv(tiny, whole, "--steps", str(steps + 1), "--eval-prompts", "0")) == 0
+    wa, wb = weights(whole), weights(out)
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert metrics(whole) == metrics(out) and any(m["grad_norm"] > 0 for m in metrics(out))
 
 
 def test_real_model_path_gsm8k_jsonl_with_the_qwen_chat_template(tiny, tmp_path, mixed_rewards):
