@@ -55,6 +55,11 @@ def parse_record(d) -> dict:
         return {"question": text("problem"), "answer": gold}
     if "prompt" in d and "answer" in d:
         return {"question": text("prompt"), "answer": text("answer")}
+    # a record of a known format with a field missing: name it
+    for has, needs in (("question", "'answer'"), ("problem", "'solution' or 'answer'"), ("prompt", "'answer'"),
+                       ("solution", "'problem'"), ("answer", "'question', 'problem' or 'prompt'")):
+        if has in d:
+            raise ValueError(f"record has {has!r} but no {needs}")
     raise ValueError(f"unknown record with keys {sorted(d)[:6]}: expected question/answer (GSM8K), "
                      "problem/solution (MATH) or prompt/answer")
 

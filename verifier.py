@@ -91,6 +91,7 @@ from grader.relations import chain, relation, relations_equal
 from grader.canonical import MAX_ANSWER_CHARS, PLAIN_NUMBER, encloses, forbidden, normalize, split_top
 from grader.extract import extract_answer, final_boxes, gold_answer
 from grader.lenient import conclusion, equation_sides
+from grader.explain import explain
 
 MAX_ITEMS = 32  # longest list / set / tuple we compare structurally
 
@@ -409,16 +410,10 @@ def verify(response: str, gold: str, *, lenient: bool = False) -> bool:
 # ----------------------------------------------------------------------------- CLI
 
 def _check_pair(response: str, gold: str, lenient: bool = False) -> int:
-    ans = extract_answer(response)
+    """Each answer verify() compared, in its order (grader/explain.py), then verify()'s verdict."""
     g = gold_answer(gold)
     ok = verify(response, gold, lenient=lenient)
-    boxes = final_boxes(response)
-    if boxes:
-        print(f"boxes as a list  : {', '.join(boxes)!r}")
-    if lenient:
-        print(f"lenient reading  : {conclusion(response)!r}")
-    print(f"extracted answer : {ans!r}")
-    print(f"normalized answer: {normalize(ans) if ans is not None else None!r}")
+    print("\n".join(explain(response, g, lenient, answers_equal)[0]))
     print(f"normalized gold  : {normalize(g)!r}")
     print(f"verdict          : {'CORRECT' if ok else 'WRONG'}")
     return 0 if ok else 1

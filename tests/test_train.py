@@ -70,6 +70,42 @@ def test_flags_override_config_file_and_types_are_checked(tmp_path, capsys):
     assert "--steps: invalid int value" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv, line", [
+    (["--lr", "-1e-4"], "--lr (lr): must be a finite number >= 0, got -0.0001"),  # argparse took -1e-4 for a flag
+    (["--lr=-1e-4"], "--lr (lr): must be a finite number >= 0, got -0.0001"),
+    (["--kl-coef", "-1e-1"], "--kl-coef (kl_coef): must be a finite number >= 0, got -0.1"),
+    (["--kl", "-1e-1"], "--kl-coef (kl_coef): must be a finite number >= 0, got -0.1"),  # a prefix, as argparse allows
+    (["--alpha", "-inf"], "--alpha (alpha): must be finite, got -inf"),
+    (["--steps", "-1e3"], "--steps: invalid int value: '-1e3'"),
+    (["--toy", "hiddentype"],
+     "--toy: invalid choice 'hiddentype' (choose from original, equal-paths, hidden-type, shown-type)"),
+    (["--steps"], "--steps: expected one argument"),
+    (["--stepz", "3"], "unrecognized arguments: --stepz 3"),
+])
+def test_every_command_line_error_is_one_line_without_usage(argv, line, capsys):
+    try:
+        rc = train.main(argv)
+    except SystemExit as e:  # argparse's own errors exit from the parser
+        rc = e.code
+    assert (rc, capsys.readouterr().err) == (2, f"train.py: error: {line}\n")
+
+
+def test_a_negative_number_after_a_flag_is_its_value(capsys, monkeypatch):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    assert config.parse_command_line(["--alpha", "-5e-1"])[0].alpha == -0.5
+    r = subprocess.run([sys.executable, "train.py", "--lr", "-1e-4"], cwd=Path(__file__).resolve().parent.parent,
+                       capture_output=True, text=True, timeout=120)  # from sys.argv, as the shell gives it
+    assert (r.returncode, r.stderr) == (2, "train.py: error: --lr (lr): must be a finite number >= 0, got -0.0001\n")
+    from research import compare  # compare.py reads train.py's flags through config.build_parser
+    for stage in ("evaluate_base", "run_all"):
+        monkeypatch.setattr(compare, stage, lambda *a, **k: pytest.fail("a run started"))
+    assert compare.main(["--kl-coef", "-1e-1"]) == 2
+    assert capsys.readouterr().err == "compare.py: error: kl_coef: must be a finite number >= 0, got -0.1\n"
+
+
 def test_defaults_that_outgrow_a_small_rollout_are_clamped_not_refused(tiny):
     """`--prompts-per-step 4 --group-size 4` leaves micro_batch at its default 32: more rows than the
     rollout's 16 bound nothing, so they are clamped (config.json records 16), never refused."""
@@ -125,6 +161,27 @@ def test_jsonl_formats_and_malformed_lines_named_by_file_and_line(tmp_path):
     assert "malformed JSON" in warnings[0] and "####" in warnings[1] and "boxed" in warnings[2]
     assert "JSON object" in warnings[3] and "unknown record" in warnings[4] and "empty" in warnings[5]
     with pytest.raises(data.DataError, match=rf"{f}:5: malformed JSON.*--strict"):
+        data.read_jsonl(f, strict=True)
+
+
+def test_a_record_missing_a_field_names_the_field(tmp_path):
+    """Each format's record without its gold answer (or question) says which field is missing, not 'unknown record'."""
+    f = write_jsonl(tmp_path / "d.jsonl", [
+        {"prompt": "2+2="},
+        {"question": "Natalia sold 48 clips..."},
+        {"problem": "Find x."},
+        {"solution": "So $x = \\boxed{1}$."},
+        {"answer": "4"},
+        {"prompt": "2+2=", "answer": "4"},
+    ])
+    warnings = []
+    assert len(data.read_jsonl(f, warn=warnings.append)) == 1
+    assert warnings == [f"skipping {f}:1: record has 'prompt' but no 'answer'",
+                        f"skipping {f}:2: record has 'question' but no 'answer'",
+                        f"skipping {f}:3: record has 'problem' but no 'solution' or 'answer'",
+                        f"skipping {f}:4: record has 'solution' but no 'problem'",
+                        f"skipping {f}:5: record has 'answer' but no 'question', 'problem' or 'prompt'"]
+    with pytest.raises(data.DataError, match=rf"^{f}:1: record has 'prompt' but no 'answer' \(--strict"):
         data.read_jsonl(f, strict=True)
 
 

@@ -87,7 +87,8 @@ def test_normalize_examples():
 
 
 @pytest.mark.parametrize("module", ["verifier.py", "grader/extract.py", "grader/canonical.py", "grader/arithmetic.py",
-                                    "grader/numeric.py", "grader/relations.py", "grader/lenient.py"])
+                                    "grader/numeric.py", "grader/relations.py", "grader/lenient.py",
+                                    "grader/explain.py"])
 def test_standard_library_only(module):
     import ast
 
@@ -268,6 +269,43 @@ def test_cli_lenient(tmp_path, capsys):
     assert "1 graded, 0 correct" in capsys.readouterr().out
     assert main(["--lenient", "--jsonl", str(f)]) == 0
     assert "1 graded, 1 correct" in capsys.readouterr().out
+
+
+def test_cli_lenient_shows_the_unmarked_answer_it_read(capsys):
+    """`--lenient 'x=3' 3` printed `extracted answer : None` beside CORRECT: it now shows what it compared."""
+    assert main(["--lenient", "x=3", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "lenient reading  : 'x=3' (normalized '3', equals the gold)" in out and "verdict          : CORRECT" in out
+    assert "normalized answer: None" not in out
+    assert main(["--lenient", "P(A) = 3/5", "0.6"]) == 0  # `name = value`: the value matched
+    assert "  its value      : '3/5' (normalized '3/5', equals the gold)" in capsys.readouterr().out
+    assert main(["--lenient", "it could be 3, or maybe 5", "3"]) == 1
+    assert "lenient reading  : None: the conclusion states no value, or several" in capsys.readouterr().out
+    assert main(["--lenient", "\\boxed{2}", "3"]) == 1  # a box is never read past
+    assert "lenient reading  : not tried" in capsys.readouterr().out
+
+
+def test_cli_default_mode_says_there_is_no_marked_answer_and_names_lenient(capsys):
+    assert main(["x=3", "3"]) == 1
+    out = capsys.readouterr().out
+    assert ("marked answer    : None: no marked answer (\\boxed{}, 'the answer is', ####): default mode pays only "
+            "a marked answer; --lenient reads an unmarked conclusion") in out and "WRONG" in out
+    assert main(["\\boxed{}", "3"]) == 1  # a marker holding nothing: --lenient would not help
+    out = capsys.readouterr().out
+    assert "holds no answer" in out and "--lenient" not in out
+
+
+@pytest.mark.parametrize("lenient", [False, True])
+def test_cli_explanation_follows_verify(lenient):
+    """The CLI walks verify()'s steps again to show them (grader/explain.py); its verdict agrees on every row."""
+    from grader.explain import explain
+    from grader.extract import gold_answer
+
+    rows = [(r, g) for r, g, *_ in RESPONSES + LENIENT + HOSTILE_FALSE]
+    rows += [(f"So the answer is $\\boxed{{{a}}}$.", b) for a, b, *_ in PAIRS]
+    for response, gold in rows:
+        lines, matched = explain(response, gold_answer(gold), lenient, answers_equal)
+        assert matched == verify(response, gold, lenient=lenient), (response, gold, lines)
 
 
 def test_several_boxes_and_final_answer_clause():
