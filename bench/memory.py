@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -190,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {s}: peak {gb(r['peak'])} (base {gb(r['base'])}), rollout {r['t_rollout']:.2f} s, "
                   f"update {r['t_update']:.2f} s", flush=True)
     ref = res.get("full-logits")
-    print(f"\n| setting | peak | peak - base | vs full-logits | update s | vs full-logits | layers' fwd s |")
+    print("\n| setting | peak | peak - base | vs full-logits | update s | vs full-logits | layers' fwd s |")
     print("|---|---|---|---|---|---|---|")
     for s, r in res.items():
         ratio = f"{r['peak'] / ref['peak']:.2f}" if ref else "-"

@@ -3,7 +3,6 @@
 Run from the repo root, in the TRL environment: python -m pytest -q integrations/tests/test_trl_arm.py
 Add -s to see the time per step with and without ARM."""
 import math
-import time
 from pathlib import Path
 
 import pytest
