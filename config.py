@@ -41,8 +41,9 @@ class Config:
     model: str = opt("", "Hugging Face folder; '' = the built-in toy of --toy", group=MODEL)
     data: str = opt("", "training JSONL (GSM8K, MATH or prompt/answer); '' = the toy's generator", group=MODEL)
     toy: str = opt("original", "built-in toy regime (model in toys/<regime>/): original | equal-paths | hidden-type "
-                               "| shown-type (hidden-type's control)",
-                   ("original", "equal-paths", "hidden-type", "shown-type"), group=MODEL)
+                               "| shown-type (hidden-type's control) | hidden-type-r20 (hidden-type with a fifth "
+                               "of the problems R)",
+                   ("original", "equal-paths", "hidden-type", "shown-type", "hidden-type-r20"), group=MODEL)
     eval_data: str = opt("", "held-out JSONL; '' = toy held-out split, or the first --eval-prompts lines of --data",
                          group=MODEL)
     template: str = opt("plain", "plain (text as is) | qwen-chat | llama3-chat | chatml (chat markers written "

@@ -2,7 +2,7 @@
 
     python train.py                                   # toy: eval, train with ARM, eval, before/after table
     python train.py --algo grpo --steps 100           # plain GRPO (= --algo arm --alpha 0)
-    python train.py --toy hidden-type                 # another built-in toy (toys/tasks.py has all four)
+    python train.py --toy hidden-type                 # another built-in toy (toys/tasks.py has all five)
     python train.py --model Qwen2.5-0.5B-Instruct --data gsm8k_train.jsonl --template qwen-chat --device cuda
     python train.py --resume runs/20260101-120000     # continue from the last checkpoint
     python train.py --config runs/.../config.json --out runs/again   # rerun a run (flags override the file)

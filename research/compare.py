@@ -71,7 +71,7 @@ from toys.tasks import REGIMES as TOY_REGIMES
 from toys.tasks import toy_dir
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository: stored paths are relative to it
-REGIMES = tuple(TOY_REGIMES)  # original, equal-paths, hidden-type, shown-type
+REGIMES = tuple(TOY_REGIMES)  # original, equal-paths, hidden-type, shown-type, hidden-type-r20
 ALPHA = 1.0  # every ARM variant: the same re-weighting strength (fixed before any run)
 METHODS = {  # name -> (shift_rows, shift_center); grpo is alpha = 0; unlikely is the baseline (--algo unlikely)
     "grpo": None,
@@ -102,10 +102,12 @@ RUN = dict(  # train.py settings shared by every run (any train.py flag override
 QUICK = dict(steps=15, prompts_per_step=8, eval_prompts=16, eval_n=16)  # --quick: 1 seed, a first look
 # per regime: the default methods and the settings that differ from RUN. hidden-type's steps come from
 # its GRPO pilot (research/results/PREDICTIONS.md addendum 3); it is scored on 128 held-out prompts, not 64.
-# shown-type, the control, runs GRPO only (by default), with the same settings.
+# shown-type, the control, runs GRPO only (by default), with the same settings; hidden-type-r20 (R 20 %
+# of problems, not 15 %) the same methods and settings as hidden-type.
 HIDDEN_RUN = dict(steps=200, eval_prompts=128)  # 200: the pilot met its gates at step 200 (attempt 4)
 PLANS = {"original": (DEFAULT_METHODS, {}), "equal-paths": (DEFAULT_METHODS, {}),
-         "hidden-type": (HIDDEN_METHODS, HIDDEN_RUN), "shown-type": (("grpo",), HIDDEN_RUN)}
+         "hidden-type": (HIDDEN_METHODS, HIDDEN_RUN), "shown-type": (("grpo",), HIDDEN_RUN),
+         "hidden-type-r20": (HIDDEN_METHODS, HIDDEN_RUN)}
 DEFAULT_REGIMES = ("original", "equal-paths")  # the two stored 6-method comparisons; --regime hidden-type for the third
 FIXED = ("algo", "alpha", "seed", "out", "resume", "eval_before", "config", "toy", "shift_rows", "shift_center",
          "rank_penalty")

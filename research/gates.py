@@ -4,6 +4,7 @@ comparison needs? The task itself is toys/hidden_type.py; the build, toys/build.
     python -m research.gates                      # measure the gates of toys/hidden-type/ -> runs/gates-hidden-type-<time>/
     python -m research.gates --write-build-json   # ... and store them in toys/hidden-type/BUILD.json
     python -m research.gates --toy shown-type     # the same for the control (type written in the prompt)
+    python -m research.gates --toy hidden-type-r20   # the same for hidden-type with R 20 % of problems
     python -m research.gates --toy hidden-type --model runs/build-hidden-type-<time>   # a rebuild's gates
     python -m research.gates --pilot runs/pilot/hidden-type/results.json   # a GRPO pilot's gates, per seed and step
 
@@ -30,7 +31,7 @@ from hf import ModelLoadError, load_model, load_tokenizer
 from research.compare import fresh_folder
 from toys.build import evaluate as toy_evaluate
 from toys.build import forced_accuracy
-from toys.hidden_type import TYPES, VALID, type_of
+from toys.hidden_type import TYPES, VALID
 from toys.tasks import REGIMES, make_problems, problems_by_type, toy_dir
 
 @torch.no_grad()
@@ -89,7 +90,7 @@ def probes(model, tokenizer, n: int, seed: int, regime: str) -> dict:
     by_type = problems_by_type(2 * n, seed, regime)
     f, r = by_type["F"], by_type["R"]
     order = [f[i // 2] if i % 2 == 0 else r[i // 2] for i in range(4 * n)]  # F, R interleaved: both halves balanced
-    y = torch.tensor([1 if type_of(p["numbers"]) == "R" else 0 for p in order])
+    y = torch.tensor([1 if p["type"] == "R" else 0 for p in order])
     states, _ = last_prompt_states(model, tokenizer, order)
     return {"n_train_per_type": n, "n_test_per_type": n,
             "linear": [round(probe(s, y), 3) for s in states],
@@ -135,7 +136,7 @@ def gates(regime: str = "hidden-type", *, folder: str | Path | None = None, seed
     log(f"base pass@k per type: {json.dumps(pk)}")
     out["probes"] = probes(model, tokenizer, probe_n, seed + 2, regime)
     log(f"probes F vs R, AUC per layer (0 = embeddings): {json.dumps(out['probes'])}")
-    out["verdicts"] = verdicts(out)
+    out["verdicts"] = verdicts(out, regime)
     out["seconds"] = round(time.time() - t0, 1)
     log(f"gates: {json.dumps(out['verdicts'])}")
     return out
@@ -182,12 +183,13 @@ def pilot_verdicts(f: dict) -> dict:
             "no_routing(|bc_R-bc_F|<=0.05)": abs(f["routing"]) <= 0.05, "ab_acc_R<=0.1": f["ab_acc_R"] <= 0.1}
 
 
-def verdicts(g: dict) -> dict:
-    """Each build gate of issue 18, pass or fail (the GRPO pilot's gates are checked apart)."""
+def verdicts(g: dict, regime: str = "hidden-type") -> dict:
+    """Each build gate of issue 18, pass or fail (the GRPO pilot's gates are checked apart); the
+    choice shares are held to the regime's own (35 / 10 / 55 % in every typed regime)."""
     t1, t0 = g["forced_T1"], g["forced_T0.05"]
     valid = [(p, t) for p in VALID for t in VALID[p]]
     invalid = [(p, t) for p in VALID for t in TYPES if t not in VALID[p]]
-    targets = dict(zip(REGIMES["hidden-type"]["paths"], REGIMES["hidden-type"]["shares"]))
+    targets = dict(zip(REGIMES[regime]["paths"], REGIMES[regime]["shares"]))
     c = g["choice"]
     pa = g["base_pass"]["all"]
     return {
@@ -227,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                                  "probes. Writes them to a fresh runs/gates-<toy>-<time>/gates.json; only "
                                  "--write-build-json stores them in the build's BUILD.json (the shipped toys/<toy>/ "
                                  "unless --model). --pilot writes nothing.")
-    ap.add_argument("--toy", default="hidden-type", choices=["hidden-type", "shown-type"])
+    ap.add_argument("--toy", default="hidden-type", choices=[k for k, r in REGIMES.items() if r.get("typed")])
     ap.add_argument("--model", metavar="FOLDER", help="the build to measure (default the shipped toys/<toy>/), e.g. a "
                                                       "rebuild in runs/build-<toy>-<time>/")
     ap.add_argument("--write-build-json", action="store_true", help="store the gates in the build's BUILD.json "

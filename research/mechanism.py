@@ -32,7 +32,7 @@ from data import chat_eos_ids, load_problems
 from hf import load_model, load_tokenizer
 from research import compare, report
 from research.gates import last_prompt_states
-from toys.tasks import solution_path, toy_dir
+from toys.tasks import REGIMES, solution_path, toy_dir
 
 
 def choice_push(adv: torch.Tensor, chose: torch.Tensor, pi: torch.Tensor) -> torch.Tensor:
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m research.mechanism", description="What the methods do on the hidden-type "
                                  "toy: pushes on the path choice, and a compare.py run step by step. Writes nothing "
                                  "unless --out FILE (the --push figures as JSON; an existing file only with --overwrite).")
-    ap.add_argument("--toy", default="hidden-type", choices=["hidden-type", "shown-type"])
+    ap.add_argument("--toy", default="hidden-type", choices=[k for k, r in REGIMES.items() if r.get("typed")])
     ap.add_argument("--push", nargs="*", metavar="POLICY", help="each comparison method's push on the path choice "
                     "(advantage_push), measured on the shipped model or on these policy folders")
     ap.add_argument("--prompts", type=int, default=1024, help="--push: training prompts per policy (default 1024)")

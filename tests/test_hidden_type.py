@@ -1,11 +1,13 @@
 """The hidden-type toy (toys/hidden_type.py, research/gates.py): types, built-in slips, the guess, the control's prompt, the gates' tools."""
+import hashlib
 import itertools
+import json
 import random
 
 import pytest
 import torch
 
-from research import gates
+from research import compare, gates
 from toys import build, tasks
 from toys import hidden_type as ht
 from verifier import verify
@@ -142,3 +144,93 @@ def test_gates_help_says_what_it_writes(capsys):
         gates.main(["--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "Writes them to a fresh runs/gates-<toy>-<time>/gates.json; only --write-build-json stores them" in out
+
+
+# ---------------------------------------------------------------- hidden-type-r20: bc's bonus on one more digit
+R20 = tasks.REGIMES["hidden-type-r20"]["bc_digits"]
+
+
+def test_r20_types_split_uniform_problems_30_20_50():
+    assert R20 == {0, 3, 5, 8} and tasks.REGIMES["hidden-type"]["bc_digits"] == ht.BC_DIGITS == {3, 5, 8}
+    counts = {"F": 0, "R": 0, "B": 0}
+    for numbers in itertools.product(range(10, 100), repeat=3):
+        counts[ht.type_of(numbers, bc_digits=R20)] += 1
+    shares = {t: round(c / 90 ** 3, 10) for t, c in counts.items()}
+    assert shares == {"F": 0.3, "R": 0.2, "B": 0.5}  # so ab is right on 80 %, bc on 70 %
+    assert round(shares["F"] + shares["B"], 10) == 0.8 and round(shares["R"] + shares["B"], 10) == 0.7
+
+
+def test_r20_by_hand():
+    # 25+31 = 56 ends in 6: no ab bonus; 31+19 = 50 ends in 0: bc's bonus under r20 only. R (r20), B (hidden-type)
+    assert ht.answer((25, 31, 19), bc_digits=R20) == 85 and ht.type_of((25, 31, 19), bc_digits=R20) == "R"
+    assert ht.answer((25, 31, 19)) == 75 and ht.type_of((25, 31, 19)) == "B"  # neither condition
+    assert ht.solution((25, 31, 19), "ab", bc_digits=R20) == ht.solution((25, 31, 19), "ab") == \
+        "ab\n25+31=56\n56+19=75\n\\boxed{75}"  # ab never sees b+c: the same work, now wrong
+    assert ht.solution((25, 31, 19), "bc", bc_digits=R20) == "bc\n31+19=50\n50+10=60\n60+25=85\n\\boxed{85}"
+    assert ht.solution((25, 31, 19), "bc") == "bc\n31+19=50\n50+25=75\n\\boxed{75}"
+    assert ht.solution((25, 31, 19), "guess", bc_digits=R20) == "guess\n\\boxed{90}"
+    assert ht.format_prompt((25, 31, 19), True, bc_digits=R20) == "Q: 25#31#19=? type R\nA: "
+    # 20+21 = 41 ends in 1: ab's bonus; 21+19 = 40 ends in 0: bc's too under r20, one bonus of 10.
+    # B (r20), F (hidden-type)
+    assert ht.type_of((20, 21, 19), bc_digits=R20) == "B" and ht.type_of((20, 21, 19)) == "F"
+    assert ht.answer((20, 21, 19), bc_digits=R20) == ht.answer((20, 21, 19)) == 70
+    assert ht.solution((20, 21, 19), "bc", bc_digits=R20) == "bc\n21+19=40\n40+10=50\n50+20=70\n\\boxed{70}"
+    # b+c ends in 3, 5 or 8 as before: the same in both regimes
+    assert ht.type_of((22, 47, 16), bc_digits=R20) == "R" and ht.answer((22, 47, 16), bc_digits=R20) == 95
+    for numbers in [(25, 31, 19), (20, 21, 19), (22, 47, 16), (20, 21, 11), (35, 65, 10), (99, 98, 96)]:
+        t, gold = ht.type_of(numbers, bc_digits=R20), ht.answer(numbers, bc_digits=R20)
+        for path in ("ab", "bc"):
+            text = ht.solution(numbers, path, bc_digits=R20)
+            assert tasks.solution_path(text) == path and verify(text, str(gold)) == (t in ht.VALID[path])
+
+
+def test_r20_problems_documents_and_types_follow_its_digits():
+    r20 = tasks.make_problems(300, 1, "heldout", "hidden-type-r20")
+    hidden = tasks.make_problems(300, 1, "heldout", "hidden-type")
+    assert [p["numbers"] for p in r20] != [p["numbers"] for p in hidden]  # its own random stream
+    assert r20 == tasks.make_problems(300, 1, "heldout", "hidden-type-r20")
+    for p in r20:
+        assert p["type"] == ht.type_of(p["numbers"], bc_digits=R20)
+        assert p["answer"] == str(ht.answer(p["numbers"], bc_digits=R20))
+        assert p["prompt"] == "Q: " + "#".join(map(str, p["numbers"])) + "=?\nA: "
+    assert any(ht.type_of(p["numbers"], bc_digits=R20) != ht.type_of(p["numbers"]) for p in r20)
+    by_type = tasks.problems_by_type(20, 3, "hidden-type-r20")
+    assert all(ht.type_of(p["numbers"], bc_digits=R20) == t for t, ps in by_type.items() for p in ps)
+    rng = random.Random(0)
+    for _ in range(300):
+        text = tasks.pretraining_text(rng, "hidden-type-r20")
+        prompt, completion = text.split("A: ", 1)
+        numbers = tuple(int(x) for x in prompt[3:prompt.index("=")].split("#"))
+        assert completion == ht.solution(numbers, completion.split("\n")[0], bc_digits=R20)
+
+
+def test_hidden_type_and_its_control_are_unchanged_by_r20():
+    """The problems, documents and per-type draws of hidden-type and shown-type, pinned from before r20."""
+    pinned = {"hidden-type": "8aaeaacc18660fef34d8d91c191bb1baf14b73306ed5d9701875aa9c6f450268",
+              "shown-type": "31930cb2d0df2b64916bf59bc42be14c2a0d4a43b14f27cdbf313272e588acba"}
+    assert tasks.make_problems(2, 0, "heldout", "hidden-type") == [
+        {"prompt": "Q: 70#23#76=?\nA: ", "answer": "179", "numbers": [70, 23, 76], "type": "F"},
+        {"prompt": "Q: 23#42#22=?\nA: ", "answer": "87", "numbers": [23, 42, 22], "type": "B"}]
+    for regime, digest in pinned.items():
+        h = hashlib.sha256()
+        for split in ("train", "heldout"):
+            h.update(json.dumps(tasks.make_problems(300, 1, split, regime)).encode())
+        rng = random.Random(2)
+        h.update("".join(tasks.pretraining_text(rng, regime) for _ in range(300)).encode())
+        h.update(json.dumps(tasks.problems_by_type(20, 3, regime)).encode())
+        assert h.hexdigest() == digest, regime
+
+
+def test_r20_builds_plans_and_gates_as_hidden_type():
+    assert build.BUILDS["hidden-type-r20"] == build.BUILDS["hidden-type"]
+    assert build.STAGE2["hidden-type-r20"] == build.STAGE2["hidden-type"]
+    assert compare.PLANS["hidden-type-r20"] == compare.PLANS["hidden-type"]
+    assert compare.PLANS["hidden-type"] == (compare.HIDDEN_METHODS, compare.HIDDEN_RUN)
+    keep = ("low", "high", "paths", "shares", "tagged", "typed")
+    assert {k: tasks.REGIMES["hidden-type-r20"][k] for k in keep} == {k: tasks.REGIMES["hidden-type"][k] for k in keep}
+    cell = {p: {t: 1.0 if t in ht.VALID[p] else 0.0 for t in ht.TYPES} for p in ht.VALID}
+    g = {"forced_T1": cell, "forced_T0.05": cell,
+         "choice": {t: {"ab": 0.35, "bc": 0.10, "guess": 0.55} for t in ht.TYPES},
+         "base_pass": {"all": {"pass@1": 0.4, "pass@32": 1.0}, "R": {"pass@32": 0.95}},
+         "probes": {"linear": [0.5, 0.6]}}
+    assert gates.verdicts(g, "hidden-type-r20") == gates.verdicts(g) and all(gates.verdicts(g).values())

@@ -78,7 +78,7 @@ def test_flags_override_config_file_and_types_are_checked(tmp_path, capsys):
     (["--alpha", "-inf"], "--alpha (alpha): must be finite, got -inf"),
     (["--steps", "-1e3"], "--steps: invalid int value: '-1e3'"),
     (["--toy", "hiddentype"],
-     "--toy: invalid choice 'hiddentype' (choose from original, equal-paths, hidden-type, shown-type)"),
+     "--toy: invalid choice 'hiddentype' (choose from original, equal-paths, hidden-type, shown-type, hidden-type-r20)"),
     (["--steps"], "--steps: expected one argument"),
     (["--stepz", "3"], "unrecognized arguments: --stepz 3"),
 ])

@@ -3,7 +3,7 @@ The builder of the built-in toys: a word-level tokenizer and a tiny Qwen2 pretra
 a regime's task (toys/tasks.py), saved as a Hugging Face folder (toys/<regime>/) with BUILD.json.
 
     python -m toys.build [THREADS]                   # rebuilds toys/original/ from seed 0 into runs/build-original-<time>/
-    python -m toys.build --toy equal-paths           # likewise for another regime (hidden-type, shown-type: two stages)
+    python -m toys.build --toy equal-paths           # likewise for another regime (the typed ones: two stages)
     python -m toys.build --out toys/original --overwrite   # ... replacing the shipped model (THREADS: torch threads, default 1)
 
 Choices, stated once:
@@ -94,10 +94,12 @@ BUILDS = {  # the settings of the shipped builds (what differs from BuildSetting
     "equal-paths": dict(eval_every=250, fine_every=50, eval_prompts=64, eval_samples=32, stop_k=32, stop_at=0.7,
                         stop_spread=0.04, max_steps=6000, final_prompts=128, final_samples=32),
 }
+BUILDS["hidden-type-r20"] = BUILDS["hidden-type"]  # the same recipe; only the task's bc_digits differ
 
 
 STAGE2 = {g: dict(max_steps=1000, lr=5e-4, warmup=50, eval_every=1000, eval_prompts=64, eval_samples=4, stop_at=0.0,
-                  check_path_samples=4, final_prompts=128, final_samples=32) for g in ("hidden-type", "shown-type")}
+                  check_path_samples=4, final_prompts=128, final_samples=32)
+          for g in ("hidden-type", "shown-type", "hidden-type-r20")}
 
 
 def train_tokenizer(texts: list[str]) -> Tokenizer:

@@ -1,6 +1,7 @@
 r"""
-The third built-in toy, `hidden-type`: two valid paths that overlap, and a type the model cannot
-read where it chooses its path. Built so that GRPO *can* narrow what is solved at large k.
+The third built-in toy, `hidden-type`: two valid paths that overlap, and a type that decides which is
+right but that no policy learnt to use where it chooses its path (hidden in effect, not unreadable: a
+probe reads it there). Built so that GRPO *can* narrow what is solved at large k.
 
     python -m toys.build --toy hidden-type      # rebuild toys/hidden-type/ (until the paths are learnt)
     python -m research.gates                    # measure the gates of the shipped build -> BUILD.json
@@ -31,8 +32,9 @@ its bonus, never the one a+b decides. The types:
 So the favourite is right on 85 % of the problems, the rare path on 65 %, and 15 % are solved only by
 the rare path: the shape of Yue et al.'s finding on real models. A guess is right only when a#b#c is
 a multiple of ten. Repairing `ab` on R would need b+c's last digit at a point where `ab`'s own work
-never computes it. The type is partly readable at the last prompt position (a linear probe: AUC
-0.83-0.89), but in 300 GRPO steps the policy did not route on it (the pilot). Why built in: with
+never computes it. The type is readable at the last prompt position (probes of the shipped model:
+linear AUC 0.83-0.89, MLP 0.91-0.98; the build's 0.65 probe gate failed), but no policy routed on it:
+not GRPO in its 300-step pilot, nor any method of the comparison (research/README.md). Why built in: with
 real arithmetic errors, the favourite of our first toy was also its most reliable path everywhere,
 so GRPO's narrowing had nowhere to show.
 
@@ -59,6 +61,11 @@ guesses set base pass@1 (about 0.4) and leave GRPO an easy +0.4 to find.
 `shown-type` is the control: the same task with the type written in the prompt
 ("Q: 20#21#11=? type F\nA: "), so that a policy can route each problem to its valid path.
 
+`hidden-type-r20` is the same task with bc's condition on one more units digit of b+c, 0, 3, 5 or 8
+(its `bc_digits` in toys/tasks.py's REGIMES, a keyword of answer, type_of, solution and format_prompt):
+F 30 %, R 20 %, B 50 % of uniform problems, so `ab` is right on 80 % and `bc` on 70 %. The same paths,
+choice shares, build recipe and gates; its own problems (shown-type asks hidden-type's).
+
 The gates (research/gates.py, stored in BUILD.json): accuracy with the path forced per path x type at T = 1
 and T = 0.05; the choice's probabilities per type (exact, from the logits at the last prompt
 position); base pass@k overall and per type; linear and small-MLP probes of F vs R on the hidden
@@ -69,24 +76,26 @@ from __future__ import annotations
 TYPES = ("F", "R", "B")
 VALID = {"ab": ("F", "B"), "bc": ("R", "B")}  # where each path is right
 BONUS = 10
-AB_DIGITS, BC_DIGITS = {0, 1, 2, 3, 4}, {3, 5, 8}  # the units digits of a+b, resp. b+c, that call for the bonus
-SHARES = {"F": 0.35, "R": 0.15, "B": 0.5}  # of uniform problems (tests/test_hidden_type.py counts them)
+# the units digits of a+b, resp. b+c, that call for the bonus; a regime may widen bc's (its "bc_digits"
+# in toys/tasks.py's REGIMES: hidden-type-r20 adds 0)
+AB_DIGITS, BC_DIGITS = frozenset({0, 1, 2, 3, 4}), frozenset({3, 5, 8})
+SHARES = {"F": 0.35, "R": 0.15, "B": 0.5}  # of uniform problems with BC_DIGITS (tests/test_hidden_type.py counts them)
 
 
-def _conditions(numbers: tuple[int, ...] | list[int]) -> tuple[bool, bool]:
+def _conditions(numbers: tuple[int, ...] | list[int], bc_digits: frozenset[int]) -> tuple[bool, bool]:
     """(the condition ab can see, the one bc can see): a+b, resp. b+c, ends in one of its digits."""
     a, b, c = numbers
-    return (a + b) % 10 in AB_DIGITS, (b + c) % 10 in BC_DIGITS
+    return (a + b) % 10 in AB_DIGITS, (b + c) % 10 in bc_digits
 
 
-def answer(numbers: tuple[int, ...] | list[int]) -> int:
+def answer(numbers: tuple[int, ...] | list[int], *, bc_digits: frozenset[int] = BC_DIGITS) -> int:
     """a#b#c = a + b + c, + 10 if either condition holds (one bonus at most)."""
-    return sum(numbers) + BONUS * any(_conditions(numbers))
+    return sum(numbers) + BONUS * any(_conditions(numbers, bc_digits))
 
 
-def type_of(numbers: tuple[int, ...] | list[int]) -> str:
+def type_of(numbers: tuple[int, ...] | list[int], *, bc_digits: frozenset[int] = BC_DIGITS) -> str:
     """'F' (only ab right), 'R' (only bc right) or 'B' (both); see the table above."""
-    sees_ab, sees_bc = _conditions(numbers)
+    sees_ab, sees_bc = _conditions(numbers, bc_digits)
     return "B" if sees_ab == sees_bc else "F" if sees_ab else "R"
 
 
@@ -95,14 +104,14 @@ def guess_of(total: int) -> int:
     return (total + 5) // 10 * 10
 
 
-def solution(numbers: tuple[int, ...] | list[int], path: str) -> str:
+def solution(numbers: tuple[int, ...] | list[int], path: str, *, bc_digits: frozenset[int] = BC_DIGITS) -> str:
     """The pretraining completion (without EOS) of a path: the same procedure on every problem."""
     a, b, c = numbers
     if path == "guess":
-        return f"guess\n\\boxed{{{guess_of(answer(numbers))}}}"
+        return f"guess\n\\boxed{{{guess_of(answer(numbers, bc_digits=bc_digits))}}}"
     if path not in VALID:
         raise ValueError(f"hidden_type.solution: path must be ab, bc or guess, got {path!r}")
-    first, second, last, digits = (a, b, c, AB_DIGITS) if path == "ab" else (b, c, a, BC_DIGITS)
+    first, second, last, digits = (a, b, c, AB_DIGITS) if path == "ab" else (b, c, a, bc_digits)
     s1 = first + second
     lines = [path, f"{first}+{second}={s1}"]
     if s1 % 10 in digits:  # the condition this path can see, read off the sum it just wrote
@@ -112,8 +121,8 @@ def solution(numbers: tuple[int, ...] | list[int], path: str) -> str:
     return "\n".join(lines) + f"\n\\boxed{{{s1 + last}}}"
 
 
-def format_prompt(numbers: tuple[int, ...] | list[int], shown: bool) -> str:
+def format_prompt(numbers: tuple[int, ...] | list[int], shown: bool, *, bc_digits: frozenset[int] = BC_DIGITS) -> str:
     """The prompt; the control (shown) writes the type after the question."""
     q = "Q: " + "#".join(str(x) for x in numbers) + "=?"
-    return q + (f" type {type_of(numbers)}" if shown else "") + "\nA: "
+    return q + (f" type {type_of(numbers, bc_digits=bc_digits)}" if shown else "") + "\nA: "
 

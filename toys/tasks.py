@@ -3,12 +3,14 @@ The built-in toys' tasks: problems, gold answers and solution paths of every reg
 nothing here imports the project, so data.py (the problems a run trains on), toys/build.py (which
 pretrains the shipped models) and research/ all build on it.
 
-    regime        folder               the task
-    original      toys/original/       sums of three numbers in 10..99, four styles of unequal reliability
-    equal-paths   toys/equal-paths/    sums of three numbers in 100..999, three paths executed equally well
-    hidden-type   toys/hidden-type/    a made-up operation whose valid path hangs on a hidden type
-                                       (toys/hidden_type.py)
-    shown-type    toys/shown-type/     its control: the type written in the prompt
+    regime            folder                   the task
+    original          toys/original/           sums of three numbers in 10..99, four styles of unequal reliability
+    equal-paths       toys/equal-paths/        sums of three numbers in 100..999, three paths executed equally well
+    hidden-type       toys/hidden-type/        a made-up operation whose valid path hangs on a hidden type
+                                               (toys/hidden_type.py)
+    shown-type        toys/shown-type/         its control: the type written in the prompt
+    hidden-type-r20   toys/hidden-type-r20/    hidden-type with bc's bonus on one more digit of b+c: the
+                                               rare path alone right on 20 % of problems, not 15 %
 
 The original task. A problem is the sum of three numbers in 10..99; the prompt the model continues is
 
@@ -64,11 +66,16 @@ REGIMES = {
     "equal-paths": dict(low=100, high=999, paths=("ab", "bc", "ac"),
                         shares=(0.6, 0.3, 0.1), tagged=True),
     # two overlapping valid paths and a guess; which path is valid hangs on a type hidden in the
-    # units digits of a+b and b+c (toys/hidden_type.py); shown-type is its control, the type in the prompt
+    # units digits of a+b and b+c (toys/hidden_type.py); shown-type is its control, the type in the prompt.
+    # bc_digits: the units digits of b+c that call for bc's bonus (types F 35 / R 15 / B 50 %)
     "hidden-type": dict(low=10, high=99, paths=("ab", "bc", "guess"),
-                        shares=(0.35, 0.10, 0.55), tagged=True, typed="hidden"),
+                        shares=(0.35, 0.10, 0.55), tagged=True, typed="hidden", bc_digits=hidden_type.BC_DIGITS),
     "shown-type": dict(low=10, high=99, paths=("ab", "bc", "guess"),
-                       shares=(0.35, 0.10, 0.55), tagged=True, typed="shown"),
+                       shares=(0.35, 0.10, 0.55), tagged=True, typed="shown", bc_digits=hidden_type.BC_DIGITS),
+    # the one change: bc's bonus also when b+c ends in 0, so types F 30 / R 20 / B 50 % (ab right on 80 %,
+    # bc on 70 %); its own problems, the same paths, choice shares and build recipe
+    "hidden-type-r20": dict(low=10, high=99, paths=("ab", "bc", "guess"),
+                            shares=(0.35, 0.10, 0.55), tagged=True, typed="hidden", bc_digits=frozenset({0, 3, 5, 8})),
 }
 STYLES = REGIMES["original"]["paths"]
 STYLE_WEIGHTS = REGIMES["original"]["shares"]  # pretraining shares of the original styles
@@ -114,7 +121,8 @@ def make_problems(n: int, seed: int, split: str = "train", regime: str = "origin
     """n distinct problems of one split (and regime), the same for the same seed.
 
     Each dict: "prompt" (the text the model continues), "answer" (gold string for verify),
-    "numbers" (the summands, a list of ints); hidden-type and shown-type add "type" (F, R or B).
+    "numbers" (the summands, a list of ints); the typed regimes (hidden-type, shown-type,
+    hidden-type-r20) add "type" (F, R or B).
     """
     if split not in ("train", "heldout"):
         raise ValueError(f"make_problems: split must be 'train' or 'heldout', got {split!r}")
@@ -122,7 +130,7 @@ def make_problems(n: int, seed: int, split: str = "train", regime: str = "origin
     total = (r["high"] - r["low"] + 1) ** N_TERMS  # at most half the held-out pool, so drawing distinct ones stays quick
     if n < 0 or n > total // (2 * HELDOUT_EVERY):
         raise ValueError(f"make_problems: n must be in 0..{total // (2 * HELDOUT_EVERY)}, got {n}")
-    key = "hidden-type" if r.get("typed") else regime  # the control (shown-type) asks the same problems
+    key = "hidden-type" if regime == "shown-type" else regime  # the control asks hidden-type's problems
     rng = random.Random(f"toy-{seed}-{split}" if regime == "original" else f"toy-{key}-{seed}-{split}")
     seen, problems = set(), []
     while len(problems) < n:
@@ -130,10 +138,13 @@ def make_problems(n: int, seed: int, split: str = "train", regime: str = "origin
         if numbers in seen:
             continue
         seen.add(numbers)
-        prompt = format_prompt(numbers) if not r.get("typed") else hidden_type.format_prompt(numbers, r["typed"] == "shown")
-        gold = hidden_type.answer(numbers) if r.get("typed") else sum(numbers)  # hidden-type: a#b#c
-        problems.append({"prompt": prompt, "answer": str(gold), "numbers": list(numbers),
-                         **({"type": hidden_type.type_of(numbers)} if r.get("typed") else {})})
+        if not r.get("typed"):
+            problems.append({"prompt": format_prompt(numbers), "answer": str(sum(numbers)), "numbers": list(numbers)})
+            continue
+        digits = r["bc_digits"]  # hidden-type: a#b#c, its type and (shown-type) the type in the prompt
+        problems.append({"prompt": hidden_type.format_prompt(numbers, r["typed"] == "shown", bc_digits=digits),
+                         "answer": str(hidden_type.answer(numbers, bc_digits=digits)), "numbers": list(numbers),
+                         "type": hidden_type.type_of(numbers, bc_digits=digits)})
     return problems
 
 
@@ -228,17 +239,18 @@ def pretraining_text(rng: random.Random, regime: str = "original", practice: lis
     weights = r["shares"] if not r["tagged"] else practice or [1.0] * len(r["paths"])
     style = rng.choices(r["paths"], weights=weights)[0]
     if r.get("typed"):
-        return hidden_type.format_prompt(numbers, r["typed"] == "shown") + hidden_type.solution(numbers, style)
+        return (hidden_type.format_prompt(numbers, r["typed"] == "shown", bc_digits=r["bc_digits"]) +
+                hidden_type.solution(numbers, style, bc_digits=r["bc_digits"]))
     return format_prompt(numbers) + solution(numbers, style)
 
 
 # -----------------------------------------------------------------------------
 
 def problems_by_type(n: int, seed: int, regime: str = "hidden-type") -> dict[str, list[dict]]:
-    """hidden-type, shown-type: n held-out problems of each type (drawn uniformly, then sorted by type;
-    only for measuring)."""
+    """The typed regimes: n held-out problems of each type (drawn uniformly, then sorted by the
+    regime's type; only for measuring)."""
     pool = make_problems(12 * n, seed, "heldout", regime)
-    out = {t: [p for p in pool if hidden_type.type_of(p["numbers"]) == t][:n] for t in hidden_type.TYPES}
+    out = {t: [p for p in pool if p["type"] == t][:n] for t in hidden_type.TYPES}
     if min(len(v) for v in out.values()) < n:
         raise ValueError(f"problems_by_type: fewer than {n} of some type among {len(pool)} problems")
     return out
