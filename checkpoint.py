@@ -75,17 +75,24 @@ def new_run_dir(stamp: str = "") -> Path:
     return p
 
 
-def make_run_dir(path: Path) -> Path:
-    """Create the new folder runs/<timestamp> chosen by new_run_dir and return it, or, if another run
-    created it since (two runs started in the same second), the next free <timestamp>-2, -3, ...
-    os.mkdir fails on an existing folder, so no two runs ever share one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def make_fresh_folder(base: Path) -> Path:
+    """Create the folder `base`, or base-2, base-3, ... if it exists, and return it. os.mkdir fails on an
+    existing folder, so two commands started in the same second never share one (train.py's run folders,
+    and the comparisons, gates and builds under runs/)."""
+    base.parent.mkdir(parents=True, exist_ok=True)
+    path, i = base, 2
     while True:
         try:
             os.mkdir(path)
             return path
         except FileExistsError:
-            path = new_run_dir(stamp="-".join(path.name.split("-")[:2]))  # the same timestamp, less any -N
+            path, i = Path(f"{base}-{i}"), i + 1
+
+
+def make_run_dir(path: Path) -> Path:
+    """Create the new folder runs/<timestamp> chosen by new_run_dir and return it, or, if another run
+    created it since (two runs started in the same second), the next free <timestamp>-2, -3, ..."""
+    return make_fresh_folder(path.parent / "-".join(path.name.split("-")[:2]))  # the same timestamp, less any -N
 
 
 def choose_run_folder(out: str, ckpt: Path | None, resume: str = "", overwrite: bool = False) -> Path:

@@ -62,7 +62,7 @@ from pathlib import Path
 import torch
 
 import train
-from checkpoint import CheckpointError
+from checkpoint import CheckpointError, make_fresh_folder
 from config import Config, ConfigError, build_parser, make_config, read_json_object, resolve_device
 from data import DataError, chat_eos_ids, load_problems
 from hf import ModelLoadError, load_model, load_tokenizer
@@ -278,15 +278,7 @@ def plan_runs(args: argparse.Namespace, values: dict, runs_dir: Path) -> list[di
 def fresh_folder(name: str) -> Path:
     """runs/<name>-<time>/, made here: mkdir fails if the folder exists, and then the next name is
     tried (-2, -3, ...), so two comparisons started in the same second get two folders."""
-    base = Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    path, i = base, 1
-    while True:
-        try:
-            path.mkdir(parents=True)
-            return path
-        except FileExistsError:
-            i += 1
-            path = Path(f"{base}-{i}")
+    return make_fresh_folder(Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 def check_replace(out: Path, args: argparse.Namespace, values: dict) -> None:

@@ -42,6 +42,7 @@ import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from arm import pass_at_k
+from checkpoint import make_fresh_folder
 from hf import load_model, load_tokenizer, save_model
 from model import ModelConfig, Transformer
 from sampler import generate
@@ -442,16 +443,8 @@ def main(argv: list[str] | None = None) -> Path:
         if held and "BUILD.json" not in held:
             ap.exit(2, f"build.py: error: --out {out}: holds files but no build (no BUILD.json); --overwrite only "
                        "replaces a build\n")
-    else:  # mkdir fails on an existing folder: two builds started in the same second get two folders
-        base = Path("runs") / f"build-{a.toy}-{time.strftime('%Y%m%d-%H%M%S')}"
-        out, i = base, 1
-        while True:
-            try:
-                out.mkdir(parents=True)
-                break
-            except FileExistsError:
-                i += 1
-                out = Path(f"{base}-{i}")
+    else:  # a fresh folder: two builds started in the same second get two
+        out = make_fresh_folder(Path("runs") / f"build-{a.toy}-{time.strftime('%Y%m%d-%H%M%S')}")
         print(f"building into {out}/ (toys/{a.toy}/ unchanged: --out toys/{a.toy} --overwrite replaces the shipped model)")
     if a.toy in STAGE2:  # stage 1 into a scratch folder, stage 2 from it into the output folder
         with tempfile.TemporaryDirectory() as tmp:
