@@ -35,7 +35,9 @@ Choices where graders disagree (stated once, tested in tests/test_verifier*.py):
     (labels distinct, in alphabetical order). A union of listed sets is the listed set; a
     set-builder `\\{x \\mid x > 3\\}` is its condition; `\\mathbb{R}` and "all real numbers"
     are (-\\infty, \\infty).
-  - `2\\frac{1}{4}` is the mixed number 9/4 (proper fraction right after an integer).
+  - `2\\frac{1}{4}` and `2 1/4` are the mixed number 9/4: an integer, then a proper fraction
+    (0 < a < b) right after it or, in plain text, after a space. `2 5/4` is neither 25/4 nor
+    13/4 (text); `1 000/3` is grouping (1000/3), `1 1` is 11 (spaces go, MATH convention).
   - Expressions with variables are compared at three fixed rational points; with \\sin, \\cos,
     \\tan, \\sec, \\csc, \\cot, \\ln, \\exp and Greek variables this covers commuted
     products and identities (`\\sec^2 y` == `\\tan^2 y + 1`) within the relative 1e-6.

@@ -3,6 +3,8 @@ latency on adversarial inputs in both modes, and (when math-verify is importable
 and its verdicts on our labelled table.
 
     python bench/verifier.py                      # ours only
+    python bench/verifier.py --property 5000      # never pay a wrong answer, on generated
+                                                  # pairs (tests/test_verifier_property.py)
 
 To compare with math-verify (never a dependency of this repository), install it into an
 environment of its own and run the same script with that environment's Python:
@@ -107,7 +109,27 @@ def labelled_rows() -> list[tuple[str, str, bool]]:
     return rows
 
 
+def property_report(n: int, seed: int = 0) -> int:
+    """The generated pairs of tests/test_verifier_property.py on n values: counts, and every
+    wrong answer paid (the grader's promise) or right answer refused (a form it claims)."""
+    from test_verifier_property import check
+    t0 = time.perf_counter()
+    stats = check(n, seed)
+    dt = time.perf_counter() - t0
+    print(f"property, {n:,} values (seed {seed}): {stats['tried']:,} pairs tried, "
+          f"{stats['paid']:,} paid, {stats['refused']:,} refused in {dt:.1f} s")
+    print(f"wrong answers paid   : {len(stats['wrong_paid'])} "
+          f"(+ {len(stats['known'])} known failures)")
+    print(f"right answers refused: {len(stats['right_refused'])}")
+    for what, mode, response, gold in (stats["wrong_paid"] + stats["right_refused"])[:20]:
+        print(f"   {what} [{mode}] gold={gold!r} response={response[-60:]!r}")
+    return 1 if stats["wrong_paid"] or stats["right_refused"] else 0
+
+
 def main():
+    if sys.argv[1:2] == ["--property"]:
+        n = int(sys.argv[2]) if len(sys.argv) > 2 else 5000
+        return property_report(n, int(sys.argv[3]) if len(sys.argv) > 3 else 0)
     short = make_mix(1000, long_frac=0.0)
     mixed = make_mix(1000, long_frac=0.1, seed=1)
     ours_short, w1 = throughput(verify_cold, short)
@@ -173,4 +195,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

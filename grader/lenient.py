@@ -19,10 +19,12 @@ conclusion, the way a human grader reads it:
      "is / are / was / equals / = / be", that has a candidate after it ("with 5 red balls,
      the probability is 3/8" -> 3/8), else the whole sentence. A sentence that ends by
      rejecting its value ("10 is wrong", "x = 4 is not possible") states no answer.
-  4. Candidates are math blocks, numbers written in prose (3/5, 1,000, -2.5, 40%, and
-     `\\frac{3}{5}` or `2\\sqrt{3}` without delimiters) and option letters ("(B)", "option C",
-     a capital letter ending the sentence); one right after "not", "instead of", "rather
-     than" is dropped ("not 10 but 12" -> 12).
+  4. Candidates are math blocks, numbers written in prose (3/5, 1,000, -2.5, 40%, 2.998e8
+     with its exponent, the mixed number `5 1/3`, and `\\frac{3}{5}` or `2\\sqrt{3}` without
+     delimiters) and option letters ("(B)", "option C", a capital letter ending the
+     sentence); one right after "not", "instead of", "rather than" is dropped ("not 10 but
+     12" -> 12), and so is the rest of a list it starts ("$2,4,8$ is correct, not 3,5,7"
+     -> 2,4,8). The part after the last copula is read only if it keeps a candidate.
   5. One candidate is the answer. Several are one list answer only when nothing but commas,
      "and", "or" stands between them ("are 2 and 3"); otherwise the reading is ambiguous and
      there is no answer (None): "if 3 people share 12 apples, each gets 4" restates the
@@ -48,7 +50,11 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n\s*\n")
 _EXPLANATION = re.compile(r",?\s+(which|since|because|as|so that|where)\s")
 _RESTATED = re.compile(r"\s*(?:is|equals|means|gives|simplifies to)?\s*")
 _COPULA = re.compile(r"(?<![A-Za-z])(?:is|are|was|were|equals|equal to|be)(?![A-Za-z])|=")
-_NUMBER = re.compile(r"(?<![\w.^_])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+(?:\.\d+)?)?%?")
+# A number in prose: 1,000, -2.5, 3/5, 40%, e-notation with its exponent (2.998e8, 6.0E-23),
+# and a plain mixed number `5 1/3` (normalize reads it, proper fractions only; see canonical).
+_NUMBER = re.compile(r"(?<![\w.^_])-?(?:\d{1,30} \d{1,30}/\d{1,30}(?![\d/])|(?:\d{1,3}(?:,\d{3})++|\d++)"
+                     r"(?:\.\d++)?(?:[eE][-+]?\d{1,4}(?!\w|\.\d)|(?:/\d++(?:\.\d++)?)?%?"
+                     r"(?![eE][-+]?\d)))", re.ASCII)  # `1e5x`: no number, not 1
 # An option letter in prose: `(B)`, or a capital after "option" / "choice" ("choice B").
 _OPTION = re.compile(r"(?<![A-Za-z])\([A-E]\)(?![A-Za-z])|(?<=[Oo]ption )[A-E](?![A-Za-z])"
                      r"|(?<=[Cc]hoice )[A-E](?![A-Za-z])|(?<= )[A-E](?=[.!]?\s*$)")
@@ -109,7 +115,14 @@ def _candidates(part: str) -> list[tuple[int, int, str]]:
     found += [(m.start(), m.end(), "number") for m in _BARE_LATEX.finditer(part)]
     prose = _BARE_LATEX.sub(lambda m: " " * len(m.group(0)), part)
     prose = _PIECE.sub(lambda m: " " * len(m.group(0)), prose)
-    found += [(m.start(), m.end(), "number") for m in _NUMBER.finditer(prose)]
+    for m in _NUMBER.finditer(prose):
+        whole, _, frac = m.group(0).partition(" ")
+        num, _, den = frac.partition("/")
+        if frac and not (0 < int(num) < int(den) or len(num) == 3):  # `5 4/3`: two values
+            found += [(m.start(), m.start() + len(whole), "number"),
+                      (m.end() - len(frac), m.end(), "number")]
+        else:
+            found.append((m.start(), m.end(), "number"))
     found += [(m.start(), m.end(), "number") for m in _OPTION.finditer(prose)]
     return sorted(found)
 
@@ -134,7 +147,14 @@ def _kept(part: str) -> list[tuple[int, int, str]]:
     found = _candidates(part)
     if len(found) > 2 * MAX_CANDIDATES:
         return []
-    return [(a, b, k) for a, b, k in found if not _NEGATED.search(part[max(0, a - 20) : a])]
+    kept, negated = [], False
+    for i, (a, b, k) in enumerate(found):
+        # "not 3,5,7": the negation covers the whole list it starts, not only its first value
+        listed = negated and i and _LIST_GAP.fullmatch(part[found[i - 1][1] : a])
+        negated = bool(listed or _NEGATED.search(part[max(0, a - 20) : a]))
+        if not negated:
+            kept.append((a, b, k))
+    return kept
 
 
 def _cut_explanation(sentence: str) -> str:
@@ -161,8 +181,8 @@ def _read(sentence: str, pieces: list[str]) -> str | None:
     last = sentence[copulas[0].end() :] if copulas else ""
     if last and _REJECTED.match(last) and not _has_candidate(last):
         return None  # "10 is wrong", "x = 4 is not possible": a value rejected
-    for c in copulas:
-        if _has_candidate(sentence[c.end() :]):
+    for c in copulas:  # the last copula with a value after it that is not rejected
+        if _kept(sentence[c.end() :]):
             part = sentence[c.end() :]
             break
     kept = _kept(part)
