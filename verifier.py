@@ -10,6 +10,7 @@ Three stages, each a function:
      math (`Answer $7$`). None when there is none (a last-number fallback only when asked for).
      Boxes that only connectors or a short phrase separate (`$\\boxed{-3}$ and $\\boxed{2}$`)
      are also tried as one list (extract.final_boxes) when the last box alone does not match.
+     A response ends at its first chat end-of-turn token (`17<|im_end|>`: extract.END_TOKENS).
   2. normalize(answer) (grader/canonical.py): one canonical string, MATH-grader style (spacing
      commands, \\left, \\dfrac, \\frac12, \\text{} units, degrees, currency, thousands
      separators, `x =`, labels, option letters...).
@@ -49,7 +50,7 @@ Choices where graders disagree (stated once, tested in tests/test_verifier*.py):
   - Labels before `=` are dropped on either side: `x =`, `f(x) =`, `PQ =`, `[ABC] =`, `|PQ| =`,
     `\\overline{AB} =`, `m\\angle ABC =`, ratio names `P:Q = 2` (`2:1` itself is not 2); a
     product `xy = 6` stays an equation. Option letters `B`, `(B)`, `\\text{(B)}`, `B. y = 17`,
-    `(B) 12` are the letter; only the letter is graded.
+    `(B) 12`, `{B}`, `[B]`, `option B` are the letter; only the letter is graded.
   - Equations: a leading `x =` / `x \\in` (one variable) is dropped; in a chain
     `x = 5+5+1 = 11` the last side is the answer, and so is the result of a computation
     `1 + 2 = 3` (both sides without variables). Before `\\approx` the exact value is the
@@ -64,11 +65,13 @@ Choices where graders disagree (stated once, tested in tests/test_verifier*.py):
     equals a sum with the same bounds and an equal body (`b_i a_i`); \\prod likewise.
   - Units: trailing unit words after a number are dropped (`5 \\text{ cm}` == `5`, also
     `60 \\text{ km/h}`, `9.8 m/s^2`, `25^\\circ C`, currency signs), so two different units
-    with the same number are equal, as in the MATH grader.
+    with the same number are equal, as in the MATH grader. A scale word is no unit: `1.5
+    million` is 1500000 (thousand, million, billion, trillion; canonical.SCALE_WORDS).
   - Thousands: `1{,}000`, `1\\,000`, `1\\!000`, `10,\\! 000` and these mixed with commas
     are one number; `32, 349` (a comma then a space, `\\,` included) is a list. A stray
     backslash or line break after an answer (`5\\`) is dropped.
-  - `2^10` is read as 2^{10} (what the model means), not LaTeX's 2^1 0.
+  - `2^10` is read as 2^{10} (what the model means), not LaTeX's 2^1 0. Plain-text names
+    sqrt, pi, sin, cos, tan, ln, exp as whole words are the commands (`3*sqrt(3)`, `4*pi`).
   - Characters a policy could hide in an answer (controls, zero-width and bidi marks, circled
     digits, mixed-script digit runs) make it wrong; they are never stripped (canonical.forbidden).
 
@@ -91,8 +94,8 @@ from grader.arithmetic import GREEK, Refuse, expr_value, number
 from grader.numeric import exact_key, expr_equal, percent_equal, same_equation
 from grader.relations import chain, relation, relations_equal
 from grader.canonical import MAX_ANSWER_CHARS, PLAIN_NUMBER, encloses, forbidden, normalize, split_top
-from grader.extract import extract_answer, final_boxes, gold_answer
-from grader.lenient import conclusion, equation_sides
+from grader.extract import end_of_turn, extract_answer, final_boxes, gold_answer
+from grader.lenient import conclusion, equation_sides, letter_gold
 from grader.explain import explain
 
 MAX_ITEMS = 32  # longest list / set / tuple we compare structurally
@@ -394,7 +397,7 @@ def verify(response: str, gold: str, *, lenient: bool = False) -> bool:
     try:
         if not isinstance(response, str) or not isinstance(gold, str):
             return False
-        gold = gold_answer(gold)
+        gold, response = gold_answer(gold), end_of_turn(response)  # `17<|im_end|>` is 17
         ans = extract_answer(response)
         if ans is not None and answers_equal(ans, gold):
             return True
@@ -403,7 +406,7 @@ def verify(response: str, gold: str, *, lenient: bool = False) -> bool:
             return answers_equal(", ".join(boxes), gold)
         if not lenient or "####" in response or "\\boxed" in response or "\\fbox" in response:
             return False
-        read = conclusion(response)
+        read = conclusion(response, letter_gold(gold))
         return read is not None and any(answers_equal(a, gold) for a in equation_sides(read))
     except Exception:
         return False

@@ -59,11 +59,17 @@ _REFUSED_PREFIXES = ("sinh", "cosh", "tanh", "sech", "csch", "coth")  # not \sin
 _VARIABLES = frozenset("\\" + g for g in GREEK)
 _ATOM_STARTS = frozenset(("(", "{", "\\frac", "\\sqrt", "\\pi", "\\infty", *FUNCTIONS,
                           *_VARIABLES))
+# Function names in plain text, as some datasets store a gold (`3*sqrt(3)`, `4*pi`): the
+# LaTeX command. A whole word only (not the `pi` of `spin`; `pir` is p*i*r).
+PLAIN_NAMES = ("sqrt", "pi", "sin", "cos", "tan", "ln", "exp")
 _TOKEN_RE = re.compile(
     r"(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d{1,6}(?!\d))?"  # 12, 1.5, .5, 1.2e5
     r"|\\[a-zA-Z]+"  # commands
+    r"|(?<![a-zA-Z\\])(?:%s)(?![a-zA-Z])" % "|".join(PLAIN_NAMES) +  # sqrt(3), 4*pi
     r"|[a-zA-Z](?:_(?:\{[a-zA-Z0-9]+\}|\d+|[a-zA-Z]))?"  # x, x_1, x_{ij}, a_i (a_ib_i: two)
     r"|\S")
+
+_NAMES = re.compile(r"\\[a-zA-Z]+|(?<![a-zA-Z\\])(?:%s)(?![a-zA-Z])" % "|".join(PLAIN_NAMES))
 
 
 def tokenize(s: str) -> list[str]:
@@ -90,6 +96,9 @@ def tokenize(s: str) -> list[str]:
                     break
             if name:
                 toks.append("\\" + name)
+            continue
+        if t in PLAIN_NAMES:
+            toks.append("\\" + t)
             continue
         toks.append(t.replace("{", "").replace("}", "") if "_{" in t else t)  # x_{1} is x_1
     return toks
@@ -374,7 +383,7 @@ def points(names: tuple[str, ...]) -> list[dict]:
 
 def expr_value(s: str):
     """('num', value) or ('expr', toks, variables); raises Refuse if not arithmetic."""
-    if re.search(r"[a-zA-Z]{3,}", re.sub(r"\\[a-zA-Z]+", " ", s)):
+    if re.search(r"[a-zA-Z]{3,}", _NAMES.sub(" ", s)):
         raise Refuse("a word, not a formula")
     toks = tokenize(s)
     if not toks or len(toks) > 400:

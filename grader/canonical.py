@@ -88,6 +88,9 @@ _NAMED_LHS = re.compile(
 # The text may not name another option (`(A) and (C)`, `(B), (C)`, `B. or maybe C` are several
 # options: any lone capital A-E) nor start a list.
 _OPTION_TEXT = re.compile(r"\s*(?:\(([A-E])\)\s*|([A-E])(?:[.:]\s+|\)\s*))(?=[^\s,;])")
+# `option C`, `choice (C)`, `{C}`, `[C]`: the option letter (a gold letter's wrappers)
+_OPTION_WORD = re.compile(r"\A(?:option|choice)\s*(?=\(?[A-E](?![A-Za-z]))", re.IGNORECASE)
+_BRACKETED_OPTION = re.compile(r"\{\s*\(?([A-E])\)?\s*\}|\[\s*\(?([A-E])\)?\s*\]")
 _OTHER_OPTION = re.compile(r"(?<![A-Za-z\\])[A-E](?![A-Za-z])")  # `B. maybe C is right`
 _UNIT_POWER = r"(?:\^\{?-?\d\}?)?"
 _UNIT_WORD = re.compile(  # km, hrs., ft^2, m/s^{2}, ^{2}/, kg*m, N\cdot m, a lone / or ^2
@@ -101,6 +104,11 @@ _TWO_LETTER_UNITS = {"cm", "mm", "km", "nm", "dm", "kg", "mg", "ml", "mL", "cl",
                      "in", "yd", "mi", "hr", "lb", "oz", "Hz", "kW", "MW", "mW", "kJ", "kN", "Pa",
                      "eV", "mA", "kV", "mV", "ms", "ns", "pt", "qt", "sq", "ha", "am", "pm", "AM",
                      "PM"}
+# A number with a scale word: `1.5 million` is 1.5e6 (not 1.5 with a unit), `\text{ billion}` too;
+# not before a number (`3 thousand 5` would run together as 3e35).
+SCALE_WORDS = {"thousand": 3, "million": 6, "billion": 9, "trillion": 12}
+_SCALED = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d{1,30})(\.\d{1,30})?\s*(thousand|million|"
+                     r"billion|trillion)s?(?![A-Za-z]|\s*\.?\d)", re.IGNORECASE | re.ASCII)
 _WORD_SEP = re.compile(r"(?:^|\s)(?:and|or)(?=\s|$)")
 
 
@@ -219,6 +227,8 @@ def _strip_units(item: str) -> str:
     if k == len(words) or k == 0 or not words[k][0].isalpha():
         return item
     unit = " ".join(words[k:])
+    if any(w.lower().rstrip("s.") in SCALE_WORDS for w in words[k:]):
+        return item  # `3 thousand 5` left unread (see _SCALED) is not 3 with a unit
     pieces = re.findall(r"[A-Za-z]+", unit.replace("\\cdot", " "))
     if not pieces or not any(map(_unit_piece, pieces)):
         return item
@@ -397,6 +407,8 @@ def normalize(answer: str, keep_lhs: bool = False) -> str:
     if s.startswith("\\boxed{") and s.endswith("}"):
         s = s[7:-1]
     s = _unwrap_text(s)
+    if "illion" in s or "housand" in s or "ILLION" in s or "HOUSAND" in s:
+        s = _SCALED.sub(lambda m: "%s%se%d" % (m[1], m[2] or "", SCALE_WORDS[m[3].lower()]), s)
     s = s.replace("\\{", "\x01").replace("\\}", "\x02")  # keep set braces apart from groups
     s = s.strip().rstrip(".").strip()
     if s.endswith(("\\", "\x03")):  # a stray backslash after the answer: `5\\`, a line break
@@ -409,6 +421,11 @@ def normalize(answer: str, keep_lhs: bool = False) -> str:
         s = _MIXED.sub(_mixed, s)
     if "/" in s and " " in s:
         s = _MIXED_PLAIN.sub(_mixed_plain, s)
+    if s[:1] in "oOcC[{":
+        s = _OPTION_WORD.sub("", s, count=1) if s[:1] in "oOcC" and len(s) > 6 else s
+        m = _BRACKETED_OPTION.fullmatch(s)
+        if m:
+            return "(" + (m.group(1) or m.group(2)) + ")"
     m = _OPTION_TEXT.match(s) if s[:1] in "(ABCDE" else None
     if m and len(s) > m.end() and not _OTHER_OPTION.search(s, m.end()):  # `B. y = 17` is B
         return "(" + (m.group(1) or m.group(2)) + ")"

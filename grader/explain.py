@@ -5,7 +5,8 @@ verify(response, gold, lenient) tries, until one equals the gold:
   1. the marked answer (extract_answer: the last box, `####`, "the answer is");
   2. with more than one box, the boxes as one list (final_boxes), and stops there;
   3. with lenient=True and no box or `####` in the response, the unmarked conclusion
-     (lenient.conclusion), and for `name = value` the value too (equation_sides).
+     (lenient.conclusion; an option letter with its value when the gold is a letter), and
+     for `name = value` or a computation `|4-9| = 5` the value too (equation_sides).
 explain() walks the same steps and says whether one matched; tests/test_verifier.py checks that
 this agrees with verify() on every labelled row. The verdict printed is verify()'s own.
 answers_equal is passed in, since nothing in grader/ imports verifier.py.
@@ -15,8 +16,8 @@ from __future__ import annotations
 from typing import Callable
 
 from grader.canonical import normalize
-from grader.extract import extract_answer, final_boxes
-from grader.lenient import conclusion, equation_sides
+from grader.extract import end_of_turn, extract_answer, final_boxes
+from grader.lenient import conclusion, equation_sides, letter_gold
 
 MARKERS = ("####", "\\boxed", "\\fbox")  # a response with one is never read leniently
 NO_MARK = ("no marked answer (\\boxed{}, 'the answer is', ####): default mode pays only a marked answer; "
@@ -29,6 +30,7 @@ def explain(response: str, gold: str, lenient: bool, equal: Callable[[str, str],
         same = _equal(equal, answer, gold)
         return f"{label:<17}: {answer!r} (normalized {normalize(answer)!r}{', equals the gold' if same else ''})"
 
+    response = end_of_turn(response)  # as in verify(): the response ends at `<|im_end|>`
     marked = any(m in response for m in MARKERS)
     ans = extract_answer(response)
     if ans is not None:
@@ -48,7 +50,7 @@ def explain(response: str, gold: str, lenient: bool, equal: Callable[[str, str],
         return lines, False
     if marked:
         return lines + ["lenient reading  : not tried: a response with a \\boxed{} or #### is graded by that alone"], False
-    read = conclusion(response)
+    read = conclusion(response, letter_gold(gold))
     if read is None:
         return lines + ["lenient reading  : None: the conclusion states no value, or several (ambiguous)"], False
     for i, side in enumerate(equation_sides(read)):

@@ -15,7 +15,37 @@ MAX_BOX_TRIES = 8  # how many \boxed occurrences (from the end) we try before gi
 # ----------------------------------------------------------------------------- extraction
 
 _ANSWER_MARKERS = ("final answer is", "answer is", "final answer:", "answer:")
+# Chat templates' end-of-turn tokens: a response ends at the first one (end_of_turn), so
+# `Final answer: 17<|im_end|>` states 17, and text after the token is not the model's answer.
+END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|end_of_text|>", "<|eot_id|>", "</s>", "<|end|>",
+              "<end_of_turn>", "<eos>", "<|return|>", "<|end\u2581of\u2581sentence|>",
+              "<\uff5cend\u2581of\u2581sentence\uff5c>")
 _NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+def end_of_turn(text: str) -> str:
+    """text up to its first end-of-turn token (END_TOKENS), or text itself when it has none."""
+    if "<" not in text:  # the common case: one scan
+        return text
+    cut = min((k for k in map(lambda t: _first(text, t), END_TOKENS) if k >= 0), default=len(text))
+    return text[:cut]
+
+
+def _first(text: str, token: str) -> int:
+    """Where token first ends a turn in text, or -1. `</s>` closes an HTML strikethrough
+    (`<s>5</s> 6`) when an `<s>` opens shortly before it on its line and text goes on."""
+    k = text.find(token)
+    if token != "</s>" or k < 0:
+        return k
+    last = len(text.rstrip())  # `</s>` at the very end is always the end of the turn
+    for _ in range(MAX_BOX_TRIES):  # after that many strikethroughs the next `</s>` ends it
+        if k < 0 or k + 4 >= last:
+            return k
+        line = text.rfind("\n", max(0, k - 200), k) + 1
+        if text.rfind("<s>", max(line, k - 200), k) < 0:
+            return k
+        k = text.find(token, k + 4)
+    return k
 
 
 def _box_content(text: str, start: int) -> tuple[str, int] | None:
@@ -100,7 +130,8 @@ def final_boxes(text: str) -> list[str]:
     after the last box overrides it (see extract_answer).
     """
     try:
-        last = _last_box(text) if isinstance(text, str) else None
+        text = end_of_turn(text) if isinstance(text, str) else ""
+        last = _last_box(text)
         out, start = [last[0]] if last else [], last[1] if last else 0
         for _ in range(MAX_BOX_TRIES - 1 if last else 0):
             prev = _last_box(text, start, max(0, start - MAX_GAP - MAX_BOX_SCAN))
@@ -233,6 +264,7 @@ def _clean(ans: str) -> str | None:
 def extract_answer(text: str, *, last_number_fallback: bool = False) -> str | None:
     """The final answer in a model response, or None if it gives none.
 
+    The response ends at its first end-of-turn token (`<|im_end|>`, `</s>`: END_TOKENS).
     Order: last \\boxed{...}/\\fbox{...} (only the last box counts, unless a "final answer is"
     clause follows it: then that clause), else last `#### N`, else the last "final answer is /
     answer is / Answer:" clause or `Answer` followed by math (`Answer $7$`), else (only if
@@ -242,6 +274,7 @@ def extract_answer(text: str, *, last_number_fallback: bool = False) -> str | No
     try:
         if not isinstance(text, str) or not text:
             return None
+        text = end_of_turn(text)
         box = _last_box(text)
         if box is not None:
             final = _final_clause_after(text, box[2])

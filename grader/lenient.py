@@ -20,17 +20,19 @@ conclusion, the way a human grader reads it:
      the probability is 3/8" -> 3/8), else the whole sentence. A sentence that ends by
      rejecting its value ("10 is wrong", "x = 4 is not possible") states no answer.
   4. Candidates are math blocks, numbers written in prose (3/5, 1,000, -2.5, 40%, 2.998e8
-     with its exponent, the mixed number `5 1/3`, and `\\frac{3}{5}` or `2\\sqrt{3}` without
-     delimiters) and option letters ("(B)", "option C", a capital letter ending the
-     sentence); one right after "not", "instead of", "rather than" is dropped ("not 10 but
-     12" -> 12), and so is the rest of a list it starts ("$2,4,8$ is correct, not 3,5,7"
-     -> 2,4,8). The part after the last copula is read only if it keeps a candidate.
+     with its exponent, the mixed number `5 1/3`, `1.5 million` with its scale word, and
+     `\\frac{3}{5}` or `2\\sqrt{3}` without delimiters) and option letters ("(B)", "option
+     C", a capital letter ending the sentence); one right after "not", "instead of", "rather
+     than" is dropped ("not 10 but 12" -> 12), and so is the rest of a list it starts
+     ("$2,4,8$ is correct, not 3,5,7" -> 2,4,8). The part after the last copula is read only if it
+     keeps a candidate.
   5. One candidate is the answer. Several are one list answer only when nothing but commas,
      "and", "or" stands between them ("are 2 and 3"); otherwise the reading is ambiguous and
      there is no answer (None): "if 3 people share 12 apples, each gets 4" restates the
      problem's numbers, and "it could be 3, or maybe 5" hedges.
 
-verify() also tries, for a candidate `name = value`, the value (`P(A) = 3/5`; equation_sides).
+verify() also tries, for a candidate `name = value`, the value (`P(A) = 3/5`), and for a
+computation with its result, the result (`|4-9| = 5`: no variable on either side; equation_sides).
 Standard library only; the reading looks at the last MAX_TAIL characters, every scan is
 bounded, and nothing here raises.
 """
@@ -38,6 +40,8 @@ bounded, and nothing here raises.
 from __future__ import annotations
 
 import re
+
+from grader.canonical import normalize
 
 MAX_TAIL = 3000  # only the end of a response is read
 MAX_BLOCK = 1000  # a math block longer than this is left as text
@@ -55,9 +59,14 @@ _COPULA = re.compile(r"(?<![A-Za-z])(?:is|are|was|were|equals|equal to|be)(?![A-
 _NUMBER = re.compile(r"(?<![\w.^_])-?(?:\d{1,30} \d{1,30}/\d{1,30}(?![\d/])|(?:\d{1,3}(?:,\d{3})++|\d++)"
                      r"(?:\.\d++)?(?:[eE][-+]?\d{1,4}(?!\w|\.\d)|(?:/\d++(?:\.\d++)?)?%?"
                      r"(?![eE][-+]?\d)))", re.ASCII)  # `1e5x`: no number, not 1
+_SCALE = re.compile(r" (?:thousand|million|billion|trillion)s?(?![A-Za-z])", re.I)  # 1.5 million
 # An option letter in prose: `(B)`, or a capital after "option" / "choice" ("choice B").
 _OPTION = re.compile(r"(?<![A-Za-z])\([A-E]\)(?![A-Za-z])|(?<=[Oo]ption )[A-E](?![A-Za-z])"
                      r"|(?<=[Cc]hoice )[A-E](?![A-Za-z])|(?<= )[A-E](?=[.!]?\s*$)")
+# An option letter followed by its option's value, `C: 6.5 N`, `(C) 6.5 N`: read as the letter
+# when the gold is a letter (conclusion(..., letter=True)), if no other letter follows.
+_OPTION_VALUE = re.compile(r"\s*(?:(?:[Oo]ption|[Cc]hoice)\s+)?(?:\(([A-E])\)|([A-E]):)\s*(?=\S)")
+_OTHER_LETTER = re.compile(r"(?<![A-Za-z\\])[A-E](?![A-Za-z])")
 _PIECE = re.compile("\x00(\\d+)\x00")
 # A fraction or root written in prose without math delimiters: `is \frac{3}{5}.`
 _BARE_LATEX = re.compile(r"-?(?<![\w.])(?:\d+(?:\.\d+)?)?"
@@ -121,8 +130,9 @@ def _candidates(part: str) -> list[tuple[int, int, str]]:
         if frac and not (0 < int(num) < int(den) or len(num) == 3):  # `5 4/3`: two values
             found += [(m.start(), m.start() + len(whole), "number"),
                       (m.end() - len(frac), m.end(), "number")]
-        else:
-            found.append((m.start(), m.end(), "number"))
+        else:  # with its scale word, `1.5 million` (canonical.SCALE_WORDS)
+            scale = _SCALE.match(prose, m.end()) if m.group(0)[-1:].isdigit() else None
+            found.append((m.start(), scale.end() if scale else m.end(), "number"))
     found += [(m.start(), m.end(), "number") for m in _OPTION.finditer(prose)]
     return sorted(found)
 
@@ -169,8 +179,9 @@ def _cut_explanation(sentence: str) -> str:
     return sentence
 
 
-def _read(sentence: str, pieces: list[str]) -> str | None:
-    """The answer a sentence states (rules 2-5 of the module docstring), or None."""
+def _read(sentence: str, pieces: list[str], letter: bool = False) -> str | None:
+    """The answer a sentence states (rules 2-5 of the module docstring), or None; with
+    letter=True an option letter followed by its value (`is C: 6.5 N`) is the letter."""
     sentence = _cut_explanation(sentence)
     for m in list(_THEREFORE.finditer(sentence))[::-1][:MAX_CANDIDATES]:
         if _has_candidate(sentence[m.end() :]):  # "... both fail, so (B)": the conclusion
@@ -185,6 +196,9 @@ def _read(sentence: str, pieces: list[str]) -> str | None:
         if _kept(sentence[c.end() :]):
             part = sentence[c.end() :]
             break
+    m = _OPTION_VALUE.match(part) if letter else None
+    if m and not _OTHER_LETTER.search(part, m.end()):
+        return "(%s)" % (m.group(1) or m.group(2))
     kept = _kept(part)
     if not kept or len(kept) > MAX_CANDIDATES:
         return None
@@ -198,8 +212,9 @@ def _read(sentence: str, pieces: list[str]) -> str | None:
     return ", ".join(t for t in texts if t) or None
 
 
-def conclusion(text: str) -> str | None:
-    """The answer a solution's conclusion states (see the module docstring), or None."""
+def conclusion(text: str, letter: bool = False) -> str | None:
+    """The answer a solution's conclusion states (see the module docstring), or None.
+    letter=True (the gold is an option letter): `is C: 6.5 N` states C, not 6.5 (_read)."""
     try:
         if not isinstance(text, str):
             return None
@@ -209,24 +224,39 @@ def conclusion(text: str) -> str | None:
         sentences = [s.strip() for s in _SENTENCE_END.split(flat) if s.strip()]
         marked = [i for i, s in enumerate(sentences) if re.search(r"(?<![a-z])answer", s.lower())]
         if marked and _has_candidate(sentences[marked[-1]]):
-            return _read(sentences[marked[-1]], pieces)
+            return _read(sentences[marked[-1]], pieces, letter)
         for s in sentences[::-1][:3]:  # closing remarks without values are skipped
             if _has_candidate(s):  # a question with values restates the problem: no answer
-                return None if s.endswith("?") else _read(s, pieces)
+                return None if s.endswith("?") else _read(s, pieces, letter)
         return None
     except Exception:  # defensive: reading must never raise
         return None
 
 
+# A side of a computation: numbers, operators, brackets, bars, \frac, \sqrt, \pi; no variable
+# (a letter or a Greek name), so `|4-9| = 5` is a result and `2\alpha = 60` is not.
+_COMPUTATION = re.compile(r"(?:[\d\s.,+\-*/^()\[\]{}|!]|\\(?:[dt]?frac|sqrt|cdot|times|div|"
+                          r"left|right|[lr]?vert|binom|pi|[,;! ]))+")
+
+
+def letter_gold(gold: str) -> bool:
+    """Whether a gold is an option letter (`C`, `(C)`, `\\text{(C)}`): conclusion's letter."""
+    return re.fullmatch(r"\(?[A-Ea-e]\)?", normalize(gold)) is not None
+
+
 def equation_sides(answer: str) -> list[str]:
-    """The answer, then, for `name = value` with one `=` and a name on the left (letters, no
-    arithmetic: `P(A) = \\frac35`, `\\text{Area} = 12`), the value as well. `a^2 + b = 0` and
-    `7 = 11a + c` are equations, not named values."""
+    """The answer, then, for a computation with its result (`|4-9| = 5`, `3 \\cdot 4 - 11 = 1`:
+    no variable on either side) the result, and for `name = value` with one `=` and a name on the
+    left (letters, no arithmetic: `P(A) = \\frac35`, `\\text{Area} = 12`), the value as well.
+    `a^2 + b = 0`, `2\\alpha = 60` and `7 = 11a + c` are equations, not named values."""
     sides = _split_eq(answer)
+    if len(sides) == 2 and sides[1].strip() and all(map(_COMPUTATION.fullmatch, sides)) and \
+            re.search(r"\d", sides[0]):  # a computation and its result, `|4-9| = 5`: the result
+        return [answer, sides[1].strip()]
     if len(sides) != 2 or not sides[1].strip() or not re.search(r"[A-Za-z]", sides[0]):
         return [answer]
-    if re.search(r"[-+*/^]|\\(?:frac|sqrt|cdot|times|div)", sides[0]):
-        return [answer]
+    if re.search(r"[-+*/^]|\\(?:frac|sqrt|cdot|times|div)|^\s*\d", sides[0]):
+        return [answer]  # arithmetic, or a coefficient (`2\alpha = 60`): an equation
     return [answer, sides[1].strip()]
 
 
