@@ -104,11 +104,12 @@ _TWO_LETTER_UNITS = {"cm", "mm", "km", "nm", "dm", "kg", "mg", "ml", "mL", "cl",
                      "in", "yd", "mi", "hr", "lb", "oz", "Hz", "kW", "MW", "mW", "kJ", "kN", "Pa",
                      "eV", "mA", "kV", "mV", "ms", "ns", "pt", "qt", "sq", "ha", "am", "pm", "AM",
                      "PM"}
-# A number with a scale word: `1.5 million` is 1.5e6 (not 1.5 with a unit), `\text{ billion}` too;
-# not before a number (`3 thousand 5` would run together as 3e35).
-SCALE_WORDS = {"thousand": 3, "million": 6, "billion": 9, "trillion": 12}
-_SCALED = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d{1,30})(\.\d{1,30})?\s*(thousand|million|"
-                     r"billion|trillion)s?(?![A-Za-z]|\s*\.?\d)", re.IGNORECASE | re.ASCII)
+# A number with a scale word: `1.5 million` is 1.5e6 (not 1.5 with a unit), `\text{ billion}` too, and
+# `5 thousandths` is 5e-3 (not 5); not before a number (`3 thousand 5` would run together as 3e35).
+SCALE_WORDS = {"thousand": 3, "million": 6, "billion": 9, "trillion": 12,
+               "tenth": -1, "hundredth": -2, "thousandth": -3, "millionth": -6}
+_SCALED = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d{1,30})(\.\d{1,30})?\s*(thousandth|thousand|millionth|"
+                     r"million|billion|trillion|tenth|hundredth)s?(?![A-Za-z]|\s*\.?\d)", re.IGNORECASE | re.ASCII)
 _WORD_SEP = re.compile(r"(?:^|\s)(?:and|or)(?=\s|$)")
 
 
@@ -407,7 +408,7 @@ def normalize(answer: str, keep_lhs: bool = False) -> str:
     if s.startswith("\\boxed{") and s.endswith("}"):
         s = s[7:-1]
     s = _unwrap_text(s)
-    if "illion" in s or "housand" in s or "ILLION" in s or "HOUSAND" in s:
+    if any(w in s for w in ("illion", "housand", "ILLION", "HOUSAND", "enth", "ENTH", "undredth", "UNDREDTH")):
         s = _SCALED.sub(lambda m: "%s%se%d" % (m[1], m[2] or "", SCALE_WORDS[m[3].lower()]), s)
     s = s.replace("\\{", "\x01").replace("\\}", "\x02")  # keep set braces apart from groups
     s = s.strip().rstrip(".").strip()

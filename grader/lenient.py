@@ -59,7 +59,7 @@ _COPULA = re.compile(r"(?<![A-Za-z])(?:is|are|was|were|equals|equal to|be)(?![A-
 _NUMBER = re.compile(r"(?<![\w.^_])-?(?:\d{1,30} \d{1,30}/\d{1,30}(?![\d/])|(?:\d{1,3}(?:,\d{3})++|\d++)"
                      r"(?:\.\d++)?(?:[eE][-+]?\d{1,4}(?!\w|\.\d)|(?:/\d++(?:\.\d++)?)?%?"
                      r"(?![eE][-+]?\d)))", re.ASCII)  # `1e5x`: no number, not 1
-_SCALE = re.compile(r" (?:thousand|million|billion|trillion)s?(?![A-Za-z])", re.I)  # 1.5 million
+_SCALE = re.compile(r" (?:thousandth|thousand|millionth|million|billion|trillion|tenth|hundredth)s?(?![A-Za-z])", re.I)  # 1.5 million
 # An option letter in prose: `(B)`, or a capital after "option" / "choice" ("choice B").
 _OPTION = re.compile(r"(?<![A-Za-z])\([A-E]\)(?![A-Za-z])|(?<=[Oo]ption )[A-E](?![A-Za-z])"
                      r"|(?<=[Cc]hoice )[A-E](?![A-Za-z])|(?<= )[A-E](?=[.!]?\s*$)")
