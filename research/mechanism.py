@@ -30,7 +30,8 @@ import train
 from config import make_config
 from data import chat_eos_ids, load_problems
 from hf import load_model, load_tokenizer
-from research import compare, report
+from research import report
+from research.methods import ALPHA, HIDDEN_METHODS, HIDDEN_RUN, RUN, method_values
 from research.gates import last_prompt_states
 from toys.tasks import REGIMES, solution_path, toy_dir
 
@@ -59,10 +60,10 @@ def advantage_push(methods: tuple[str, ...] | None = None, *, regime: str = "hid
       mean_adv  type -> path -> "correct"/"wrong" -> mean advantage and count
     """
     torch.set_num_threads(1)
-    methods = tuple(methods or compare.HIDDEN_METHODS)
-    base_values = {**compare.RUN, **compare.HIDDEN_RUN, "toy": regime}
+    methods = tuple(methods or HIDDEN_METHODS)
+    base_values = {**RUN, **HIDDEN_RUN, "toy": regime}
     cfg = make_config(base_values)
-    cfgs = {m: make_config({**base_values, **compare.method_values(m, compare.ALPHA)}) for m in methods}
+    cfgs = {m: make_config({**base_values, **method_values(m, ALPHA)}) for m in methods}
     given = folder is not None
     folder = str(folder or toy_dir(regime))
     model, tokenizer = load_model(folder), load_tokenizer(folder)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import arm
-from research import compare, report
+from research import compare, methods, report
 import verifier
 from train_helpers import plain_data, tiny_model_dir
 
@@ -222,12 +222,12 @@ def test_reuse_reads_finished_runs_and_trains_the_rest(results, monkeypatch):
 
 def test_methods_default_per_regime_and_the_baseline_parses():
     args, values = compare.parse_args(["--regime", "original,hidden-type"])
-    assert args.methods["original"] == list(compare.DEFAULT_METHODS)
-    assert args.methods["hidden-type"] == list(compare.HIDDEN_METHODS)
+    assert args.methods["original"] == list(methods.DEFAULT_METHODS)
+    assert args.methods["hidden-type"] == list(methods.HIDDEN_METHODS)
     assert values["hidden-type"]["eval_prompts"] == 128 and values["original"]["eval_prompts"] == 64
-    assert compare.method_values("unlikely", 1.0) == {"algo": "unlikely", "rank_penalty": compare.RANK_PENALTY}
-    assert compare.method_values("unlikely@0.5", 1.0)["rank_penalty"] == 0.5
-    assert compare.method_values("arm@3", 1.0)["alpha"] == 3.0
+    assert methods.method_values("unlikely", 1.0) == {"algo": "unlikely", "rank_penalty": methods.RANK_PENALTY}
+    assert methods.method_values("unlikely@0.5", 1.0)["rank_penalty"] == 0.5
+    assert methods.method_values("arm@3", 1.0)["alpha"] == 3.0
     args, _ = compare.parse_args(["--regime", "hidden-type", "--method", "unlikely", "--seeds", "2"])
     assert args.methods["hidden-type"] == ["grpo", "unlikely"]  # GRPO is always run as the reference
 

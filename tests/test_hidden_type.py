@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from research import compare, gates
+from research import gates, methods
 from toys import build, tasks
 from toys import hidden_type as ht
 from verifier import verify
@@ -224,8 +224,8 @@ def test_hidden_type_and_its_control_are_unchanged_by_r20():
 def test_r20_builds_plans_and_gates_as_hidden_type():
     assert build.BUILDS["hidden-type-r20"] == build.BUILDS["hidden-type"]
     assert build.STAGE2["hidden-type-r20"] == build.STAGE2["hidden-type"]
-    assert compare.PLANS["hidden-type-r20"] == compare.PLANS["hidden-type"]
-    assert compare.PLANS["hidden-type"] == (compare.HIDDEN_METHODS, compare.HIDDEN_RUN)
+    assert methods.PLANS["hidden-type-r20"] == methods.PLANS["hidden-type"]
+    assert methods.PLANS["hidden-type"] == (methods.HIDDEN_METHODS, methods.HIDDEN_RUN)
     keep = ("low", "high", "paths", "shares", "tagged", "typed")
     assert {k: tasks.REGIMES["hidden-type-r20"][k] for k in keep} == {k: tasks.REGIMES["hidden-type"][k] for k in keep}
     cell = {p: {t: 1.0 if t in ht.VALID[p] else 0.0 for t in ht.TYPES} for p in ht.VALID}
