@@ -6,6 +6,7 @@ the hidden-type comparison):
     python -m research.mechanism --push RUN/checkpoints/step_000050/policy ... --prompts 512   # on trained policies
     python -m research.mechanism --by-step RESULTS_JSON --steps 100,200,300,400   # a compare.py run evaluated every 100: a table
     python -m research.mechanism --by-step RESULTS_JSON --steps 100,200,300,400 --json   # the same numbers as JSON
+    python -m research.mechanism --across-seeds PUSH_JSON         # --push figures of many runs' checkpoints, per step over seeds
 
 It writes nothing, except the --push figures to --out FILE (an existing FILE only with --overwrite).
 
@@ -122,6 +123,46 @@ def advantage_push(methods: tuple[str, ...] | None = None, *, regime: str = "hid
     return out
 
 
+def across_seeds(pushes: list[dict], path: str = "bc") -> dict:
+    """--push figures of checkpoints named `<method>-seed<k>/checkpoints/step_<n>` (as advantage_push
+    names them), grouped by the run's method and step: per advantage method, the mean over seeds of
+    its push on `path`'s logit, with its 95 % t-interval over seeds (report.mean_std), and the paired
+    difference to GRPO's push on the same samples. The base model (any other name) is kept as is.
+    -> {run method or folder: {step: {advantage method: {"push": mean_std, "vs_grpo": mean_std}}}}"""
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for r in pushes:
+        parts = r["folder"].split("/")
+        run, step = (parts[0].rsplit("-seed", 1)[0], int(parts[-1].split("_")[-1])) \
+            if len(parts) == 3 and "-seed" in parts[0] and parts[-1].startswith("step_") else (r["folder"], 0)
+        groups.setdefault((run, step), []).append(r)
+    out: dict = {}
+    for (run, step), rs in sorted(groups.items()):
+        cell = {}
+        for m in rs[0]["methods"]:
+            cell[m] = {"push": report.mean_std([r["methods"][m]["push"][path] for r in rs])}
+            if "vs_grpo" in rs[0]["methods"][m]:
+                cell[m]["vs_grpo"] = report.mean_std([r["methods"][m]["vs_grpo"][path] for r in rs])
+        out.setdefault(run, {})[step] = cell
+    return out
+
+
+def format_across_seeds(summary: dict, path: str = "bc", methods: list[str] | None = None) -> str:
+    """across_seeds as a markdown table: one row per run and step, one column per advantage method
+    (mean [95 % interval over seeds]; all, or `methods`), then each method minus GRPO, paired."""
+    first = next(iter(next(iter(summary.values())).values()))
+    methods = [m for m in first if methods is None or m in methods]
+    diffs = [m for m in methods if "vs_grpo" in first[m]]
+    ci = lambda s: report.fmt(s, 4, sign=True, spread="ci95")
+    lines = [f"| policy | step | seeds | " + " | ".join(f"{m}'s push on `{path}`" for m in methods) + " | " +
+             " | ".join(f"{m} − grpo" for m in diffs) + " |", "|---" * (3 + len(methods) + len(diffs)) + "|"]
+    for run, by_step in summary.items():
+        for step, cell in by_step.items():
+            lines.append(f"| {run} | {step} | {cell[methods[0]]['push']['n']} | " +
+                         " | ".join(ci(cell[m]["push"]) for m in methods) + " | " +
+                         " | ".join(ci(cell[m]["vs_grpo"]) for m in diffs) + " |")
+    return "\n".join(lines) + "\n(mean over seeds [95 % t-interval over seeds]; one seed: no interval)"
+
+
 def runs_at_step(results_json: str | Path, step: int) -> dict[str, list[dict]]:
     """method -> its runs as report.py reads them, each with its evaluation at `step` (from the run
     folder's eval.jsonl, written with --eval-every) as its final one: report.finals / paired_diff then
@@ -215,9 +256,23 @@ def main(argv: list[str] | None = None) -> int:
                     "(--eval-every): a table per method and step, and the change between the first and last of --steps")
     ap.add_argument("--steps", default="200,400", help="--by-step: the steps to read (default 200,400)")
     ap.add_argument("--json", action="store_true", help="--by-step: print by_step_report's JSON instead of the table")
+    ap.add_argument("--across-seeds", metavar="PUSH_JSON", help="a --push --out FILE of many runs' checkpoints "
+                    "(<method>-seed<k>/checkpoints/step_<n>): the push on `bc` per run method and step, over seeds")
+    ap.add_argument("--methods", help="--push, --across-seeds: only these advantage methods (comma-separated; "
+                    "default: all of the hidden-type comparison's)")
     a = ap.parse_args(argv)
-    if a.push is None and not a.by_step:
-        ap.error("give --push [POLICY ...] or --by-step RESULTS_JSON")
+    methods = a.methods.split(",") if a.methods else None
+    if methods and (bad := [m for m in methods if m not in HIDDEN_METHODS]):
+        ap.error(f"--methods: unknown {', '.join(bad)} (choose from {', '.join(HIDDEN_METHODS)})")
+    if a.push is None and not a.by_step and not a.across_seeds:
+        ap.error("give --push [POLICY ...], --by-step RESULTS_JSON or --across-seeds PUSH_JSON")
+    if a.across_seeds:
+        try:
+            print(format_across_seeds(across_seeds(json.loads(Path(a.across_seeds).read_text())), methods=methods))
+        except (OSError, ValueError, KeyError, IndexError, StopIteration) as e:
+            print(f"mechanism.py: error: --across-seeds {a.across_seeds}: {e!r}", file=sys.stderr)
+            return 2
+        return 0
     if a.by_step:
         try:
             steps = [int(x) for x in a.steps.split(",")]
@@ -234,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mechanism.py: error: --out {a.out}: already exists; add --overwrite to replace it, or give another "
               "--out", file=sys.stderr)
         return 2
-    res = [advantage_push(regime=a.toy, folder=f, prompts=a.prompts) for f in (a.push or [None])]
+    res = [advantage_push(methods=methods and tuple(methods), regime=a.toy, folder=f, prompts=a.prompts) for f in (a.push or [None])]
     for r in res:
         print(f"{r['folder']}: push on the choice logits ({r['prompts']} prompts x {r['group_size']}), "
               f"method - grpo [95 % interval over prompts]")

@@ -118,3 +118,34 @@ def test_help_says_what_it_writes(capsys):
     with pytest.raises(SystemExit):
         mechanism.main(["--help"])
     assert "Writes nothing unless --out FILE" in " ".join(capsys.readouterr().out.split())
+
+
+def _push(folder: str, grpo: float, arm: float) -> dict:
+    return {"folder": folder, "prompts": 4, "group_size": 8, "seed": 0, "paths": ["ab", "bc"],
+            "methods": {"grpo": {"push": {"ab": 0.0, "bc": grpo}},
+                        "arm": {"push": {"ab": 0.0, "bc": arm}, "vs_grpo": {"ab": 0.0, "bc": arm - grpo}}}}
+
+
+def test_across_seeds_groups_checkpoints_by_run_method_and_step(tmp_path, capsys):
+    """Seeds of one run method at one step are pooled (mean, t-interval over seeds); the base model
+    (any other name) stays one row at step 0."""
+    pushes = [_push("toys/hidden-type-r20", 0.06, 0.05),
+              _push("grpo-seed0/checkpoints/step_000400", -0.02, -0.01),
+              _push("grpo-seed1/checkpoints/step_000400", -0.04, -0.01),
+              _push("arm-seed0/checkpoints/step_000100", -0.01, 0.0)]
+    s = mechanism.across_seeds(pushes)
+    assert list(s) == ["arm", "grpo", "toys/hidden-type-r20"]
+    g = s["grpo"][400]
+    assert g["grpo"]["push"]["n"] == 2 and g["grpo"]["push"]["mean"] == pytest.approx(-0.03)
+    assert g["arm"]["vs_grpo"]["mean"] == pytest.approx(0.02)
+    # differences 0.01 and 0.03: SD 0.01 * sqrt(2), standard error 0.01, t(1 df) 12.706
+    assert g["arm"]["vs_grpo"]["ci95"] == pytest.approx(12.706 * 0.01, rel=1e-3)
+    assert s["toys/hidden-type-r20"][0]["arm"]["push"]["ci95"] is None
+    f = tmp_path / "push.json"
+    f.write_text(json.dumps(pushes))
+    assert mechanism.main(["--across-seeds", str(f), "--methods", "grpo,arm"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "| policy | step | seeds | grpo's push on `bc` | arm's push on `bc` | arm − grpo |"
+    assert lines[3].startswith("| grpo | 400 | 2 | -0.0300 [") and len(lines) == 6
+    assert mechanism.main(["--across-seeds", str(tmp_path / "missing.json")]) == 2
+    assert capsys.readouterr().err.startswith("mechanism.py: error: --across-seeds ")
