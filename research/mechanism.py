@@ -24,6 +24,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import arm
@@ -179,20 +180,23 @@ def runs_at_step(results_json: str | Path, step: int) -> dict[str, list[dict]]:
     return out
 
 
+def step_row(r: dict, key: str = "pass@32") -> dict:
+    """One run's figures at its "final" evaluation: `key`, pass@1, pass@n on R problems and `bc`'s
+    share of all samples."""
+    f, e = report.finals(r), r["final"]
+    total = sum(s["correct"] + s["wrong"] for s in e["paths"].values())
+    bc = e["paths"].get("bc", {"correct": 0, "wrong": 0})
+    return {key: f[key], "pass@1": f["pass@1"], f"pass@{e['n']}|R": f.get(f"pass@{e['n']}|R"),
+            "bc_share": (bc["correct"] + bc["wrong"]) / total}
+
+
 def by_step_report(results_json: str | Path, steps: list[int], key: str = "pass@32") -> dict:
     """For a compare.py run evaluated every few steps: per method and step, the mean +- std over seeds
     of `key`, pass@1, pass@n on R problems and `bc`'s share of all samples; each method minus GRPO at
     each step (paired by seed); and each method's change of `key` between the first and last step
     (paired within each run)."""
-    def row(f: dict, e: dict) -> dict:
-        total = sum(s["correct"] + s["wrong"] for s in e["paths"].values())
-        bc = e["paths"].get("bc", {"correct": 0, "wrong": 0})
-        return {key: f[key], "pass@1": f["pass@1"], f"pass@{e['n']}|R": f.get(f"pass@{e['n']}|R"),
-                "bc_share": (bc["correct"] + bc["wrong"]) / total}
-
     at = {s: runs_at_step(results_json, s) for s in steps}
-    flat = {s: {m: {r["seed"]: row(report.finals(r), r["final"]) for r in runs} for m, runs in at[s].items()}
-            for s in steps}
+    flat = {s: {m: {r["seed"]: step_row(r, key) for r in runs} for m, runs in at[s].items()} for s in steps}
     out = {"steps": steps, "means": {}, "minus_grpo": {}, "change": {}}
     for s in steps:
         for m, seeds in flat[s].items():
@@ -210,6 +214,42 @@ def by_step_report(results_json: str | Path, steps: list[int], key: str = "pass@
             gap = lambda s_, seed: flat[s_][m][seed][key] - flat[s_]["grpo"][seed][key]
             out["change"][m]["gap_vs_grpo"] = report.mean_std([gap(last, seed) - gap(first, seed) for seed in a])
     return out
+
+
+def plot_by_step(results: list[str | Path], path: str | Path, key: str = "pass@32") -> bool:
+    """One figure, a column per compare.py run evaluated every few steps (its results.json; the
+    column is titled with its regime):
+    `key` (top) and `bc`'s share of samples (bottom) against the training step, per method, the mean
+    over seeds with its 95 % t-interval as a band; step 0 is the base model. False if matplotlib is
+    missing (requirements-plot.txt)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(2, len(results), figsize=(5.5 * len(results), 7.5), sharey="row", squeeze=False)
+    for col, results_json in enumerate(results):
+        res = json.loads(Path(results_json).read_text())
+        some = next(r for m, v in res["methods"].items() if m != "base" for r in v["runs"])
+        steps = [json.loads(x)["step"] for x in (Path(some["out"]) / "eval.jsonl").read_text().splitlines()]
+        rep = by_step_report(results_json, steps, key)
+        base = step_row(res["methods"]["base"]["runs"][0], key)
+        for m, by_step in rep["means"].items():
+            for row, (k, scale) in enumerate([(key, 1), ("bc_share", 100)]):
+                y = np.array([base[k]] + [by_step[s][k]["mean"] for s in steps]) * scale
+                h = np.array([0.0] + [by_step[s][k]["ci95"] or 0.0 for s in steps]) * scale
+                x = [0] + steps
+                ax[row, col].plot(x, y, marker="o", ms=3, color=report.COLORS.get(m), label=f"{m} ({by_step[steps[0]][k]['n']} seeds)")
+                ax[row, col].fill_between(x, y - h, y + h, color=report.COLORS.get(m), alpha=0.15)
+        ax[0, col].set(title=f"{res['regime']}", ylabel=f"{key} (held-out)", ylim=(None, 1.01))
+        ax[1, col].set(xlabel="training step (0: the base model)", ylabel="bc's share of samples, %", ylim=(0, None))
+        ax[0, col].legend(fontsize=8)
+    fig.suptitle(f"{key} and the rare path's share over training; bands: 95 % interval over seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
 
 
 def format_by_step(rep: dict) -> str:
@@ -256,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
                     "(--eval-every): a table per method and step, and the change between the first and last of --steps")
     ap.add_argument("--steps", default="200,400", help="--by-step: the steps to read (default 200,400)")
     ap.add_argument("--json", action="store_true", help="--by-step: print by_step_report's JSON instead of the table")
+    ap.add_argument("--figure", nargs="+", metavar=("PNG", "RESULTS_JSON"), help="draw pass@32 and bc's share "
+                    "against the step, a column per compare.py run evaluated every few steps, to PNG (refused if "
+                    "PNG exists, unless --overwrite; needs requirements-plot.txt)")
     ap.add_argument("--across-seeds", metavar="PUSH_JSON", help="a --push --out FILE of many runs' checkpoints "
                     "(<method>-seed<k>/checkpoints/step_<n>): the push on `bc` per run method and step, over seeds")
     ap.add_argument("--methods", help="--push, --across-seeds: only these advantage methods (comma-separated; "
@@ -264,13 +307,28 @@ def main(argv: list[str] | None = None) -> int:
     methods = a.methods.split(",") if a.methods else None
     if methods and (bad := [m for m in methods if m not in HIDDEN_METHODS]):
         ap.error(f"--methods: unknown {', '.join(bad)} (choose from {', '.join(HIDDEN_METHODS)})")
-    if a.push is None and not a.by_step and not a.across_seeds:
-        ap.error("give --push [POLICY ...], --by-step RESULTS_JSON or --across-seeds PUSH_JSON")
+    if a.push is None and not a.by_step and not a.across_seeds and not a.figure:
+        ap.error("give --push [POLICY ...], --by-step RESULTS_JSON, --figure PNG RESULTS_JSON... or --across-seeds PUSH_JSON")
+    if a.figure:
+        if len(a.figure) < 2:
+            ap.error("--figure: give the PNG to write, then one or more results.json")
+        if Path(a.figure[0]).exists() and not a.overwrite:
+            print(f"mechanism.py: error: --figure {a.figure[0]}: already exists; add --overwrite to replace it",
+                  file=sys.stderr)
+            return 2
+        try:
+            drawn = plot_by_step(a.figure[1:], a.figure[0])
+        except (OSError, ValueError, KeyError, StopIteration) as e:
+            print(f"mechanism.py: error: --figure: {type(e).__name__}: {e}", file=sys.stderr)
+            return 2
+        print(f"written to {a.figure[0]}" if drawn else "mechanism.py: matplotlib is missing "
+              "(pip install -r requirements-plot.txt); nothing drawn", file=sys.stdout if drawn else sys.stderr)
+        return 0 if drawn else 1
     if a.across_seeds:
         try:
             print(format_across_seeds(across_seeds(json.loads(Path(a.across_seeds).read_text())), methods=methods))
         except (OSError, ValueError, KeyError, IndexError, StopIteration) as e:
-            print(f"mechanism.py: error: --across-seeds {a.across_seeds}: {e!r}", file=sys.stderr)
+            print(f"mechanism.py: error: --across-seeds {a.across_seeds}: {type(e).__name__}: {e}", file=sys.stderr)
             return 2
         return 0
     if a.by_step:

@@ -149,3 +149,21 @@ def test_across_seeds_groups_checkpoints_by_run_method_and_step(tmp_path, capsys
     assert lines[3].startswith("| grpo | 400 | 2 | -0.0300 [") and len(lines) == 6
     assert mechanism.main(["--across-seeds", str(tmp_path / "missing.json")]) == 2
     assert capsys.readouterr().err.startswith("mechanism.py: error: --across-seeds ")
+
+
+def test_figure_draws_a_column_per_run_and_never_replaces_a_file(tmp_path, capsys):
+    res = _results_32(tmp_path)
+    data = json.loads(res.read_text())
+    data["regime"] = "hidden-type-r20"
+    data["methods"]["base"]["runs"] = [{"final": _eval(0, [8, 32], bc=8, total=64, n=32)}]
+    res.write_text(json.dumps(data))
+    png = tmp_path / "by_step.png"
+    png.write_text("stored\n")
+    assert mechanism.main(["--figure", str(png), str(res)]) == 2
+    assert capsys.readouterr().err.startswith(f"mechanism.py: error: --figure {png}: already exists")
+    assert png.read_text() == "stored\n"
+    assert mechanism.main(["--figure", str(tmp_path / "b.png"), str(tmp_path / "missing.json")]) == 2
+    assert "FileNotFoundError" in capsys.readouterr().err
+    pytest.importorskip("matplotlib")
+    assert mechanism.main(["--figure", str(png), str(res), str(res), "--overwrite"]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG"
