@@ -226,6 +226,7 @@ def plot_by_step(results: list[str | Path], path: str | Path, key: str = "pass@3
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         return False
     fig, ax = plt.subplots(2, len(results), figsize=(5.5 * len(results), 7.5), sharey="row", squeeze=False)
@@ -242,9 +243,12 @@ def plot_by_step(results: list[str | Path], path: str | Path, key: str = "pass@3
                 x = [0] + steps
                 ax[row, col].plot(x, y, marker="o", ms=3, color=report.COLORS.get(m), label=f"{m} ({by_step[steps[0]][k]['n']} seeds)")
                 ax[row, col].fill_between(x, y - h, y + h, color=report.COLORS.get(m), alpha=0.15)
-        ax[0, col].set(title=f"{res['regime']}", ylabel=f"{key} (held-out)", ylim=(None, 1.01))
-        ax[1, col].set(xlabel="training step (0: the base model)", ylabel="bc's share of samples, %", ylim=(0, None))
+        ax[0, col].set(title=f"{res['regime']}", ylabel=f"{key} (held-out)")
+        ax[1, col].set(xlabel="training step (0: the base model)", ylabel="bc's share of samples, % (log scale)",
+                       yscale="log")
+        ax[1, col].yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         ax[0, col].legend(fontsize=8)
+    ax[0, 0].set_ylim(top=1.005)  # after every column is drawn: the rows share their axes
     fig.suptitle(f"{key} and the rare path's share over training; bands: 95 % interval over seeds")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
