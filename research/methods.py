@@ -36,8 +36,8 @@ QUICK = dict(steps=15, prompts_per_step=8, eval_prompts=16, eval_n=16)  # --quic
 # per regime: the default methods and the settings that differ from RUN. hidden-type's steps come from
 # its GRPO pilot (research/results/PREDICTIONS.md addendum 3); it is scored on 128 held-out prompts, not 64.
 # shown-type, the control, runs GRPO only (by default), with the same settings. hidden-type-r20 (R 20 %
-# of problems, not 15 %): the design its issue fixed and PREDICTIONS.md addendum 5 part 2 registered,
-# four methods for 400 steps, evaluated every 100 (so a one-cell rerun gives the stored cell).
+# of problems, not 15 %): the design research/results/PREDICTIONS.md addendum 5 part 2 registered, four
+# methods for 400 steps, evaluated every 100 (so a one-cell rerun gives the stored cell).
 HIDDEN_RUN = dict(steps=200, eval_prompts=128)  # 200: the pilot met its gates at step 200 (attempt 4)
 R20_METHODS = ("grpo", "arm", "arm-centred", "unlikely")
 R20_RUN = dict(steps=400, eval_prompts=128, eval_every=100)

@@ -225,7 +225,7 @@ def test_r20_builds_plans_and_gates_as_hidden_type():
     assert build.BUILDS["hidden-type-r20"] == build.BUILDS["hidden-type"]
     assert build.STAGE2["hidden-type-r20"] == build.STAGE2["hidden-type"]
     assert methods.PLANS["hidden-type"] == (methods.HIDDEN_METHODS, methods.HIDDEN_RUN)
-    # r20's plan is its registered design (PREDICTIONS.md addendum 5 part 2): four of hidden-type's
+    # r20's plan is its registered design (research/results/PREDICTIONS.md addendum 5 part 2): four of hidden-type's
     # methods, hidden-type's settings run to 400 steps and evaluated every 100
     r20_methods, r20_run = methods.PLANS["hidden-type-r20"]
     assert r20_methods == ("grpo", "arm", "arm-centred", "unlikely") and set(r20_methods) < set(methods.HIDDEN_METHODS)
