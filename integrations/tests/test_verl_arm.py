@@ -1,4 +1,5 @@
-"""The verl "arm" estimator against arm.py on synthetic batches (verl installed; no GPU, no Ray cluster).
+"""The verl "arm" estimator against arm.py on synthetic batches, and the plug-in's set-up checks (verl
+installed; no GPU). c(q) through verl's engine and trainer steps: test_verl_arm_cq.py.
 
 Run from the repo root, in the verl environment: python -m pytest -q integrations/tests/test_verl_arm.py"""
 import numpy as np
@@ -114,7 +115,7 @@ def test_hook_step_passes_old_logprobs_and_logs():
 
 def test_prompt_center_without_c_q_is_one_line():
     b = synthetic_batch()
-    with pytest.raises(ValueError, match="keeps no prompt log-probs"):
+    with pytest.raises(ValueError, match="shift_center='prompt' needs c\\(q\\)"):
         verl_arm.compute_arm_outcome_advantage(b["rewards"], b["mask"], b["uid"], config={}, old_log_probs=b["old_lp"])
 
 
@@ -151,6 +152,7 @@ def test_trainer_hook_through_verls_own_advantage_step(monkeypatch):
     class Meta(list):  # verl's KVBatchMeta: row keys and a partition
         partition_id = "train"
         keys = property(lambda self: list(self))
+        extra_info = {}
 
     cls = verl_arm.trainer_class()
     assert issubclass(cls, PPOTrainerSync)
@@ -162,7 +164,7 @@ def test_trainer_hook_through_verls_own_advantage_step(monkeypatch):
         "actor_rollout_ref": {"rollout": {"n": G}}})
     original = trainer_base.compute_advantage_for_multi_trajectories
     metrics = {}
-    trainer._compute_advantage(Meta(f"k{i}" for i in range(len(lens))), metrics)
+    trainer._compute_advantage(Meta(f"k{i}_0_0" for i in range(len(lens))), metrics)  # verl's {uid}_{session}_{i}
     assert trainer_base.compute_advantage_for_multi_trajectories is original
     got = torch.nested.to_padded_tensor(store["advantages"], 0.0, output_size=(len(lens), T))
     want = by_arm_py(b, 1.0, shift_center="correct-mean")[0][:, None] * b["mask"]
@@ -206,7 +208,7 @@ def test_readme_example_config_passes_verls_validation():
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import validate_config
 
-    overrides = ["algorithm.adv_estimator=arm", "+algorithm.arm.alpha=1.0", "+algorithm.arm.shift_center=correct-mean",
+    overrides = ["algorithm.adv_estimator=arm", "+algorithm.arm.alpha=1.0",
                  "actor_rollout_ref.model.path=Qwen/Qwen2.5-7B-Instruct", "actor_rollout_ref.rollout.name=vllm",
                  "actor_rollout_ref.rollout.n=8", "data.train_batch_size=256",
                  "actor_rollout_ref.actor.ppo_mini_batch_size=64",
@@ -218,5 +220,90 @@ def test_readme_example_config_passes_verls_validation():
     with initialize_config_dir(config_dir=os.path.join(os.path.dirname(main_ppo.__file__), "config"), version_base=None):
         cfg = compose(config_name="ppo_trainer", overrides=overrides)
     assert cfg.trainer.use_v1 and cfg.trainer.v1.trainer_mode == "sync"  # the mode setup() hooks
-    assert verl_arm.arm_settings(cfg.algorithm)["shift_center"] == "correct-mean"
+    assert verl_arm.arm_settings(cfg.algorithm)["shift_center"] == "prompt"  # the paper's form, by default
+    assert verl_arm.needs_prompt_conf(cfg)
+    verl_arm.check_config(cfg)  # what ARMPPOTrainerSync checks first
     validate_config(config=cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
+
+
+def readme_config(*extra: str):
+    """verl's ppo_trainer config with the README's ARM settings and `extra` Hydra overrides."""
+    import os
+
+    from hydra import compose, initialize_config_dir
+    import verl.trainer.main_ppo as main_ppo
+    with initialize_config_dir(config_dir=os.path.join(os.path.dirname(main_ppo.__file__), "config"), version_base=None):
+        return compose(config_name="ppo_trainer", overrides=["algorithm.adv_estimator=arm", *extra])
+
+
+def test_bypass_mode_is_refused_in_one_line():
+    """rollout_correction.bypass_mode skips the actor's pass that gives c(q): refused for the paper's
+    form, allowed for correct-mean (no c(q) needed)."""
+    cfg = readme_config("algorithm.rollout_correction.bypass_mode=true")
+    with pytest.raises(ValueError, match="algorithm.rollout_correction.bypass_mode=true"):
+        verl_arm.check_config(cfg)
+    verl_arm.check_config(readme_config("algorithm.rollout_correction.bypass_mode=true",
+                                        "+algorithm.arm.shift_center=correct-mean"))
+
+
+@pytest.mark.parametrize("mode", ["separate_async", "colocate_async"])
+def test_unhooked_trainer_modes_refuse_arm(monkeypatch, mode):
+    """After setup, verl's other v1 trainer modes refuse adv_estimator=arm when built, in one line
+    naming the setting (before any worker starts); with another estimator they are verl's own."""
+    pytest.importorskip("transfer_queue")
+    from verl.trainer.ppo.v1 import get_trainer_cls, trainer_base
+    for name, cls in list(trainer_base.TRAINER_REGISTRY.items()):
+        monkeypatch.setitem(trainer_base.TRAINER_REGISTRY, name, cls)  # restored afterwards
+    verl_arm.setup()
+    cls = get_trainer_cls(mode)
+    assert cls.__name__.startswith("ARMRefuses") and get_trainer_cls("sync").__name__ == "ARMPPOTrainerSync"
+    with pytest.raises(ValueError, match=f"trainer.v1.trainer_mode={mode} is not hooked"):
+        cls(readme_config(f"trainer.v1.trainer_mode={mode}"))
+
+
+def test_other_verl_versions_fail_at_setup(monkeypatch):
+    """A verl outside VERL_PROVEN, or one whose old-log-prob step no longer slices the actor's
+    full-sequence log_probs itself, stops trainer_class() (so setup()) in one line."""
+    pytest.importorskip("transfer_queue")
+    import verl
+    from verl.trainer.ppo.v1 import trainer_base
+    verl_arm.check_verl()  # this one passes
+    monkeypatch.setattr(verl, "__version__", "0.10.0")
+    with pytest.raises(RuntimeError, match="proven on verl 0.9.1, found 0.10.0"):
+        verl_arm.trainer_class()
+    monkeypatch.undo()
+
+    def sliced_elsewhere(self, batch, metrics):  # a trainer that gets response-only log-probs
+        data = trainer_base.tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id,
+                                            select_fields=["log_probs"])
+        data["old_log_probs"] = data.pop("log_probs")
+        return batch
+
+    monkeypatch.setattr(trainer_base.PPOTrainer, "_compute_old_log_prob", sliced_elsewhere)
+    with pytest.raises(RuntimeError, match="no longer slices"):
+        verl_arm.trainer_class()
+
+
+def test_several_outputs_per_session_are_refused():
+    """verl's grpo scores only each session's last output when an agent loop gives several; ARM says so."""
+    b = synthetic_batch(7)
+    data = DataProto.from_dict(tensors={"token_level_rewards": b["rewards"], "response_mask": b["mask"],
+                                        "old_log_probs": b["old_lp"], "arm_prompt_conf": b["prompt_conf"]},
+                               non_tensors={"uid": b["uid"]})
+    keys = [f"{u}_{i}_0" for i, u in enumerate(b["uid"])]
+    verl_arm.arm_compute_step(data, batch_keys=keys, config={})  # one output per session: fine
+    keys[3] = keys[3][:-1] + "1"
+    with pytest.raises(ValueError, match="several outputs"):
+        verl_arm.arm_compute_step(data, batch_keys=keys, config={})
+
+
+def test_prompt_conf_reads_tokens_2_to_n_of_each_prompt():
+    """verl's full-sequence layout: position j holds log pi(token j+1 | <= j). c(q) is arm.prompt_confidence
+    over prompt tokens 2..n, the mean over a uid's rows; dense rows (verl stacks equal lengths) work too."""
+    lp = torch.tensor([[-0.1, -0.3, -9.0, -9.0, -9.0], [-0.2, -0.4, -9.0, -9.0, -9.0], [-0.7, -9.0, -9.0, -9.0, -9.0]])
+    prompt_lens, response_lens = torch.tensor([3, 3, 2]), torch.tensor([2, 2, 3])
+    got = verl_arm.prompt_conf_from_log_probs(lp, prompt_lens, response_lens, np.array(["a", "a", "b"], dtype=object))
+    row = arm.prompt_confidence(lp[:, :2], torch.tensor([[True, True], [True, True], [True, False]]))
+    torch.testing.assert_close(got, torch.stack([row[:2].mean(), row[:2].mean(), row[2]]))
+    one = verl_arm.prompt_conf_from_log_probs(lp[:1], torch.tensor([1]), torch.tensor([4]), np.array(["c"]))
+    assert one.item() == 1.0  # a one-token prompt has nothing predicted: c(q) = 1 (definition 3)
