@@ -221,7 +221,14 @@ def plot_by_step(results: list[str | Path], path: str | Path, key: str = "pass@3
     column is titled with its regime):
     `key` (top) and `bc`'s share of samples (bottom) against the training step, per method, the mean
     over seeds with its 95 % t-interval as a band; step 0 is the base model. False if matplotlib is
-    missing (requirements-plot.txt)."""
+    missing (requirements-plot.txt); the files are read, and refused if broken, before that."""
+    panels = []  # (regime, steps, by_step_report, the base model's row), read before anything is drawn
+    for results_json in results:
+        res = json.loads(Path(results_json).read_text())
+        some = next(r for m, v in res["methods"].items() if m != "base" for r in v["runs"])
+        steps = [json.loads(x)["step"] for x in (Path(some["out"]) / "eval.jsonl").read_text().splitlines()]
+        panels.append((res["regime"], steps, by_step_report(results_json, steps, key),
+                       step_row(res["methods"]["base"]["runs"][0], key)))
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -229,21 +236,17 @@ def plot_by_step(results: list[str | Path], path: str | Path, key: str = "pass@3
         import matplotlib.ticker
     except ImportError:
         return False
-    fig, ax = plt.subplots(2, len(results), figsize=(5.5 * len(results), 7.5), sharey="row", squeeze=False)
-    for col, results_json in enumerate(results):
-        res = json.loads(Path(results_json).read_text())
-        some = next(r for m, v in res["methods"].items() if m != "base" for r in v["runs"])
-        steps = [json.loads(x)["step"] for x in (Path(some["out"]) / "eval.jsonl").read_text().splitlines()]
-        rep = by_step_report(results_json, steps, key)
-        base = step_row(res["methods"]["base"]["runs"][0], key)
+    fig, ax = plt.subplots(2, len(panels), figsize=(5.5 * len(panels), 7.5), sharey="row", squeeze=False)
+    for col, (regime, steps, rep, base) in enumerate(panels):
         for m, by_step in rep["means"].items():
             for row, (k, scale) in enumerate([(key, 1), ("bc_share", 100)]):
                 y = np.array([base[k]] + [by_step[s][k]["mean"] for s in steps]) * scale
                 h = np.array([0.0] + [by_step[s][k]["ci95"] or 0.0 for s in steps]) * scale
                 x = [0] + steps
-                ax[row, col].plot(x, y, marker="o", ms=3, color=report.COLORS.get(m), label=f"{m} ({by_step[steps[0]][k]['n']} seeds)")
+                ax[row, col].plot(x, y, marker="o", ms=3, color=report.COLORS.get(m),
+                                  label=f"{m} ({by_step[steps[0]][k]['n']} seeds)")
                 ax[row, col].fill_between(x, y - h, y + h, color=report.COLORS.get(m), alpha=0.15)
-        ax[0, col].set(title=f"{res['regime']}", ylabel=f"{key} (held-out)")
+        ax[0, col].set(title=regime, ylabel=f"{key} (held-out)")
         ax[1, col].set(xlabel="training step (0: the base model)", ylabel="bc's share of samples, % (log scale)",
                        yscale="log")
         ax[1, col].yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))

@@ -1,5 +1,6 @@
 """research/mechanism.py: the push each method's advantages put on the path choice, and a run read step by step."""
 import json
+import sys
 
 import pytest
 import torch
@@ -151,7 +152,7 @@ def test_across_seeds_groups_checkpoints_by_run_method_and_step(tmp_path, capsys
     assert capsys.readouterr().err.startswith("mechanism.py: error: --across-seeds ")
 
 
-def test_figure_draws_a_column_per_run_and_never_replaces_a_file(tmp_path, capsys):
+def test_figure_draws_a_column_per_run_and_never_replaces_a_file(tmp_path, capsys, monkeypatch):
     res = _results_32(tmp_path)
     data = json.loads(res.read_text())
     data["regime"] = "hidden-type-r20"
@@ -164,6 +165,10 @@ def test_figure_draws_a_column_per_run_and_never_replaces_a_file(tmp_path, capsy
     assert png.read_text() == "stored\n"
     assert mechanism.main(["--figure", str(tmp_path / "b.png"), str(tmp_path / "missing.json")]) == 2
     assert "FileNotFoundError" in capsys.readouterr().err
+    with monkeypatch.context() as m:  # a machine without requirements-plot.txt: said in one line, exit 1
+        m.setitem(sys.modules, "matplotlib", None)
+        assert mechanism.main(["--figure", str(tmp_path / "c.png"), str(res)]) == 1
+        assert "matplotlib is missing" in capsys.readouterr().err and not (tmp_path / "c.png").exists()
     pytest.importorskip("matplotlib")
     assert mechanism.main(["--figure", str(png), str(res), str(res), "--overwrite"]) == 0
     assert png.read_bytes()[:4] == b"\x89PNG"
