@@ -7,6 +7,7 @@ the hidden-type comparison):
     python -m research.mechanism --by-step RESULTS_JSON --steps 100,200,300,400   # a compare.py run evaluated every 100: a table
     python -m research.mechanism --by-step RESULTS_JSON --steps 100,200,300,400 --json   # the same numbers as JSON
     python -m research.mechanism --across-seeds PUSH_JSON         # --push figures of many runs' checkpoints, per step over seeds
+    python -m research.mechanism --shares RUN_FOLDER...           # bc's share per step and type, runs pooled by method
 
 It writes nothing, except the --push figures to --out FILE (an existing FILE only with --overwrite).
 
@@ -164,6 +165,48 @@ def format_across_seeds(summary: dict, path: str = "bc", methods: list[str] | No
     return "\n".join(lines) + "\n(mean over seeds [95 % t-interval over seeds]; one seed: no interval)"
 
 
+def share(paths: dict, path: str = "bc") -> float:
+    """`path`'s share of the samples in an evaluation's path tally (eval.jsonl's "paths")."""
+    total = sum(p["correct"] + p["wrong"] for p in paths.values())
+    p = paths.get(path, {"correct": 0, "wrong": 0})
+    return (p["correct"] + p["wrong"]) / total if total else float("nan")
+
+
+def shares_by_step(folders: list[str | Path], path: str = "bc") -> dict:
+    """Run folders (`<method>-seed<k>`, evaluated every few steps) pooled by method: per step, the mean
+    over seeds of `path`'s share of all samples and of each problem type's, the per-seed shares, and
+    the mean c(o|q) of a correct `ab` and a correct `bc` on B problems (both paths right there).
+    -> {method: {step: {"all", "by_type": {type: share}, "seeds": [share], "conf_B": {"ab", "bc"}}}}"""
+    rows: dict = {}
+    for f in folders:
+        method = Path(f).name.rsplit("-seed", 1)[0]
+        for line in (Path(f) / "eval.jsonl").read_text().splitlines():
+            e = json.loads(line)
+            by_type = e.get("by_type", {})
+            rows.setdefault(method, {}).setdefault(e["step"], []).append(
+                {"all": share(e["paths"], path), "by_type": {t: share(v["paths"], path) for t, v in by_type.items()},
+                 "conf_B": {q: (by_type.get("B", {}).get("paths", {}).get(q) or {}).get("conf_correct") for q in ("ab", "bc")}})
+    mean = lambda xs: float(np.mean([x for x in xs if x is not None])) if any(x is not None for x in xs) else None
+    return {m: {st: {"all": mean([r["all"] for r in rs]), "seeds": [r["all"] for r in rs],
+                     "by_type": {t: mean([r["by_type"].get(t) for r in rs]) for t in rs[0]["by_type"]},
+                     "conf_B": {q: mean([r["conf_B"][q] for r in rs]) for q in ("ab", "bc")}}
+                for st, rs in sorted(by_step.items())} for m, by_step in rows.items()}
+
+
+def format_shares(table: dict, path: str = "bc") -> str:
+    """shares_by_step as a markdown table."""
+    pct = lambda v: "-" if v is None else f"{100 * v:.1f}"
+    conf = lambda v: "-" if v is None else f"{v:.3f}"
+    lines = [f"| method | step | seeds | `{path}`'s share, % | on B / F / R problems, % | per seed, % | "
+             "c(o|q) of a correct ab / bc on B |", "|---" * 7 + "|"]
+    for m, by_step in table.items():
+        for st, c in by_step.items():
+            types = " / ".join(pct(c["by_type"].get(t)) for t in ("B", "F", "R"))
+            lines.append(f"| {m} | {st} | {len(c['seeds'])} | {pct(c['all'])} | {types} | "
+                         f"{', '.join(pct(v) for v in c['seeds'])} | {conf(c['conf_B']['ab'])} / {conf(c['conf_B']['bc'])} |")
+    return "\n".join(lines)
+
+
 def runs_at_step(results_json: str | Path, step: int) -> dict[str, list[dict]]:
     """method -> its runs as report.py reads them, each with its evaluation at `step` (from the run
     folder's eval.jsonl, written with --eval-every) as its final one: report.finals / paired_diff then
@@ -310,12 +353,22 @@ def main(argv: list[str] | None = None) -> int:
                     "(<method>-seed<k>/checkpoints/step_<n>): the push on `bc` per run method and step, over seeds")
     ap.add_argument("--methods", help="--push, --across-seeds: only these advantage methods (comma-separated; "
                     "default: all of the hidden-type comparison's)")
+    ap.add_argument("--shares", nargs="+", metavar="RUN_FOLDER", help="run folders <method>-seed<k> evaluated "
+                    "every few steps: bc's share per step, overall and per problem type, pooled by method")
     a = ap.parse_args(argv)
     methods = a.methods.split(",") if a.methods else None
     if methods and (bad := [m for m in methods if m not in HIDDEN_METHODS]):
         ap.error(f"--methods: unknown {', '.join(bad)} (choose from {', '.join(HIDDEN_METHODS)})")
-    if a.push is None and not a.by_step and not a.across_seeds and not a.figure:
-        ap.error("give --push [POLICY ...], --by-step RESULTS_JSON, --figure PNG RESULTS_JSON... or --across-seeds PUSH_JSON")
+    if a.push is None and not a.by_step and not a.across_seeds and not a.figure and not a.shares:
+        ap.error("give --push [POLICY ...], --by-step RESULTS_JSON, --figure PNG RESULTS_JSON..., --across-seeds "
+                 "PUSH_JSON or --shares RUN_FOLDER...")
+    if a.shares:
+        try:
+            print(format_shares(shares_by_step(a.shares)))
+        except (OSError, ValueError, KeyError) as e:
+            print(f"mechanism.py: error: --shares: {type(e).__name__}: {e}", file=sys.stderr)
+            return 2
+        return 0
     if a.figure:
         if len(a.figure) < 2:
             ap.error("--figure: give the PNG to write, then one or more results.json")

@@ -172,3 +172,24 @@ def test_figure_draws_a_column_per_run_and_never_replaces_a_file(tmp_path, capsy
     pytest.importorskip("matplotlib")
     assert mechanism.main(["--figure", str(png), str(res), str(res), "--overwrite"]) == 0
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_shares_pool_run_folders_by_method_per_step_and_type(tmp_path, capsys):
+    def line(step, bc_b, bc_r):  # 10 samples on B and on R problems each; bc took bc_b and bc_r of them
+        by_type = {"B": {"paths": {"ab": {"correct": 10 - bc_b, "wrong": 0, "conf_correct": 0.9},
+                                   "bc": {"correct": bc_b, "wrong": 0, "conf_correct": 0.7 if bc_b else None}}},
+                   "R": {"paths": {"ab": {"correct": 0, "wrong": 10 - bc_r}, "bc": {"correct": bc_r, "wrong": 0}}}}
+        paths = {"ab": {"correct": 10 - bc_b, "wrong": 10 - bc_r}, "bc": {"correct": bc_b + bc_r, "wrong": 0}}
+        return json.dumps({"step": step, "paths": paths, "by_type": by_type}) + "\n"
+    for seed, (b, r) in enumerate([(2, 4), (0, 2)]):
+        (tmp_path / f"arm-seed{seed}").mkdir()
+        (tmp_path / f"arm-seed{seed}" / "eval.jsonl").write_text(line(25, b, r) + line(50, 0, 0))
+    t = mechanism.shares_by_step([tmp_path / "arm-seed0", tmp_path / "arm-seed1"])
+    assert t["arm"][25]["seeds"] == [0.3, 0.1] and t["arm"][25]["all"] == pytest.approx(0.2)
+    assert t["arm"][25]["by_type"] == {"B": pytest.approx(0.1), "R": pytest.approx(0.3)}
+    assert t["arm"][25]["conf_B"] == {"ab": pytest.approx(0.9), "bc": pytest.approx(0.7)}  # seed 1 had no correct bc
+    assert t["arm"][50]["all"] == 0.0
+    assert mechanism.main(["--shares", str(tmp_path / "arm-seed0"), str(tmp_path / "arm-seed1")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[2] == "| arm | 25 | 2 | 20.0 | 10.0 / - / 30.0 | 30.0, 10.0 | 0.900 / 0.700 |"
+    assert mechanism.main(["--shares", str(tmp_path / "nothing-seed0")]) == 2
