@@ -116,6 +116,14 @@ def as_jagged(x: torch.Tensor) -> torch.Tensor:
     return x if x.is_nested else torch.nested.as_nested_tensor(list(x), layout=torch.jagged)
 
 
+def rows_by_uid(index: np.ndarray) -> list[list[int]]:
+    """The row numbers of each group (rows sharing a uid), in order of first appearance."""
+    groups = defaultdict(list)
+    for i, uid in enumerate(index):
+        groups[uid].append(i)
+    return list(groups.values())
+
+
 def prompt_conf_from_log_probs(log_probs: torch.Tensor, prompt_lens: torch.Tensor, response_lens: torch.Tensor,
                                index: np.ndarray) -> torch.Tensor:
     """METHOD.md definition 3 from verl's actor output: c(q) (B,), one value per uid.
@@ -135,11 +143,8 @@ def prompt_conf_from_log_probs(log_probs: torch.Tensor, prompt_lens: torch.Tenso
     gather = (offsets[:-1, None] + pos).clamp(max=max(len(values) - 1, 0))  # (B, Tq) into the flat values
     prompt_lp = torch.where(mask, values[gather].float(), 0.0)  # (B, Tq)
     row_conf = arm.prompt_confidence(prompt_lp, mask)  # (B,) c(q) of each row's prompt, definition 3
-    groups = defaultdict(list)
-    for i, uid in enumerate(index):
-        groups[uid].append(i)
     conf = torch.empty_like(row_conf)
-    for rows in groups.values():
+    for rows in rows_by_uid(index):
         conf[rows] = row_conf[rows].mean()  # the group's c(q): the same value on every row of the uid
     return conf
 
@@ -151,11 +156,8 @@ def arm_advantages_by_uid(scores: torch.Tensor, c_q: torch.Tensor | None, c_o: t
     scores (B,), c_q (B,) (the row's prompt; a group's first row is read) or None, c_o (B,) ->
     (A~ (B,), shift (B,)) where shift = arm.arm_advantages - arm.grpo_advantages: alpha (c(q) - c(o|q))
     on the rows ARM touches."""
-    groups = defaultdict(list)
-    for i, uid in enumerate(index):
-        groups[uid].append(i)
     adv, shift = torch.zeros(len(scores)), torch.zeros(len(scores))
-    for rows in groups.values():
+    for rows in rows_by_uid(index):
         r = scores[rows].float()[None]  # (1, G)
         cq = None if c_q is None else c_q[rows[:1]].float()  # (1,)
         a = arm.arm_advantages(r, cq, c_o[rows].float()[None], alpha=alpha, scale=scale, all_correct=all_correct,

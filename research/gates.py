@@ -29,6 +29,7 @@ from config import make_config
 from data import chat_eos_ids, load_problems
 from hf import ModelLoadError, load_model, load_tokenizer
 from research.compare import fresh_folder
+from research.report import sample_share
 from toys.build import evaluate as toy_evaluate
 from toys.build import forced_accuracy
 from toys.hidden_type import TYPES, VALID
@@ -162,11 +163,7 @@ def confidence_table(regime: str = "hidden-type", eval_prompts: int = 128, n: in
 
 def pilot_figures(e: dict, base: dict) -> dict:
     """One GRPO pilot evaluation (train.evaluate's dict) against the base model's: the pilot's gates."""
-    def share(ev, path, t):
-        paths = ev["by_type"][t]["paths"]
-        n = sum(v["correct"] + v["wrong"] for v in paths.values())
-        v = paths.get(path, {"correct": 0, "wrong": 0})
-        return (v["correct"] + v["wrong"]) / n
+    share = lambda ev, path, t: sample_share(ev["by_type"][t]["paths"], path)
     ab_r = e["by_type"]["R"]["paths"].get("ab", {"correct": 0, "wrong": 0})
     n = str(e["n"])
     out = {"pass@1_rise": e["pass@k"]["1"] - base["pass@k"]["1"], f"pass@{n}_fall": base["pass@k"][n] - e["pass@k"][n],

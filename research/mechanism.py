@@ -165,13 +165,6 @@ def format_across_seeds(summary: dict, path: str = "bc", methods: list[str] | No
     return "\n".join(lines) + "\n(mean over seeds [95 % t-interval over seeds]; one seed: no interval)"
 
 
-def share(paths: dict, path: str = "bc") -> float:
-    """`path`'s share of the samples in an evaluation's path tally (eval.jsonl's "paths")."""
-    total = sum(p["correct"] + p["wrong"] for p in paths.values())
-    p = paths.get(path, {"correct": 0, "wrong": 0})
-    return (p["correct"] + p["wrong"]) / total if total else float("nan")
-
-
 def shares_by_step(folders: list[str | Path], path: str = "bc") -> dict:
     """Run folders (`<method>-seed<k>`, evaluated every few steps) pooled by method: per step, the mean
     over seeds of `path`'s share of all samples and of each problem type's, the per-seed shares, and
@@ -184,7 +177,8 @@ def shares_by_step(folders: list[str | Path], path: str = "bc") -> dict:
             e = json.loads(line)
             by_type = e.get("by_type", {})
             rows.setdefault(method, {}).setdefault(e["step"], []).append(
-                {"all": share(e["paths"], path), "by_type": {t: share(v["paths"], path) for t, v in by_type.items()},
+                {"all": report.sample_share(e["paths"], path),
+                 "by_type": {t: report.sample_share(v["paths"], path) for t, v in by_type.items()},
                  "conf_B": {q: (by_type.get("B", {}).get("paths", {}).get(q) or {}).get("conf_correct") for q in ("ab", "bc")}})
     mean = lambda xs: float(np.mean([x for x in xs if x is not None])) if any(x is not None for x in xs) else None
     return {m: {st: {"all": mean([r["all"] for r in rs]), "seeds": [r["all"] for r in rs],
@@ -227,10 +221,8 @@ def step_row(r: dict, key: str = "pass@32") -> dict:
     """One run's figures at its "final" evaluation: `key`, pass@1, pass@n on R problems and `bc`'s
     share of all samples."""
     f, e = report.finals(r), r["final"]
-    total = sum(s["correct"] + s["wrong"] for s in e["paths"].values())
-    bc = e["paths"].get("bc", {"correct": 0, "wrong": 0})
     return {key: f[key], "pass@1": f["pass@1"], f"pass@{e['n']}|R": f.get(f"pass@{e['n']}|R"),
-            "bc_share": (bc["correct"] + bc["wrong"]) / total}
+            "bc_share": report.sample_share(e["paths"], "bc")}
 
 
 def by_step_report(results_json: str | Path, steps: list[int], key: str = "pass@32") -> dict:

@@ -98,11 +98,17 @@ def path_shares(e: dict) -> dict[str, float]:
     return {p: s["correct"] / total if total else 0.0 for p, s in e["paths"].items()}
 
 
+def sample_share(paths: dict, path: str) -> float:
+    """`path`'s share of all the samples in a path tally (an evaluation's "paths", or one type's): its
+    correct and wrong samples over everyone's; 0.0 for a path absent from it, or no samples."""
+    total = sum(s["correct"] + s["wrong"] for s in paths.values())
+    s = paths.get(path)
+    return (s["correct"] + s["wrong"]) / total if s and total else 0.0
+
+
 def malformed(e: dict) -> float:
     """Share of all samples whose path is unrecognised (path "None": malformed or off-format)."""
-    total = sum(s["correct"] + s["wrong"] for s in e["paths"].values())
-    s = e["paths"].get("None")
-    return (s["correct"] + s["wrong"]) / total if s and total else 0.0
+    return sample_share(e["paths"], "None")
 
 
 def by_type(e: dict) -> dict[str, float]:
@@ -111,9 +117,8 @@ def by_type(e: dict) -> dict[str, float]:
     out = {}
     for t, v in sorted(e.get("by_type", {}).items()):
         out.update({f"pass@{k}|{t}": x for k, x in v["pass@k"].items()})
-        total = sum(s["correct"] + s["wrong"] for s in v["paths"].values())
         for p, s in v["paths"].items():
-            out[f"choice:{p}|{t}"] = (s["correct"] + s["wrong"]) / total
+            out[f"choice:{p}|{t}"] = sample_share(v["paths"], p)
             out[f"acc:{p}|{t}"] = s["correct"] / (s["correct"] + s["wrong"])
     return out
 
